@@ -1,0 +1,48 @@
+"""Test-wide guards: no network but loopback, no model hub, no stray home files."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_local(address: object) -> bool:
+    if not isinstance(address, tuple):  # AF_UNIX paths
+        return True
+    host = str(address[0])
+    if host in {"localhost", ""}:
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded(real):  # type: ignore[no-untyped-def]
+    def connect(self, address):  # type: ignore[no-untyped-def]
+        if not _is_local(address):
+            raise OSError(f"tests may not reach the network (tried {address!r})")
+        return real(self, address)
+
+    return connect
+
+
+socket.socket.connect = _guarded(_real_connect)  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded(_real_connect_ex)  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _tokenlean_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own TOKENLEAN_HOME so nothing lands in ~/.tokenlean."""
+    monkeypatch.setenv("TOKENLEAN_HOME", str(tmp_path_factory.mktemp("tokenlean_home")))

@@ -1,0 +1,187 @@
+"""Built-in commands: count, ledger, demo (placeholder until the demo issue lands)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib.metadata import PackageNotFoundError, distributions
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tokenlean.core import (
+    InvalidRequestError,
+    Message,
+    TokenleanError,
+    Usage,
+    count_messages,
+    count_tokens,
+    open_ledger,
+    price,
+)
+
+_out = Console()
+_err = Console(stderr=True)
+
+LAYERS = (
+    ("compress", "tokenlean.compress", "input tokens that carry little information"),
+    ("templates", "tokenlean.templates", "verbose, repeated prompt-template text"),
+    ("backend", "tokenlean.backend", "compute per token: a pruned model served locally"),
+    ("budget", "tokenlean.budget", "output tokens nobody needed; runaway spend"),
+    ("cache", "tokenlean.cache", "whole calls: exact and semantic repeats"),
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    _err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+def version_callback(value: bool) -> None:
+    if not value:
+        return
+    names = sorted(
+        (d.metadata["Name"], d.version) for d in distributions()
+        if (d.metadata["Name"] or "").lower().replace("_", "-").startswith(
+            ("tokenlean", "langchain-tokenlean", "llama-index-tokenlean"))
+    )
+    for name, ver in names:
+        typer.echo(f"{name} {ver}")
+    raise typer.Exit()
+
+
+def _read_input(file: str | None, text: str | None) -> str:
+    if text is not None:
+        return text
+    try:
+        if file is None or file == "-":
+            data = sys.stdin.read()
+        else:
+            data = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read {file or 'standard input'}: {exc}") from None
+    # `echo` and editors end input with one newline that nobody means to send.
+    return data[:-1] if data.endswith("\n") else data
+
+
+def _as_chat(data: str) -> list[Any] | None:
+    """The messages if ``data`` is a chat JSON (a list of messages or {"messages": [...]})."""
+    stripped = data.lstrip()
+    if not stripped.startswith(("[", "{")):
+        return None
+    try:
+        parsed = json.loads(stripped)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(parsed, dict) and isinstance(parsed.get("messages"), list):
+        return parsed["messages"]
+    if isinstance(parsed, list) and parsed and all(isinstance(m, dict) and "role" in m
+                                                   for m in parsed):
+        return parsed
+    return None
+
+
+def count(
+    file: str | None = typer.Argument(None, help="Text or chat-JSON file; '-' or nothing: stdin."),
+    model: str = typer.Option(..., "--model", "-m", help="Model whose tokenizer and price apply."),
+    text: str | None = typer.Option(None, "--text", help="Count this text instead of a file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Count tokens (and their input price) of a text or an OpenAI-style chat JSON."""
+    data = _read_input(file, text)
+    chat = _as_chat(data)
+    try:
+        counted = (count_messages([Message.from_openai(m) for m in chat], model=model)
+                   if chat is not None else count_tokens(data, model=model))
+    except InvalidRequestError as exc:
+        raise _fail(str(exc)) from None
+    cost = price(Usage(input_tokens=counted.tokens), model=model)
+    result = {
+        "model": model,
+        "kind": "chat" if chat is not None else "text",
+        "tokens": counted.tokens,
+        "exact": counted.exact,
+        "tokenizer": counted.method,
+        "cost_usd": None if cost is None else float(cost.input_usd),
+        "price_source": None if cost is None else cost.source,
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(title=f"{model}: {result['kind']}")
+    for key in ("tokens", "exact", "tokenizer", "cost_usd", "price_source"):
+        table.add_row(key, str(result[key]))
+    _out.print(table)
+
+
+def ledger(
+    path: str | None = typer.Option(None, "--path", help="Ledger file (.sqlite or .jsonl)."),
+    by: str = typer.Option("model", "--by", help="Group by model, tenant, layer or day."),
+    tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's calls."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Totals from the cost ledger: calls, tokens, $ spent and $ saved."""
+    try:
+        store = open_ledger(path)
+        rows = store.totals(by=by, tenant=tenant)  # type: ignore[arg-type]
+    except TokenleanError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps([{
+            "key": r.key, "calls": r.calls, "input_tokens": r.input_tokens,
+            "output_tokens": r.output_tokens, "cost_usd": float(r.cost_usd),
+            "unpriced_calls": r.unpriced_calls, "saved_tokens": r.saved_tokens,
+            "saved_usd": float(r.saved_usd), "cached_calls": r.cached_calls,
+        } for r in rows]))
+        return
+    table = Table(title=f"ledger {store.path} by {by}")
+    for column in (by, "calls", "input tok", "output tok", "cost $", "unpriced", "saved tok",
+                   "saved $", "cached"):
+        table.add_column(column, justify="left" if column == by else "right")
+    for r in rows:
+        table.add_row(r.key, str(r.calls), f"{r.input_tokens:,}", f"{r.output_tokens:,}",
+                      f"{r.cost_usd:.6f}", str(r.unpriced_calls), f"{r.saved_tokens:,}",
+                      f"{r.saved_usd:.6f}", str(r.cached_calls))
+    _out.print(table)
+
+
+_SAMPLE = [
+    {"role": "system", "content": "You are a helpful assistant. Answer using only the context."},
+    {"role": "user", "content": "Context:\nThe Eiffel Tower is 330 metres tall and stands in "
+                                "Paris. It was completed in 1889.\n\nQuestion: How tall is the "
+                                "Eiffel Tower?"},
+]
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ModuleNotFoundError, PackageNotFoundError):
+        return False
+
+
+def demo(
+    price_as: str = typer.Option("gpt-4o", "--price-as", help="Commercial model to price with."),
+) -> None:
+    """Show the five layers and what a sample request costs (full demo: issue #11)."""
+    table = Table(title="tokenlean layers")
+    for column in ("layer", "package", "removes", "installed"):
+        table.add_column(column)
+    for name, module, removes in LAYERS:
+        table.add_row(name, module, removes, "yes" if _installed(module) else "not yet")
+    _out.print(table)
+    counted = count_messages(_SAMPLE, model=price_as)
+    cost = price(Usage(input_tokens=counted.tokens, output_tokens=64), model=price_as)
+    sample = Table(title=f"sample request priced as {price_as}")
+    sample.add_column("what")
+    sample.add_column("value", justify="right")
+    sample.add_row("prompt tokens (as billed)", str(counted.tokens))
+    sample.add_row("assumed answer tokens", "64")
+    sample.add_row("cost $", "unknown" if cost is None else f"{cost.total_usd:.6f}")
+    sample.add_row("price source", "-" if cost is None else cost.source)
+    _out.print(sample)

@@ -1,0 +1,396 @@
+"""The layer contract and the pipeline that runs layers around a provider.
+
+A **layer** is any object with a ``name`` and ``process(request)`` /
+``aprocess(request)`` returning a new :class:`Request` -- or a
+:class:`Response`, which answers the call without the provider (a cache hit).
+A layer that must see the outcome (a cache storing answers, a budget settling
+what was spent) also defines ``on_response(request, response)`` and may define
+``on_error(request, exc)``, each with an ``a``-prefixed async twin.
+
+The pipeline measures what each layer saved (prompt tokens before minus
+after, plus the output-token estimate a layer puts in a :class:`LayerNote`),
+prices it, and appends one :class:`CallRecord` per call to the ledger.
+
+Failure policy: a :class:`TokenleanError` from a layer (budget exceeded, bad
+input) reaches the caller. Any *other* exception from a layer, a hook or the
+ledger is a bug or an outage in tokenlean's own machinery: the pipeline warns
+(:class:`TokenleanWarning`) and carries on as if that layer were absent, so
+tokenlean never makes a call fail that would have succeeded without it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import ConfigError, TokenleanError, TokenleanWarning
+from .prices import PriceTable, default_price_table
+from .records import CallRecord, LayerReport
+from .tokens import count_messages
+from .types import Chunk, LayerNote, Request, Response, Usage
+
+__all__ = [
+    "CallResult",
+    "Layer",
+    "Pipeline",
+    "Provider",
+    "StreamingProvider",
+]
+
+
+@runtime_checkable
+class Layer(Protocol):
+    """One cost-cutting step. ``process`` must not mutate its argument."""
+
+    name: str
+
+    def process(self, request: Request) -> Request | Response: ...
+
+    async def aprocess(self, request: Request) -> Request | Response: ...
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Whatever answers a request: an API client, the local server, a framework model."""
+
+    name: str
+
+    def complete(self, request: Request) -> Response: ...
+
+    async def acomplete(self, request: Request) -> Response: ...
+
+
+@runtime_checkable
+class StreamingProvider(Provider, Protocol):
+    """A provider that can also stream; its last chunk carries the full response."""
+
+    def stream(self, request: Request) -> Iterator[Chunk]: ...
+
+    def astream(self, request: Request) -> AsyncIterator[Chunk]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """The answer and the record of what it cost and saved."""
+
+    response: Response
+    record: CallRecord
+    request: Request  # the request as the provider (or cache) saw it
+
+
+class _Ledger(Protocol):
+    def record(self, record: CallRecord) -> None: ...
+
+
+def _warn(what: str, exc: BaseException) -> None:
+    warnings.warn(f"{what} failed and was skipped ({type(exc).__name__}: {exc}); "
+                  "the call continued without it", TokenleanWarning, stacklevel=4)
+
+
+class Pipeline:
+    """Runs ``layers`` in order, then ``provider`` unless a layer answered.
+
+    ``count_model`` names the model whose tokenizer measures savings (default:
+    each request's own model).
+    """
+
+    def __init__(self, *, provider: Provider, layers: Sequence[Layer] = (),
+                 ledger: _Ledger | None = None, prices: PriceTable | None = None,
+                 count_model: str | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        if not isinstance(provider, Provider):
+            raise ConfigError("provider must have name, complete() and acomplete()")
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise ConfigError(f"{layer!r} is not a layer: it needs name, process(), aprocess()")
+        names = [layer.name for layer in layers]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"layer names must be unique, got {names}")
+        self.provider = provider
+        self.layers: tuple[Layer, ...] = tuple(layers)
+        self.ledger = ledger
+        self.prices = prices or default_price_table()
+        self.count_model = count_model
+        self._clock = clock
+
+    # ---- pure helpers shared by the sync and async paths -----------------
+
+    def _prompt_tokens(self, request: Request) -> int:
+        return count_messages(request.messages, model=self.count_model or request.model,
+                              tools=request.tools).tokens
+
+    def _rates(self, request: Request) -> tuple[Decimal, Decimal] | None:
+        """USD per input token and per output token for the request's model."""
+        one = self.prices.price(Usage(input_tokens=1_000_000, output_tokens=1_000_000),
+                                model=request.model, provider=request.provider)
+        if one is None:
+            return None
+        return one.input_usd / 1_000_000, one.output_usd / 1_000_000
+
+    def _report(self, layer_name: str, before: int, after: int, notes: Sequence[LayerNote],
+                rates: tuple[Decimal, Decimal] | None) -> LayerReport:
+        saved_out = sum(n.saved_output_tokens for n in notes)
+        quality: dict[str, float] = {}
+        detail: dict[str, Any] = {}
+        for note in notes:
+            quality.update(note.quality)
+            detail.update(note.detail)
+        saved_in = before - after
+        saved_usd = None if rates is None else saved_in * rates[0] + saved_out * rates[1]
+        return LayerReport(layer=layer_name, saved_input_tokens=saved_in,
+                           saved_output_tokens=saved_out, saved_usd=saved_usd,
+                           quality=quality, detail=detail)
+
+    def _hit_report(self, layer_name: str, request: Request, response: Response,
+                    rates: tuple[Decimal, Decimal] | None) -> LayerReport:
+        """A layer answered: it saved the whole call it replaced. Its quality
+        proxy is the answer's ``cache_score`` (similarity of the matched entry)."""
+        saved_in = self._prompt_tokens(request)
+        saved_out = response.usage.output_tokens
+        saved_usd = None if rates is None else saved_in * rates[0] + saved_out * rates[1]
+        quality = {} if response.cache_score is None else {"similarity": response.cache_score}
+        return LayerReport(layer=layer_name, saved_input_tokens=saved_in,
+                           saved_output_tokens=saved_out, saved_usd=saved_usd, quality=quality)
+
+    def _record(self, original: Request, final: Request, response: Response,
+                reports: list[LayerReport], started: float, wall: float) -> CallRecord:
+        usage = Usage() if response.cached else response.usage
+        cost = self.prices.price(usage, model=final.model, provider=final.provider)
+        meta = final.metadata
+        return CallRecord(
+            request_id=original.request_id, model=final.model, provider=final.provider,
+            tenant=final.tenant, user=final.user, usage=usage, cost=cost,
+            cached=response.cached, cache_score=response.cache_score,
+            finish_reason=response.finish_reason, latency_s=self._clock() - started,
+            started_at=wall, layers=tuple(reports),
+            run_id=meta.get("run_id"), parent_run_id=meta.get("parent_run_id"),
+            tags=tuple(meta.get("tags") or ()),
+            metadata={k: v for k, v in meta.items() if k not in {"run_id", "parent_run_id", "tags"}
+                      and isinstance(v, (str, int, float, bool))},
+        )
+
+    def _write(self, record: CallRecord) -> None:
+        if self.ledger is None:
+            return
+        try:
+            self.ledger.record(record)
+        except Exception as exc:  # an outage of the ledger must not fail the call
+            _warn("writing the ledger", exc)
+
+    # ---- sync --------------------------------------------------------------
+
+    def _run_layers(self, request: Request) -> tuple[Request, Response | None, list[LayerReport],
+                                                     list[Layer]]:
+        rates = self._rates(request)
+        reports: list[LayerReport] = []
+        ran: list[Layer] = []
+        current = request
+        before = self._prompt_tokens(current)
+        for layer in self.layers:
+            try:
+                out = layer.process(current)
+            except TokenleanError:
+                self._fail(ran, current, None)
+                raise
+            except Exception as exc:
+                _warn(f"layer {layer.name!r}", exc)
+                continue
+            ran.append(layer)
+            if isinstance(out, Response):
+                reports.append(self._hit_report(layer.name, current, out, rates))
+                return current, out, reports, ran
+            after = self._prompt_tokens(out) if out.messages != current.messages else before
+            reports.append(self._report(layer.name, before, after,
+                                        new_notes(current, out, layer.name), rates))
+            current, before = out, after
+        return current, None, reports, ran
+
+    def _fail(self, ran: Sequence[Layer], request: Request, exc: BaseException | None) -> None:
+        for layer in reversed(ran):
+            hook = getattr(layer, "on_error", None)
+            if hook is not None:
+                try:
+                    hook(request, exc)
+                except Exception as hook_exc:
+                    _warn(f"{layer.name}.on_error", hook_exc)
+
+    def _after(self, ran: Sequence[Layer], request: Request, response: Response) -> None:
+        for layer in reversed(ran):
+            hook = getattr(layer, "on_response", None)
+            if hook is not None:
+                try:
+                    hook(request, response)
+                except TokenleanError:
+                    raise
+                except Exception as exc:
+                    _warn(f"{layer.name}.on_response", exc)
+
+    def run(self, request: Request) -> CallResult:
+        """Run one call through the layers and the provider."""
+        started, wall = self._clock(), time.time()
+        final, answer, reports, ran = self._run_layers(request)
+        if answer is None:
+            try:
+                answer = self.provider.complete(final)
+            except BaseException as exc:
+                self._fail(ran, final, exc)
+                raise
+        self._after(ran, final, answer)
+        record = self._record(request, final, answer, reports, started, wall)
+        self._write(record)
+        return CallResult(answer, record, final)
+
+    def stream(self, request: Request) -> Iterator[Chunk]:
+        """Stream one call; the last chunk carries the response and its record in
+        ``chunk.response``. A layer's answer (cache hit) is replayed as one chunk."""
+        started, wall = self._clock(), time.time()
+        final, answer, reports, ran = self._run_layers(request)
+        if answer is None:
+            answer = yield from self._provider_stream(final, ran)
+        else:
+            yield Chunk(text=answer.text)
+        self._after(ran, final, answer)
+        self._write(self._record(request, final, answer, reports, started, wall))
+        yield Chunk(response=answer)
+
+    def _provider_stream(self, request: Request, ran: Sequence[Layer]):  # type: ignore[no-untyped-def]
+        stream = getattr(self.provider, "stream", None)
+        try:
+            if stream is None:
+                response = self.provider.complete(request)
+                yield Chunk(text=response.text)
+                return response
+            response = None
+            for chunk in stream(request):
+                if chunk.response is not None:
+                    response = chunk.response
+                if chunk.text:
+                    yield Chunk(text=chunk.text)
+        except BaseException as exc:  # includes GeneratorExit when the consumer stops early
+            self._fail(ran, request, exc)
+            raise
+        if response is None:
+            self._fail(ran, request, None)
+            raise TokenleanError(f"provider {self.provider.name!r} ended its stream "
+                                 "without a final response (usage unknown)")
+        return response
+
+    # ---- async (same helpers, awaited layer calls) -------------------------
+
+    async def _arun_layers(self, request: Request) -> tuple[Request, Response | None,
+                                                            list[LayerReport], list[Layer]]:
+        rates = self._rates(request)
+        reports: list[LayerReport] = []
+        ran: list[Layer] = []
+        current = request
+        before = self._prompt_tokens(current)
+        for layer in self.layers:
+            try:
+                out = await layer.aprocess(current)
+            except TokenleanError:
+                await self._afail(ran, current, None)
+                raise
+            except Exception as exc:
+                _warn(f"layer {layer.name!r}", exc)
+                continue
+            ran.append(layer)
+            if isinstance(out, Response):
+                reports.append(self._hit_report(layer.name, current, out, rates))
+                return current, out, reports, ran
+            after = self._prompt_tokens(out) if out.messages != current.messages else before
+            reports.append(self._report(layer.name, before, after,
+                                        new_notes(current, out, layer.name), rates))
+            current, before = out, after
+        return current, None, reports, ran
+
+    async def _afail(self, ran: Sequence[Layer], request: Request,
+                     exc: BaseException | None) -> None:
+        for layer in reversed(ran):
+            hook = getattr(layer, "aon_error", None) or getattr(layer, "on_error", None)
+            if hook is not None:
+                try:
+                    result = hook(request, exc)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as hook_exc:
+                    _warn(f"{layer.name}.on_error", hook_exc)
+
+    async def _aafter(self, ran: Sequence[Layer], request: Request, response: Response) -> None:
+        for layer in reversed(ran):
+            hook = getattr(layer, "aon_response", None) or getattr(layer, "on_response", None)
+            if hook is not None:
+                try:
+                    result = hook(request, response)
+                    if inspect.isawaitable(result):
+                        await result
+                except TokenleanError:
+                    raise
+                except Exception as exc:
+                    _warn(f"{layer.name}.on_response", exc)
+
+    async def arun(self, request: Request) -> CallResult:
+        """Async twin of :meth:`run`."""
+        started, wall = self._clock(), time.time()
+        final, answer, reports, ran = await self._arun_layers(request)
+        if answer is None:
+            try:
+                answer = await self.provider.acomplete(final)
+            except BaseException as exc:
+                await self._afail(ran, final, exc)
+                raise
+        await self._aafter(ran, final, answer)
+        record = self._record(request, final, answer, reports, started, wall)
+        await self._awrite(record)
+        return CallResult(answer, record, final)
+
+    async def astream(self, request: Request) -> AsyncIterator[Chunk]:
+        """Async twin of :meth:`stream`."""
+        started, wall = self._clock(), time.time()
+        final, answer, reports, ran = await self._arun_layers(request)
+        if answer is None:
+            astream = getattr(self.provider, "astream", None)
+            try:
+                if astream is None:
+                    answer = await self.provider.acomplete(final)
+                    yield Chunk(text=answer.text)
+                else:
+                    async for chunk in astream(final):
+                        if chunk.response is not None:
+                            answer = chunk.response
+                        if chunk.text:
+                            yield Chunk(text=chunk.text)
+            except BaseException as exc:
+                await self._afail(ran, final, exc)
+                raise
+            if answer is None:
+                await self._afail(ran, final, None)
+                raise TokenleanError(f"provider {self.provider.name!r} ended its stream "
+                                     "without a final response (usage unknown)")
+        else:
+            yield Chunk(text=answer.text)
+        await self._aafter(ran, final, answer)
+        await self._awrite(self._record(request, final, answer, reports, started, wall))
+        yield Chunk(response=answer)
+
+    async def _awrite(self, record: CallRecord) -> None:
+        if self.ledger is None:
+            return
+        arecord = getattr(self.ledger, "arecord", None)
+        if arecord is None:
+            self._write(record)
+            return
+        try:
+            await arecord(record)
+        except Exception as exc:
+            _warn("writing the ledger", exc)
+
+
+def new_notes(before: Request, after: Request, layer: str) -> list[LayerNote]:
+    """Notes ``layer`` added between ``before`` and ``after``."""
+    return [n for n in after.notes[len(before.notes):] if n.layer == layer]
+
