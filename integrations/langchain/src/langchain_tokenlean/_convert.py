@@ -1,0 +1,113 @@
+"""The only place LangChain types meet tokenlean types."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+
+from tokenlean.core import InvalidRequestError, Message, Usage
+
+__all__ = [
+    "from_lc_message",
+    "from_lc_messages",
+    "to_lc_message",
+    "usage_from_lc",
+    "usage_to_lc",
+]
+
+_ROLE_OF = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool",
+            "developer": "developer"}
+
+
+def _content(message: BaseMessage) -> str | tuple[Mapping[str, Any], ...]:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content:
+        parts.append({"type": "text", "text": part} if isinstance(part, str) else dict(part))
+    return tuple(parts)
+
+
+def from_lc_message(message: BaseMessage) -> Message:
+    if isinstance(message, ChatMessage):
+        role = message.role
+    else:
+        role = _ROLE_OF.get(message.type)
+    if role is None:
+        raise InvalidRequestError(f"LangChain message type {message.type!r} has no chat role")
+    tool_calls = ()
+    if isinstance(message, AIMessage) and message.tool_calls:
+        tool_calls = tuple(
+            {"id": c.get("id"), "type": "function",
+             "function": {"name": c["name"], "arguments": json.dumps(c.get("args", {}))}}
+            for c in message.tool_calls
+        )
+    return Message(
+        role=role,
+        content=_content(message),
+        name=message.name,
+        tool_calls=tool_calls,
+        tool_call_id=getattr(message, "tool_call_id", None),
+    )
+
+
+def from_lc_messages(messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
+    return tuple(from_lc_message(m) for m in messages)
+
+
+def to_lc_message(message: Message) -> BaseMessage:
+    content: Any = (message.content if isinstance(message.content, str)
+                    else [dict(p) for p in message.content])
+    if message.role in {"system", "developer"}:
+        return SystemMessage(content=content, name=message.name)
+    if message.role == "user":
+        return HumanMessage(content=content, name=message.name)
+    if message.role == "tool":
+        return ToolMessage(content=content, tool_call_id=message.tool_call_id or "")
+    tool_calls = [
+        {"id": c.get("id"), "name": c["function"]["name"],
+         "args": json.loads(c["function"].get("arguments") or "{}")}
+        for c in message.tool_calls
+    ]
+    return AIMessage(content=content, name=message.name, tool_calls=tool_calls)
+
+
+def usage_from_lc(usage_metadata: Mapping[str, Any] | None) -> Usage:
+    """From LangChain ``usage_metadata`` (input tokens include cache reads/writes)."""
+    if not usage_metadata:
+        return Usage()
+    details = usage_metadata.get("input_token_details") or {}
+    out_details = usage_metadata.get("output_token_details") or {}
+    return Usage(
+        input_tokens=int(usage_metadata.get("input_tokens") or 0),
+        output_tokens=int(usage_metadata.get("output_tokens") or 0),
+        cache_read_tokens=int(details.get("cache_read") or 0),
+        cache_write_tokens=int(details.get("cache_creation") or 0),
+        reasoning_tokens=int(out_details.get("reasoning") or 0),
+    )
+
+
+def usage_to_lc(usage: Usage) -> dict[str, Any]:
+    """A LangChain ``UsageMetadata`` dict."""
+    out: dict[str, Any] = {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    if usage.cache_read_tokens or usage.cache_write_tokens:
+        out["input_token_details"] = {"cache_read": usage.cache_read_tokens,
+                                      "cache_creation": usage.cache_write_tokens}
+    if usage.reasoning_tokens:
+        out["output_token_details"] = {"reasoning": usage.reasoning_tokens}
+    return out
