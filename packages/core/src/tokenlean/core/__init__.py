@@ -17,7 +17,7 @@ from .errors import (
 from .ledger import JSONLLedger, LedgerStore, SQLiteLedger, Totals, default_ledger_path, open_ledger
 from .pipeline import CallResult, Layer, Pipeline, Provider, StreamingProvider
 from .prices import ModelPrice, PriceTable, price
-from .providers import FunctionProvider
+from .providers import FunctionProvider, OpenAICompatibleProvider
 from .records import CallRecord, LayerReport
 from .tokens import (
     HFTokenizer,
@@ -55,6 +55,7 @@ __all__ = [
     "Message",
     "MissingExtraError",
     "ModelPrice",
+    "OpenAICompatibleProvider",
     "Pipeline",
     "PriceTable",
     "Provider",

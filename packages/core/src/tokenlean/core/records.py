@@ -105,6 +105,7 @@ class CallRecord:
             "input_cost_usd": None if self.cost is None else str(self.cost.input_usd),
             "output_cost_usd": None if self.cost is None else str(self.cost.output_usd),
             "price_source": None if self.cost is None else self.cost.source,
+            "price_provider": None if self.cost is None else self.cost.provider,
             "price_date": (None if self.cost is None or self.cost.price_date is None
                            else self.cost.price_date.isoformat()),
             "cached": self.cached,
@@ -131,7 +132,7 @@ class CallRecord:
                 input_usd=Decimal(str(data.get("input_cost_usd") or "0")),
                 output_usd=Decimal(str(data.get("output_cost_usd") or "0")),
                 model=data["model"],
-                provider=data.get("provider"),
+                provider=data.get("price_provider"),
                 source=data.get("price_source") or "",
                 price_date=date.fromisoformat(price_date) if price_date else None,
             )
