@@ -1,0 +1,387 @@
+"""``BudgetLayer``: reserve before the call, settle after it, release on error.
+
+Before the call the layer prices the worst case of the call -- prompt tokens
+(``count_messages``) plus the output tokens it allows (the request's
+``max_tokens``, else the length predictor's, else ``default_max_tokens``) --
+and reserves that amount on every budget the call falls under, atomically
+(see :mod:`tokenlean.budget._store`). It then *sets* ``max_tokens`` on the
+request to what it reserved, so the reservation really bounds the call: with
+``policy="raise"`` concurrent calls cannot push a budget past its limit by
+more than a miscount of the prompt (tokenizers flagged ``exact=False``).
+
+After the call it settles the reservation with the actual usage (streamed
+calls included: a response without usage is charged by counting its text,
+never as $0). When the call fails before any token is produced the
+reservation is released; when a stream is abandoned midway (the consumer
+stopped, the task was cancelled) the reserved amount is charged, since the
+provider may have billed tokens the layer never saw (``on_abort``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+from tokenlean.core import (
+    BudgetExceeded,
+    ConfigError,
+    LayerNote,
+    Message,
+    PriceTable,
+    Request,
+    Response,
+    TokenleanWarning,
+    Usage,
+    count_messages,
+    count_tokens,
+)
+from tokenlean.core.prices import default_price_table
+
+from ._spec import NANO, Budget, to_nano
+from ._store import Account, BudgetStore, Claim, ClaimRejected, SQLiteBudgetStore
+
+__all__ = ["BudgetLayer", "LengthModel", "Plan"]
+
+_ABORTS = (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)
+
+
+class LengthModel(Protocol):
+    """Predicts ``max_tokens`` for a prompt (see :class:`LengthPredictor`)."""
+
+    def predict(self, messages: Sequence[Message]) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the layer decided for one call."""
+
+    model: str
+    max_tokens: int
+    prompt_tokens: int
+    cost_nano: int | None
+    claims: tuple[Claim, ...]
+    clamped_from: int | None
+    routed_from: str | None
+    warned: tuple[str, ...]
+
+
+class BudgetLayer:
+    """Token and dollar budgets around a call, as a pipeline layer.
+
+    ``budgets``: the :class:`Budget` limits to enforce (names unique).
+    ``store``: shared state for user / tenant / global budgets (default: a
+    :class:`SQLiteBudgetStore` in the ledger's file). ``predictor``: a
+    :class:`LengthModel` giving ``max_tokens`` when the request has none
+    (``None``: use ``default_max_tokens``). ``concise``: add a length
+    instruction derived from the prediction (opt-in). ``set_max_tokens``:
+    write the reserved output bound into the request (keep it on: without it
+    a reservation is an estimate, not a bound).
+    """
+
+    name = "budget"
+
+    def __init__(self, *, budgets: Sequence[Budget] = (), store: BudgetStore | None = None,
+                 prices: PriceTable | None = None, predictor: LengthModel | None = None,
+                 default_max_tokens: int = 4096, set_max_tokens: bool = True,
+                 concise: bool = False, on_abort: Literal["charge", "release"] = "charge",
+                 count_model: str | None = None, name: str = "budget") -> None:
+        budgets = tuple(budgets)
+        for budget in budgets:
+            if not isinstance(budget, Budget):
+                raise ConfigError(f"budgets must be Budget objects, got {budget!r}")
+        names = [b.name for b in budgets]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"budget names must be unique, got {names}")
+        if isinstance(default_max_tokens, bool) or not isinstance(default_max_tokens, int) \
+                or default_max_tokens < 1:
+            raise ConfigError("default_max_tokens must be a positive integer")
+        if on_abort not in ("charge", "release"):
+            raise ConfigError(f"on_abort must be 'charge' or 'release', got {on_abort!r}")
+        if concise and predictor is None:
+            raise ConfigError("concise=True derives its length instruction from a predictor; "
+                              "pass predictor=LengthPredictor.default()")
+        self.budgets = budgets
+        stored = any(b.scope != "call" for b in budgets)
+        self.store: BudgetStore | None = store if store is not None else (
+            SQLiteBudgetStore() if stored else None)
+        self.prices = prices or default_price_table()
+        self.predictor = predictor
+        self.default_max_tokens = default_max_tokens
+        self.set_max_tokens = set_max_tokens
+        self.concise = concise
+        self.on_abort = on_abort
+        self.count_model = count_model
+        self.name = name
+        self._rates_cache: dict[tuple[str, str | None], tuple[Decimal, Decimal] | None] = {}
+
+    # ---- pure helpers ------------------------------------------------------
+
+    def _rates(self, model: str, provider: str | None) -> tuple[Decimal, Decimal] | None:
+        """USD per input token and per output token (None: price unknown)."""
+        key = (model, provider)
+        if key not in self._rates_cache:
+            one = self.prices.price(Usage(input_tokens=1_000_000, output_tokens=1_000_000),
+                                    model=model, provider=provider)
+            self._rates_cache[key] = None if one is None else (
+                one.input_usd / 1_000_000, one.output_usd / 1_000_000)
+        return self._rates_cache[key]
+
+    @staticmethod
+    def _cost_nano(rates: tuple[Decimal, Decimal] | None, prompt: int, out: int) -> int | None:
+        if rates is None:
+            return None
+        return math.ceil((prompt * rates[0] + out * rates[1]) * NANO)
+
+    def _prompt_tokens(self, request: Request, model: str) -> int:
+        return count_messages(request.messages, model=self.count_model or model,
+                              tools=request.tools).tokens
+
+    def requested_output(self, request: Request) -> tuple[int, int | None]:
+        """(output tokens to allow, the predictor's figure or None)."""
+        if request.max_tokens is not None:
+            return request.max_tokens, None
+        if self.predictor is not None:
+            predicted = max(1, int(self.predictor.predict(request.messages)))
+            return min(predicted, self.default_max_tokens), predicted
+        return self.default_max_tokens, None
+
+    @staticmethod
+    def _room(budget: Budget, account: Account) -> tuple[int | None, int | None]:
+        nano = None if budget.max_usd is None else \
+            budget.limit_nano - account.spent_nano - account.reserved_nano  # type: ignore[operator]
+        tokens = None if budget.max_tokens is None else \
+            budget.max_tokens - account.spent_tokens - account.reserved_tokens
+        return nano, tokens
+
+    @staticmethod
+    def _affordable(room: tuple[int | None, int | None], prompt: int,
+                    rates: tuple[Decimal, Decimal] | None) -> int:
+        """Most output tokens that fit ``room`` after the prompt."""
+        best = 10**12
+        if room[1] is not None:
+            best = min(best, room[1] - prompt)
+        if room[0] is not None and rates is not None:
+            left = Decimal(room[0]) - math.ceil(prompt * rates[0] * NANO)
+            best = min(best, int(left / (rates[1] * NANO)) if rates[1] > 0 else best)
+        return best
+
+    def _exceeded(self, budget: Budget, room: tuple[int | None, int | None],
+                  cost: int | None, tokens: int, model: str) -> BudgetExceeded:
+        if budget.max_usd is not None and cost is None:
+            return BudgetExceeded(
+                f"budget {budget.name!r} is in dollars but no price is known for {model!r}; "
+                "add one with PriceTable(overrides={...}) or set unknown_price='allow'",
+                budget=budget.name, limit=float(budget.max_usd), requested=0.0)
+        if budget.max_usd is not None and cost is not None and room[0] is not None \
+                and cost > room[0]:
+            limit = float(budget.max_usd)
+            return BudgetExceeded(
+                f"budget {budget.name!r} ({budget.scope}, {budget.period}) has "
+                f"${max(room[0], 0) / 1e9:.6f} left of ${limit:g}; this call may cost up to "
+                f"${cost / 1e9:.6f} ({model}); lower max_tokens, use a cheaper model or raise "
+                "the limit", budget=budget.name, limit=limit,
+                spent=limit - room[0] / 1e9, requested=cost / 1e9)
+        limit_t = float(budget.max_tokens or 0)
+        left = room[1] if room[1] is not None else 0
+        return BudgetExceeded(
+            f"budget {budget.name!r} ({budget.scope}, {budget.period}) has {max(left, 0)} tokens "
+            f"left of {budget.max_tokens}; this call may use up to {tokens}; lower max_tokens "
+            "or raise the limit", budget=budget.name, limit=limit_t, spent=limit_t - left,
+            requested=float(tokens))
+
+    @staticmethod
+    def _fits(budget: Budget, room: tuple[int | None, int | None], cost: int | None,
+              tokens: int) -> bool:
+        if room[1] is not None and tokens > room[1]:
+            return False
+        if budget.max_usd is not None:
+            if cost is None:
+                return budget.unknown_price == "allow"
+            if room[0] is not None and cost > room[0]:
+                return False
+        return True
+
+    def plan(self, request: Request, accounts: Mapping[str, Account], keys: Mapping[str, str],
+             *, adjust: bool = True) -> Plan:
+        """Decide model, ``max_tokens`` and claims for ``request`` given ``accounts``.
+
+        ``adjust=False`` checks the call as it is (no clamping or routing:
+        "clamp" and "route" budgets then refuse like "raise").
+        """
+        wanted, _ = self.requested_output(request)
+        routes: list[str] = []
+        for budget in self.budgets:
+            if budget.policy == "route":
+                routes.extend(m for m in budget.route_to if m not in routes)
+        candidates = [request.model] + ([m for m in routes if m != request.model] if adjust else [])
+        for index, model in enumerate(candidates):
+            prompt = self._prompt_tokens(request, model)
+            rates = self._rates(model, request.provider)
+            out, clamped_from, warned, next_model = wanted, None, [], False
+            for budget in self.budgets:
+                account = accounts.get(keys.get(budget.name, ""), Account(""))
+                room = self._room(budget, account)
+                cost = self._cost_nano(rates, prompt, out)
+                if self._fits(budget, room, cost, prompt + out):
+                    continue
+                if budget.policy == "warn":
+                    warned.append(budget.name)
+                    continue
+                if budget.policy == "clamp" and adjust and (
+                        cost is not None or budget.max_usd is None):
+                    affordable = self._affordable(room, prompt, rates)
+                    if affordable >= budget.min_output_tokens:
+                        clamped_from = clamped_from or out
+                        out = min(out, affordable)
+                        continue
+                if budget.policy == "route" and index + 1 < len(candidates):
+                    next_model = True
+                    break
+                raise self._exceeded(budget, room, cost, prompt + out, model)
+            if next_model:
+                continue
+            cost = self._cost_nano(rates, prompt, out)
+            claims = tuple(
+                Claim(keys[b.name], cost or 0, prompt + out,
+                      None if b.policy == "warn" or cost is None else b.limit_nano,
+                      None if b.policy == "warn" else b.max_tokens)
+                for b in self.budgets if b.name in keys
+            )
+            return Plan(model, out, prompt, cost, claims, clamped_from,
+                        request.model if model != request.model else None, tuple(warned))
+        raise AssertionError("unreachable: the last candidate either fits or raises")
+
+    def _keys(self, request: Request) -> dict[str, str]:
+        return {b.name: key for b in self.budgets if (key := b.key(request)) is not None}
+
+    def _apply(self, request: Request, plan: Plan, reservation: str | None,
+               predicted: int | None) -> Request:
+        for name in plan.warned:
+            warnings.warn(f"budget {name!r} is exceeded by this call (policy 'warn'); "
+                          "the call goes on", TokenleanWarning, stacklevel=4)
+        out = request
+        if plan.model != request.model:
+            out = replace(out, model=plan.model)
+        if self.set_max_tokens and (request.max_tokens is None
+                                    or plan.max_tokens < request.max_tokens):
+            out = replace(out, max_tokens=plan.max_tokens)
+        if self.concise and predicted is not None:
+            from ._concise import with_length_instruction
+
+            out = with_length_instruction(out, plan.max_tokens)
+        detail: dict[str, Any] = {
+            "reservation": reservation or "",
+            "max_tokens": plan.max_tokens,
+            "prompt_tokens": plan.prompt_tokens,
+            "reserved_usd": None if plan.cost_nano is None else plan.cost_nano / 1e9,
+        }
+        if predicted is not None:
+            detail["predicted_max_tokens"] = predicted
+        if plan.clamped_from is not None:
+            detail["clamped_from"] = plan.clamped_from
+        if plan.routed_from is not None:
+            detail["routed_from"] = plan.routed_from
+        if plan.warned:
+            detail["over_budget"] = ",".join(plan.warned)
+        return out.with_note(LayerNote(layer=self.name, detail=detail))
+
+    def reserve(self, request: Request, *, adjust: bool = True) -> Request:
+        """Check and reserve; returns the request to send (with this layer's note)."""
+        keys = self._keys(request)
+        _, predicted = self.requested_output(request)
+        if not keys or self.store is None:
+            plan = self.plan(request, {}, keys, adjust=adjust)
+            return self._apply(request, plan, None, predicted)
+        reservation = uuid.uuid4().hex
+        holder: list[Plan] = []
+
+        def decide(accounts: Mapping[str, Account]) -> Sequence[Claim]:
+            holder.append(self.plan(request, accounts, keys, adjust=adjust))
+            return holder[-1].claims
+
+        try:
+            self.store.reserve(reservation, list(keys.values()), decide)
+        except ClaimRejected as exc:  # cannot happen with one decide per transaction
+            raise BudgetExceeded(f"budget key {exc} is full", budget=str(exc)) from None
+        return self._apply(request, holder[-1], reservation, predicted)
+
+    # ---- settling ----------------------------------------------------------
+
+    def _note(self, request: Request) -> Mapping[str, Any] | None:
+        for note in reversed(request.notes):
+            if note.layer == self.name:
+                return note.detail
+        return None
+
+    def actual_usage(self, request: Request, response: Response) -> Usage:
+        """The response's usage; counted from the texts when the provider gave none."""
+        if response.cached:
+            return Usage()
+        usage = response.usage
+        if usage.input_tokens == 0 and usage.output_tokens == 0:
+            detail = self._note(request) or {}
+            prompt = int(detail.get("prompt_tokens") or self._prompt_tokens(request,
+                                                                           request.model))
+            output = count_tokens(response.text, model=self.count_model or request.model).tokens
+            return Usage(input_tokens=prompt, output_tokens=max(output, 1))
+        return usage
+
+    def settle(self, request: Request, response: Response) -> None:
+        detail = self._note(request)
+        if detail is None or not detail.get("reservation") or self.store is None:
+            return
+        usage = self.actual_usage(request, response)
+        cost = None if response.cached else self.prices.price(
+            usage, model=request.model, provider=request.provider)
+        nano = 0 if cost is None else to_nano(cost.total_usd, up=True)
+        self.store.settle(detail["reservation"], nano, usage.total_tokens)
+
+    def cancel(self, request: Request, exc: BaseException | None) -> None:
+        detail = self._note(request)
+        if detail is None or not detail.get("reservation") or self.store is None:
+            return
+        if isinstance(exc, _ABORTS) and self.on_abort == "charge":
+            self.store.charge_reserved(detail["reservation"])
+        else:
+            self.store.release(detail["reservation"])
+
+    # ---- the layer contract --------------------------------------------------
+
+    def process(self, request: Request) -> Request:
+        return self.reserve(request)
+
+    async def aprocess(self, request: Request) -> Request:
+        return await asyncio.to_thread(self.reserve, request)
+
+    def on_response(self, request: Request, response: Response) -> None:
+        self.settle(request, response)
+
+    async def aon_response(self, request: Request, response: Response) -> None:
+        await asyncio.to_thread(self.settle, request, response)
+
+    def on_error(self, request: Request, exc: BaseException | None) -> None:
+        self.cancel(request, exc)
+
+    async def aon_error(self, request: Request, exc: BaseException | None) -> None:
+        # shielded: a cancelled task must still release or charge its reservation
+        await asyncio.shield(asyncio.to_thread(self.cancel, request, exc))
+
+    # ---- inspection ----------------------------------------------------------
+
+    def remaining(self, request: Request) -> dict[str, dict[str, float | int | None]]:
+        """Per budget: dollars and tokens left for a call like ``request``."""
+        keys = self._keys(request)
+        accounts = self.store.accounts(list(keys.values())) if keys and self.store else {}
+        out: dict[str, dict[str, float | int | None]] = {}
+        for budget in self.budgets:
+            account = accounts.get(keys.get(budget.name, ""), Account(""))
+            nano, tokens = self._room(budget, account)
+            out[budget.name] = {"usd": None if nano is None else nano / 1e9, "tokens": tokens,
+                                "spent_usd": account.spent_usd, "reserved_usd": account.reserved_usd}
+        return out
