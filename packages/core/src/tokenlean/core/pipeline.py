@@ -269,8 +269,8 @@ class Pipeline:
             for chunk in stream(request):
                 if chunk.response is not None:
                     response = chunk.response
-                if chunk.text:
-                    yield Chunk(text=chunk.text)
+                if chunk.text or chunk.raw is not None:
+                    yield Chunk(text=chunk.text, raw=chunk.raw)
         except BaseException as exc:  # includes GeneratorExit when the consumer stops early
             self._fail(ran, request, exc)
             raise
@@ -362,8 +362,8 @@ class Pipeline:
                     async for chunk in astream(final):
                         if chunk.response is not None:
                             answer = chunk.response
-                        if chunk.text:
-                            yield Chunk(text=chunk.text)
+                        if chunk.text or chunk.raw is not None:
+                            yield Chunk(text=chunk.text, raw=chunk.raw)
             except BaseException as exc:
                 await self._afail(ran, final, exc)
                 raise

@@ -380,7 +380,12 @@ class Cost:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Chunk:
-    """One piece of a streamed answer; the last one carries the whole ``response``."""
+    """One piece of a streamed answer; the last one carries the whole ``response``.
+
+    ``raw`` is the provider's native chunk when there is one (an adapter can pass
+    it through to keep tool-call deltas); replayed answers have none.
+    """
 
     text: str = ""
     response: Response | None = None
+    raw: Any = field(default=None, compare=False, repr=False)

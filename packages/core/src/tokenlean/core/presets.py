@@ -1,0 +1,78 @@
+"""Turn ``lean(..., cache=..., compress=...)`` keywords into layer objects.
+
+Layer packages register a factory under the ``tokenlean.layers`` entry-point
+group: ``cache = "tokenlean.cache._factory:make_layer"``. A factory takes the
+user's option (``True``, or a string such as ``"semantic"``) and returns a
+layer. Both integrations (LangChain, LlamaIndex) resolve keywords here, so the
+same keyword means the same thing everywhere.
+
+Presets (what is on when a keyword is not given):
+
+=================  =========  ============  ========  =========
+preset             templates  compress      budget    cache
+=================  =========  ============  ========  =========
+``"safe"``         whitespace off           off       exact
+``"max-savings"``  safe       on            predict   semantic
+``"off"``          off        off           off       off
+=================  =========  ============  ========  =========
+
+``"safe"`` turns on only what cannot change an answer. A preset's layer whose
+package is not installed is left out; a layer asked for by keyword whose
+package is missing raises :class:`MissingExtraError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from .errors import ConfigError, MissingExtraError
+from .pipeline import Layer
+
+__all__ = ["LAYER_ORDER", "PRESETS", "LayerChoice", "build_layers"]
+
+LayerChoice = bool | str | Layer | None
+LAYER_ORDER = ("templates", "compress", "budget", "cache")
+PRESETS: dict[str, dict[str, bool | str]] = {
+    "safe": {"templates": "whitespace", "compress": False, "budget": False, "cache": "exact"},
+    "max-savings": {"templates": "safe", "compress": True, "budget": "predict",
+                    "cache": "semantic"},
+    "off": {"templates": False, "compress": False, "budget": False, "cache": False},
+}
+
+
+def _factory(name: str) -> Callable[[Any], Layer] | None:
+    for ep in entry_points(group="tokenlean.layers"):
+        if ep.name == name:
+            return ep.load()  # type: ignore[no-any-return]
+    return None
+
+
+def build_layers(*, preset: str = "safe", **choices: LayerChoice) -> list[Layer]:
+    """Layers in pipeline order for ``preset`` overridden by explicit ``choices``."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    unknown = set(choices) - set(LAYER_ORDER)
+    if unknown:
+        raise ConfigError(f"unknown layer keyword(s) {sorted(unknown)}; known: {LAYER_ORDER}")
+    layers: list[Layer] = []
+    for name in LAYER_ORDER:
+        explicit = choices.get(name)
+        choice = PRESETS[preset][name] if explicit is None else explicit
+        if choice is False:
+            continue
+        if isinstance(choice, Layer):
+            layers.append(choice)
+            continue
+        if not isinstance(choice, (bool, str)):
+            raise ConfigError(f"{name}= takes True/False, an option string or a layer object, "
+                              f"got {type(choice).__name__}")
+        factory = _factory(name)
+        if factory is None:
+            if explicit is None:
+                continue  # preset default for a layer that is not installed
+            raise MissingExtraError(feature=f"the {name} layer", extra=name,
+                                    module=f"tokenlean.{name}")
+        layers.append(factory(choice))
+    return layers
