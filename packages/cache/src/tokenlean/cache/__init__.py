@@ -1,0 +1,41 @@
+"""tokenlean.cache: layer 5, an exact + semantic response cache.
+
+Exact hits need the same tenant, model, output-changing parameters, messages
+and tools. Semantic hits need all of that except the last user turn, which must
+mean the same: a vector search proposes candidates and a false-hit guard (a
+small learned verifier over a second embedder, token alignment and lexical
+checks) decides. Entries live in an embedded SQLite file with an in-process
+vector index, or in Redis (exact) or PostgreSQL.
+
+    from tokenlean.cache import ResponseCache
+    from tokenlean.core import Pipeline
+
+    cache = ResponseCache(store="~/.tokenlean/cache.sqlite")
+    pipeline = Pipeline(provider=provider, layers=[cache])
+"""
+
+from ._embed import Embedder, FunctionEmbedder, MiniLMEmbedder, WordLlamaEmbedder, get_embedder
+from ._entry import Entry, Store
+from ._guard import FalseHitGuard, GuardVerdict
+from ._keys import RequestKeys, keys_for
+from ._layer import CacheHit, ResponseCache
+from ._redis import RedisStore
+from ._sqlite import SQLiteStore
+
+__all__ = [
+    "CacheHit",
+    "Embedder",
+    "Entry",
+    "FalseHitGuard",
+    "FunctionEmbedder",
+    "GuardVerdict",
+    "MiniLMEmbedder",
+    "RedisStore",
+    "RequestKeys",
+    "ResponseCache",
+    "SQLiteStore",
+    "Store",
+    "WordLlamaEmbedder",
+    "get_embedder",
+    "keys_for",
+]

@@ -1,0 +1,82 @@
+"""One stored answer, and the store interface every backend implements."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from tokenlean.core import Response, Usage
+
+__all__ = ["CorruptEntry", "Entry", "Store", "response_from_json", "response_to_json"]
+
+
+class CorruptEntry(ValueError):
+    """A stored entry could not be decoded; the cache treats it as a miss and removes it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A cached answer with the keys it was stored under."""
+
+    id: str  # the exact key
+    tenant: str
+    model: str
+    context: str | None
+    query: str
+    response: str  # JSON, see response_to_json
+    created_at: float
+    expires_at: float | None = None
+
+
+def response_to_json(response: Response) -> str:
+    u = response.usage
+    return json.dumps({
+        "text": response.text, "finish_reason": response.finish_reason, "model": response.model,
+        "tool_calls": [dict(c) for c in response.tool_calls],
+        "usage": {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+                  "cache_read_tokens": u.cache_read_tokens,
+                  "cache_write_tokens": u.cache_write_tokens,
+                  "reasoning_tokens": u.reasoning_tokens},
+    }, ensure_ascii=False)
+
+
+def response_from_json(blob: str | bytes, *, score: float, raw: Any = None) -> Response:
+    """The cached :class:`Response` (``cached=True``, original usage); raises
+    :class:`CorruptEntry` when ``blob`` is not what :func:`response_to_json` wrote."""
+    try:
+        data = json.loads(blob)
+        return Response(text=data["text"], finish_reason=data["finish_reason"],
+                        usage=Usage(**data["usage"]), model=data["model"], cached=True,
+                        cache_score=score, tool_calls=tuple(data["tool_calls"]), raw=raw)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptEntry(f"cached entry is corrupt: {exc}") from None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where entries live. ``vector`` may be None (exact-only stores ignore it).
+
+    ``search`` returns the ``k`` entries of one tenant and context most similar
+    to ``vector`` with their cosine scores, best first. A store that cannot
+    search returns ``[]`` (exact matching still works).
+    """
+
+    def get(self, tenant: str, key: str, now: float) -> Entry | None: ...
+
+    def put(self, entry: Entry, vector: np.ndarray | None) -> None: ...
+
+    def search(self, tenant: str, context: str, vector: np.ndarray, k: int,
+               min_score: float, now: float) -> list[tuple[Entry, float]]: ...
+
+    def delete(self, tenant: str, keys: Sequence[str]) -> None: ...
+
+    def invalidate(self, *, tenant: str | None = None, model: str | None = None,
+                   older_than: float | None = None) -> int: ...
+
+    def count(self, tenant: str | None = None) -> int: ...
+
+    def close(self) -> None: ...

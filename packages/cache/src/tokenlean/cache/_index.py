@@ -1,0 +1,130 @@
+"""In-process vector index, partitioned by (tenant, context).
+
+A partition answers with an exact numpy scan while it is small and switches to
+a usearch HNSW index once it holds ``ann_from`` vectors (lookups stay well under
+a millisecond at 100k entries). Vectors are unit length, so the inner product
+is the cosine.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+__all__ = ["VectorIndex"]
+
+
+class _Partition:
+    def __init__(self, dim: int, ann_from: int) -> None:
+        self.dim = dim
+        self.ann_from = ann_from
+        self.matrix = np.empty((16, dim), dtype=np.float32)
+        self.keys: list[str] = []
+        self.alive = np.zeros(16, dtype=bool)
+        self.row_of: dict[str, int] = {}
+        self.ann: Any = None
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+    def add(self, key: str, vector: np.ndarray) -> None:
+        old = self.row_of.get(key)
+        if old is not None:
+            self.alive[old] = False
+        n = len(self.keys)
+        if n == len(self.matrix):
+            self.matrix = np.resize(self.matrix, (2 * n, self.dim))
+            alive = np.zeros(2 * n, dtype=bool)
+            alive[:n] = self.alive[:n]
+            self.alive = alive
+        self.matrix[n] = vector
+        self.alive[n] = True
+        self.keys.append(key)
+        self.row_of[key] = n
+        if self.ann is not None:
+            self.ann.add(n, vector)
+        elif n + 1 >= self.ann_from:
+            self._build_ann()
+
+    def _build_ann(self) -> None:
+        try:
+            from usearch.index import Index
+        except ImportError:  # no usearch: keep scanning exactly
+            self.ann_from = 1 << 62
+            return
+        index = Index(ndim=self.dim, metric="ip", dtype="f32", connectivity=16,
+                      expansion_add=128, expansion_search=64)
+        n = len(self.keys)
+        index.add(np.arange(n, dtype=np.uint64), self.matrix[:n])
+        self.ann = index
+
+    def remove(self, key: str) -> None:
+        row = self.row_of.pop(key, None)
+        if row is not None:
+            self.alive[row] = False
+
+    def search(self, vector: np.ndarray, k: int, min_score: float) -> list[tuple[str, float]]:
+        n = len(self.keys)
+        if n == 0:
+            return []
+        if self.ann is None:
+            scores = self.matrix[:n] @ vector
+            scores[~self.alive[:n]] = -2.0
+            take = min(k, n)
+            top = np.argpartition(-scores, take - 1)[:take] if take < n else np.arange(n)
+            rows = top[np.argsort(-scores[top])]
+            return [(self.keys[r], float(scores[r])) for r in rows
+                    if scores[r] >= min_score and self.alive[r]]
+        dead = n - len(self.row_of)
+        matches = self.ann.search(vector, min(n, k + min(dead, 4 * k)))
+        out = []
+        for row, dist in zip(matches.keys, matches.distances, strict=True):
+            score = 1.0 - float(dist)
+            if self.alive[int(row)] and score >= min_score:
+                out.append((self.keys[int(row)], score))
+            if len(out) == k:
+                break
+        return out
+
+
+class VectorIndex:
+    """Thread-safe map of (tenant, context) -> partition."""
+
+    def __init__(self, *, ann_from: int = 5_000) -> None:
+        self.ann_from = ann_from
+        self._parts: dict[tuple[str, str], _Partition] = {}
+        self._lock = threading.Lock()
+
+    def add(self, tenant: str, context: str, key: str, vector: np.ndarray) -> None:
+        with self._lock:
+            part = self._parts.get((tenant, context))
+            if part is None:
+                part = self._parts[(tenant, context)] = _Partition(len(vector), self.ann_from)
+            if len(vector) != part.dim:
+                return  # another embedder's vector: never comparable
+            part.add(key, vector)
+
+    def remove(self, tenant: str, context: str, key: str) -> None:
+        with self._lock:
+            part = self._parts.get((tenant, context))
+            if part is not None:
+                part.remove(key)
+
+    def search(self, tenant: str, context: str, vector: np.ndarray, k: int,
+               min_score: float) -> list[tuple[str, float]]:
+        with self._lock:
+            part = self._parts.get((tenant, context))
+            if part is None or part.dim != len(vector):
+                return []
+            return part.search(vector, k, min_score)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._parts.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(p.row_of) for p in self._parts.values())

@@ -1,0 +1,269 @@
+"""The cache layer: answer a request from a stored answer, or let it through.
+
+``process(request)`` returns a cached :class:`Response` on a hit (exact first,
+then semantic), else the request unchanged; ``on_response`` stores the
+provider's answer. The pipeline records a hit as a call that cost nothing and
+saved the original call's tokens (layer ``cache``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from tokenlean.core import ConfigError, Request, Response, TokenleanError, TokenleanWarning
+
+from ._embed import Embedder, get_embedder
+from ._entry import CorruptEntry, Entry, Store, response_from_json, response_to_json
+from ._guard import FalseHitGuard
+from ._keys import RequestKeys, keys_for
+from ._sqlite import SQLiteStore
+
+__all__ = ["CacheHit", "ResponseCache"]
+
+Sampling = Literal["exact", "all", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheHit:
+    """What a lookup found: the stored answer and how it matched."""
+
+    response: Response
+    kind: Literal["exact", "semantic"]
+    score: float  # 1.0 for exact; the search cosine for semantic hits
+    verifier: float | None  # the guard's probability (semantic hits with a guard)
+    matched_query: str
+
+
+class ResponseCache:
+    """Exact + semantic response cache, tenant-scoped.
+
+    Args:
+        store: a :class:`Store`, or a path for an embedded :class:`SQLiteStore`
+            (default: in memory).
+        semantic: match the last user turn by meaning (within identical context).
+        embedder: ``"wordllama"`` (default), ``"minilm"``, an :class:`Embedder`,
+            a LangChain ``Embeddings`` or a LlamaIndex embedding.
+        guard: ``"default"`` (the shipped false-hit verifier), a
+            :class:`FalseHitGuard`, or ``None`` for plain cosine matching.
+        min_score: cosine below which the vector search returns no candidate.
+            With a guard this is only a floor (default 0.5); without one it *is*
+            the match threshold (default 0.9).
+        top_k: candidates the guard reads per lookup (bounds its cost).
+        ttl_s: seconds an entry lives (None: until evicted or invalidated).
+        sampling: for requests with ``temperature > 0``: ``"exact"`` (default)
+            serves exact hits only, ``"none"`` never serves them from cache,
+            ``"all"`` serves semantic hits too. ``temperature=None`` counts as 0.
+    """
+
+    name = "cache"
+
+    def __init__(self, *, store: Store | str | Path | None = None, semantic: bool = True,
+                 embedder: str | Embedder | Any = "wordllama",
+                 guard: FalseHitGuard | Literal["default"] | None = "default",
+                 min_score: float | None = None, top_k: int = 4, ttl_s: float | None = None,
+                 sampling: Sampling = "exact", store_sampled: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
+        if sampling not in ("exact", "all", "none"):
+            raise ConfigError(f"sampling must be 'exact', 'all' or 'none', got {sampling!r}")
+        if top_k < 1:
+            raise ConfigError("top_k must be >= 1")
+        if ttl_s is not None and ttl_s <= 0:
+            raise ConfigError("ttl_s must be positive or None")
+        if store is None:
+            store = SQLiteStore()
+        elif isinstance(store, (str, Path)):
+            store = SQLiteStore(store)
+        if not isinstance(store, Store):
+            raise ConfigError(f"{store!r} is not a cache store (see tokenlean.cache.Store)")
+        self.store: Store = store
+        self.semantic = semantic
+        self.sampling: Sampling = sampling
+        self.store_sampled = store_sampled
+        self.top_k = top_k
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._embedder_spec = embedder
+        self._embedder: Embedder | None = None
+        if guard == "default":
+            guard = FalseHitGuard() if semantic else None
+        elif guard is not None and not isinstance(guard, FalseHitGuard):
+            raise ConfigError("guard must be 'default', a FalseHitGuard or None")
+        self.guard: FalseHitGuard | None = guard
+        if min_score is None:
+            min_score = 0.5 if guard is not None else 0.9
+        if not -1.0 <= min_score <= 1.0:
+            raise ConfigError(f"min_score must be a cosine in [-1, 1], got {min_score}")
+        self.min_score = float(min_score)
+        self._outage = False
+        self._lock = threading.Lock()
+
+    # ---- helpers shared by sync and async ------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = get_embedder(self._embedder_spec)
+            return self._embedder
+
+    def _space(self, keys: RequestKeys) -> str:
+        """Partition of the vector index: the context, per embedder."""
+        emb = self.embedder
+        raw = f"{keys.context}|{emb.name}|{emb.dim}"
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    def _degraded(self, what: str, exc: BaseException) -> None:
+        with self._lock:
+            first, self._outage = not self._outage, True
+        if first:
+            warnings.warn(f"tokenlean cache {what} failed ({type(exc).__name__}: {exc}); "
+                          "calls go to the model uncached until the store recovers",
+                          TokenleanWarning, stacklevel=4)
+
+    def _recovered(self) -> None:
+        if self._outage:
+            with self._lock:
+                self._outage = False
+
+    def _decode(self, entry: Entry, kind: Literal["exact", "semantic"], score: float,
+                verifier: float | None) -> CacheHit | None:
+        raw = {"cache": {"kind": kind, "similarity": score, "verifier": verifier,
+                         "matched_query": entry.query}}
+        try:
+            response = response_from_json(entry.response, score=score, raw=raw)
+        except CorruptEntry:
+            self.store.delete(entry.tenant, [entry.id])
+            return None
+        return CacheHit(response, kind, score, verifier, entry.query)
+
+    def _lookup(self, request: Request) -> CacheHit | None:
+        keys = keys_for(request)
+        if keys.sampling and self.sampling == "none":
+            return None
+        now = self._clock()
+        entry = self.store.get(keys.tenant, keys.exact, now)
+        if entry is not None and entry.tenant == keys.tenant:
+            hit = self._decode(entry, "exact", 1.0, None)
+            if hit is not None:
+                return hit
+        if (not self.semantic or keys.context is None
+                or (keys.sampling and self.sampling != "all")):
+            return None
+        vector = self.embedder.embed([keys.query])[0]
+        space = self._space(keys)
+        found = [(e, s) for e, s in self.store.search(keys.tenant, space, vector, self.top_k,
+                                                      self.min_score, now)
+                 if e.tenant == keys.tenant and e.context == space]
+        if not found:
+            return None
+        if self.guard is None:
+            entry, score = found[0]
+            return self._decode(entry, "semantic", score, None)
+        verdicts = self.guard.check(keys.query, [e.query for e, _ in found])
+        ranked = sorted(zip(found, verdicts, strict=True), key=lambda fv: -fv[1].probability)
+        for (entry, score), verdict in ranked:
+            if not verdict.accepted:
+                break
+            hit = self._decode(entry, "semantic", score, verdict.probability)
+            if hit is not None:
+                return hit
+        return None
+
+    def _entry_for(self, request: Request, response: Response) -> tuple[Entry, RequestKeys] | None:
+        if response.cached or response.finish_reason not in ("stop", "tool_calls"):
+            return None  # never re-store a hit; never store truncated / failed answers
+        keys = keys_for(request)
+        if keys.sampling and not self.store_sampled:
+            return None
+        now = self._clock()
+        space = self._space(keys) if self.semantic and keys.context is not None else None
+        entry = Entry(id=keys.exact, tenant=keys.tenant, model=keys.model, context=space,
+                      query=keys.query, response=response_to_json(response), created_at=now,
+                      expires_at=None if self.ttl_s is None else now + self.ttl_s)
+        return entry, keys
+
+    def _store(self, request: Request, response: Response) -> None:
+        made = self._entry_for(request, response)
+        if made is None:
+            return
+        entry, keys = made
+        vector = None if entry.context is None else self.embedder.embed([keys.query])[0]
+        self.store.put(entry, vector)
+
+    # ---- public API ------------------------------------------------------------
+
+    def lookup(self, request: Request) -> CacheHit | None:
+        """The stored answer for ``request``, or None. A failing store is a miss
+        (one :class:`TokenleanWarning` per outage)."""
+        try:
+            hit = self._lookup(request)
+        except TokenleanError:
+            raise
+        except Exception as exc:
+            self._degraded("lookup", exc)
+            return None
+        self._recovered()
+        return hit
+
+    async def alookup(self, request: Request) -> CacheHit | None:
+        return await asyncio.to_thread(self.lookup, request)
+
+    def update(self, request: Request, response: Response) -> None:
+        """Store ``response`` as the answer to ``request`` (hits, truncated
+        answers and errors are not stored)."""
+        try:
+            self._store(request, response)
+        except TokenleanError:
+            raise
+        except Exception as exc:
+            self._degraded("store", exc)
+            return
+        self._recovered()
+
+    async def aupdate(self, request: Request, response: Response) -> None:
+        await asyncio.to_thread(self.update, request, response)
+
+    def invalidate(self, *, tenant: str | None = None, model: str | None = None,
+                   older_than_s: float | None = None) -> int:
+        """Remove entries of a tenant, a model and/or older than ``older_than_s``
+        seconds (all given conditions must hold); returns how many."""
+        cutoff = None if older_than_s is None else self._clock() - older_than_s
+        return self.store.invalidate(tenant=tenant, model=model, older_than=cutoff)
+
+    async def ainvalidate(self, *, tenant: str | None = None, model: str | None = None,
+                          older_than_s: float | None = None) -> int:
+        return await asyncio.to_thread(self.invalidate, tenant=tenant, model=model,
+                                       older_than_s=older_than_s)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ---- the layer contract ----------------------------------------------------
+
+    def process(self, request: Request) -> Request | Response:
+        hit = self.lookup(request)
+        return request if hit is None else hit.response
+
+    async def aprocess(self, request: Request) -> Request | Response:
+        hit = await self.alookup(request)
+        return request if hit is None else hit.response
+
+    def on_response(self, request: Request, response: Response) -> None:
+        self.update(request, response)
+
+    async def aon_response(self, request: Request, response: Response) -> None:
+        await self.aupdate(request, response)
+
+    def warm(self) -> None:
+        """Load the embedder and the guard's model now instead of on first use."""
+        self.embedder.embed(["warm up"])
+        if self.guard is not None:
+            self.guard.encoder.encode(["warm up"])

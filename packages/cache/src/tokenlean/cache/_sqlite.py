@@ -1,0 +1,191 @@
+"""The embedded store: one SQLite file (WAL) plus an in-process vector index.
+
+Several processes may share one file: SQLite's WAL mode serialises writers and
+lets readers run alongside; each process keeps its own vector index and, before
+every search, appends the rows other processes wrote since (rows carry an
+increasing ``seq``). Rows deleted elsewhere are noticed when a candidate is
+fetched and dropped from the index then. Eviction past ``max_entries`` removes
+the oldest entries first.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tokenlean.core import ConfigError
+
+from ._entry import Entry
+from ._index import VectorIndex
+
+__all__ = ["SQLiteStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokenlean_cache (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    context TEXT,
+    query TEXT NOT NULL,
+    response TEXT NOT NULL,
+    vector BLOB,
+    created_at REAL NOT NULL,
+    expires_at REAL,
+    UNIQUE (tenant, key)
+);
+CREATE INDEX IF NOT EXISTS tokenlean_cache_ctx ON tokenlean_cache (tenant, context);
+CREATE INDEX IF NOT EXISTS tokenlean_cache_age ON tokenlean_cache (created_at);
+"""
+_COLS = "tenant, key, model, context, query, response, created_at, expires_at"
+
+
+def _entry(row: Sequence) -> Entry:  # type: ignore[type-arg]
+    return Entry(tenant=row[0], id=row[1], model=row[2], context=row[3], query=row[4],
+                 response=row[5], created_at=row[6], expires_at=row[7])
+
+
+class SQLiteStore:
+    """SQLite file + vector index. ``path=":memory:"`` keeps it in this process."""
+
+    def __init__(self, path: str | Path = ":memory:", *, max_entries: int | None = None,
+                 ann_from: int = 5_000, timeout_s: float = 5.0) -> None:
+        if max_entries is not None and max_entries < 1:
+            raise ConfigError("max_entries must be a positive integer or None")
+        self.path = str(path)
+        self.max_entries = max_entries
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False,
+                                   isolation_level=None)
+        self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+        self._index = VectorIndex(ann_from=ann_from)
+        self._seen = 0
+        self._puts = 0
+
+    # ---- index sync ---------------------------------------------------------
+
+    def _sync(self) -> None:
+        rows = self._db.execute(
+            "SELECT seq, tenant, context, key, vector FROM tokenlean_cache "
+            "WHERE seq > ? AND vector IS NOT NULL ORDER BY seq", (self._seen,)).fetchall()
+        for seq, tenant, context, key, blob in rows:
+            self._seen = max(self._seen, seq)
+            if context is None or len(blob) % 4:
+                continue
+            self._index.add(tenant, context, key, np.frombuffer(blob, dtype=np.float32))
+
+    # ---- Store --------------------------------------------------------------
+
+    def get(self, tenant: str, key: str, now: float) -> Entry | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLS} FROM tokenlean_cache WHERE tenant = ? AND key = ?",
+                (tenant, key)).fetchone()
+        if row is None:
+            return None
+        entry = _entry(row)
+        if entry.expires_at is not None and entry.expires_at <= now:
+            return None
+        return entry
+
+    def put(self, entry: Entry, vector: np.ndarray | None) -> None:
+        blob = None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
+        with self._lock:
+            self._db.execute(
+                f"INSERT OR REPLACE INTO tokenlean_cache ({_COLS}, vector) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (entry.tenant, entry.id, entry.model, entry.context, entry.query,
+                 entry.response, entry.created_at, entry.expires_at, blob))
+            self._puts += 1
+            if self.max_entries is not None and self._puts % 16 == 0:
+                self._evict()
+
+    def _evict(self) -> None:
+        over = self.count() - (self.max_entries or 0)
+        if over > 0:
+            self._db.execute(
+                "DELETE FROM tokenlean_cache WHERE seq IN "
+                "(SELECT seq FROM tokenlean_cache ORDER BY created_at, seq LIMIT ?)", (over,))
+
+    def search(self, tenant: str, context: str, vector: np.ndarray, k: int,
+               min_score: float, now: float) -> list[tuple[Entry, float]]:
+        with self._lock:
+            self._sync()
+            found = self._index.search(tenant, context, vector, k, min_score)
+            out = []
+            for key, score in found:
+                row = self._db.execute(
+                    f"SELECT {_COLS} FROM tokenlean_cache WHERE tenant = ? AND key = ?",
+                    (tenant, key)).fetchone()
+                if row is None or row[3] != context:  # deleted (maybe by another process)
+                    self._index.remove(tenant, context, key)
+                    continue
+                entry = _entry(row)
+                if entry.expires_at is not None and entry.expires_at <= now:
+                    continue
+                out.append((entry, score))
+            return out
+
+    def delete(self, tenant: str, keys: Sequence[str]) -> None:
+        with self._lock:
+            self._db.executemany("DELETE FROM tokenlean_cache WHERE tenant = ? AND key = ?",
+                                 [(tenant, k) for k in keys])
+
+    def invalidate(self, *, tenant: str | None = None, model: str | None = None,
+                   older_than: float | None = None) -> int:
+        where, args = [], []
+        for column, op, value in (("tenant", "=", tenant), ("model", "=", model),
+                                  ("created_at", "<", older_than)):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                args.append(value)
+        sql = "DELETE FROM tokenlean_cache" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._lock:
+            removed = self._db.execute(sql, args).rowcount
+            self._index.clear()
+            self._seen = 0
+        return removed
+
+    def purge_expired(self, now: float) -> int:
+        with self._lock:
+            return self._db.execute(
+                "DELETE FROM tokenlean_cache WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                (now,)).rowcount
+
+    def count(self, tenant: str | None = None) -> int:
+        with self._lock:
+            if tenant is None:
+                return int(self._db.execute("SELECT COUNT(*) FROM tokenlean_cache").fetchone()[0])
+            return int(self._db.execute("SELECT COUNT(*) FROM tokenlean_cache WHERE tenant = ?",
+                                        (tenant,)).fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def put_many(self, items: Sequence[tuple[Entry, np.ndarray | None]]) -> None:
+        """Bulk insert in one transaction (loading, benchmarks)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for entry, vector in items:
+                    blob = None if vector is None else np.asarray(vector, np.float32).tobytes()
+                    self._db.execute(
+                        f"INSERT OR REPLACE INTO tokenlean_cache ({_COLS}, vector) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (entry.tenant, entry.id, entry.model, entry.context, entry.query,
+                         entry.response, entry.created_at, entry.expires_at, blob))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise

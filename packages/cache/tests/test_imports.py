@@ -1,0 +1,22 @@
+import tokenlean.cache as cache
+
+
+def test_all_is_pinned():
+    assert sorted(cache.__all__) == [
+        "CacheHit", "Embedder", "Entry", "FalseHitGuard", "FunctionEmbedder", "GuardVerdict",
+        "MiniLMEmbedder", "RedisStore", "RequestKeys", "ResponseCache", "SQLiteStore", "Store",
+        "WordLlamaEmbedder", "get_embedder", "keys_for",
+    ]
+    for name in cache.__all__:
+        assert getattr(cache, name) is not None
+
+
+def test_no_heavy_imports_at_import_time():
+    import subprocess
+    import sys
+
+    code = ("import sys, tokenlean.cache; "
+            "print(sorted(m for m in ('torch', 'sentence_transformers', 'redis', 'wordllama', "
+            "'usearch', 'psycopg') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
