@@ -58,3 +58,18 @@ def test_override_wins() -> None:
 def test_bad_override(bad: object) -> None:
     with pytest.raises(ConfigError):
         ModelPrice(input_per_mtok=bad, output_per_mtok=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "gpt-4.1"])
+@pytest.mark.parametrize("usage", [
+    Usage(input_tokens=123, output_tokens=45),
+    Usage(input_tokens=250_000, output_tokens=9_000, cache_read_tokens=100_000),
+    Usage(input_tokens=5_000, output_tokens=0, cache_write_tokens=1_000, cache_read_tokens=2_000),
+])
+def test_fast_path_equals_genai_prices_calculator(model: str, usage: Usage) -> None:
+    ours = PriceTable().price(usage, model=model)
+    theirs = calc_price(GPUsage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                                cache_read_tokens=usage.cache_read_tokens,
+                                cache_write_tokens=usage.cache_write_tokens), model_ref=model)
+    assert ours is not None
+    assert ours.input_usd == theirs.input_price and ours.output_usd == theirs.output_price

@@ -126,11 +126,9 @@ class Pipeline:
 
     def _rates(self, request: Request) -> tuple[Decimal, Decimal] | None:
         """USD per input token and per output token for the request's model."""
-        one = self.prices.price(Usage(input_tokens=1_000_000, output_tokens=1_000_000),
-                                model=request.model, provider=request.provider)
-        if one is None:
+        if not self.layers:
             return None
-        return one.input_usd / 1_000_000, one.output_usd / 1_000_000
+        return self.prices.rates(model=request.model, provider=request.provider)
 
     def _report(self, layer_name: str, before: int, after: int, notes: Sequence[LayerNote],
                 rates: tuple[Decimal, Decimal] | None) -> LayerReport:
@@ -190,7 +188,7 @@ class Pipeline:
         reports: list[LayerReport] = []
         ran: list[Layer] = []
         current = request
-        before = self._prompt_tokens(current)
+        before = self._prompt_tokens(current) if self.layers else 0
         for layer in self.layers:
             try:
                 out = layer.process(current)
@@ -288,7 +286,7 @@ class Pipeline:
         reports: list[LayerReport] = []
         ran: list[Layer] = []
         current = request
-        before = self._prompt_tokens(current)
+        before = self._prompt_tokens(current) if self.layers else 0
         for layer in self.layers:
             try:
                 out = await layer.aprocess(current)

@@ -86,6 +86,9 @@ class PriceTable:
                 raise ConfigError(f"override for {model!r} must be a ModelPrice")
         self._overrides = overrides
         self._warned: set[str] = set()
+        # (model, provider) -> linear per-MTok prices, or None where the database
+        # prices tiers (then every call goes through genai-prices' calculator).
+        self._linear: dict[tuple[str, str | None], tuple[ModelPrice, str | None] | None] = {}
 
     def with_override(self, model: str, model_price: ModelPrice) -> PriceTable:
         return PriceTable(overrides={**self._overrides, model: model_price})
@@ -96,7 +99,63 @@ class PriceTable:
             input_usd, output_usd = override.cost(usage)
             return Cost(input_usd=input_usd, output_usd=output_usd, model=model,
                         provider=provider, source="override", price_date=None)
+        linear = self._linear_prices(model, provider)
+        if linear is not None:
+            input_usd, output_usd = linear[0].cost(usage)
+            source, when = _genai_prices_source()
+            return Cost(input_usd=input_usd, output_usd=output_usd, model=model,
+                        provider=linear[1], source=source, price_date=when)
         return self._from_database(usage, model=model, provider=provider)
+
+    def rates(self, *, model: str, provider: str | None = None) -> tuple[Decimal, Decimal] | None:
+        """USD per input token and per output token (base tier), ``None`` if unknown."""
+        override = self._overrides.get(model)
+        if override is not None:
+            return override.input_per_mtok / _MTOK, override.output_per_mtok / _MTOK
+        linear = self._linear_prices(model, provider)
+        if linear is not None:
+            return linear[0].input_per_mtok / _MTOK, linear[0].output_per_mtok / _MTOK
+        small = self._from_database(Usage(input_tokens=1000, output_tokens=1000), model=model,
+                                    provider=provider)
+        if small is None:
+            return None
+        return small.input_usd / 1000, small.output_usd / 1000
+
+    def _linear_prices(self, model: str, provider: str | None) -> tuple[ModelPrice, str | None] | None:
+        """Per-MTok rates when the model's price is linear in every token kind.
+
+        Found once per model by pricing probe usages with genai-prices and
+        checking that a 1,000x larger usage costs exactly 1,000x more; the fast
+        path then prices each call with plain arithmetic (genai-prices'
+        calculator costs ~1 ms a call, more than everything else tokenlean does).
+        """
+        key = (model, provider)
+        if key in self._linear:
+            return self._linear[key]
+        result: tuple[ModelPrice, str | None] | None = None
+        probes = {
+            "input": Usage(input_tokens=1000),
+            "output": Usage(output_tokens=1000),
+            "read": Usage(input_tokens=1000, cache_read_tokens=1000),
+            "write": Usage(input_tokens=1000, cache_write_tokens=1000),
+        }
+        small = {k: self._from_database(u, model=model, provider=provider) for k, u in probes.items()}
+        if all(c is not None for c in small.values()):
+            big = self._from_database(Usage(input_tokens=1_000_000, output_tokens=1_000_000,
+                                            cache_read_tokens=300_000, cache_write_tokens=300_000),
+                                      model=model, provider=provider)
+            candidate = ModelPrice(
+                input_per_mtok=small["input"].input_usd * 1000,  # type: ignore[union-attr]
+                output_per_mtok=small["output"].output_usd * 1000,  # type: ignore[union-attr]
+                cached_input_per_mtok=small["read"].input_usd * 1000,  # type: ignore[union-attr]
+                cache_write_per_mtok=small["write"].input_usd * 1000,  # type: ignore[union-attr]
+            )
+            expected = candidate.cost(Usage(input_tokens=1_000_000, output_tokens=1_000_000,
+                                            cache_read_tokens=300_000, cache_write_tokens=300_000))
+            if big is not None and (big.input_usd, big.output_usd) == expected:
+                result = (candidate, small["input"].provider)  # type: ignore[union-attr]
+        self._linear[key] = result
+        return result
 
     def _from_database(self, usage: Usage, *, model: str, provider: str | None) -> Cost | None:
         from genai_prices import Usage as GPUsage
