@@ -8,10 +8,17 @@ def test_public_api_is_pinned() -> None:
         "BudgetLayer",
         "BudgetStore",
         "Claim",
+        "Example",
+        "FEATURE_NAMES",
         "LengthModel",
+        "LengthPredictor",
         "Plan",
         "SQLiteBudgetStore",
+        "evaluate_length_predictor",
         "length_instruction",
+        "load_examples",
+        "prompt_features",
+        "train_length_predictor",
         "with_length_instruction",
     ]
     for name in budget.__all__:

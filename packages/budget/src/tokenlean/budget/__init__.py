@@ -6,9 +6,15 @@ prediction, concise mode and truncation safety (layer 4).
 """
 
 from ._concise import length_instruction, with_length_instruction
+from ._features import FEATURE_NAMES
+from ._features import features as prompt_features
 from ._layer import BudgetLayer, LengthModel, Plan
+from ._predictor import LengthPredictor
 from ._spec import Budget
 from ._store import Account, BudgetStore, Claim, SQLiteBudgetStore
+from ._train import Example, load_examples
+from ._train import evaluate as evaluate_length_predictor
+from ._train import train as train_length_predictor
 
 __all__ = [
     "Account",
@@ -16,9 +22,16 @@ __all__ = [
     "BudgetLayer",
     "BudgetStore",
     "Claim",
+    "Example",
+    "FEATURE_NAMES",
     "LengthModel",
+    "LengthPredictor",
     "Plan",
     "SQLiteBudgetStore",
+    "evaluate_length_predictor",
     "length_instruction",
+    "load_examples",
+    "prompt_features",
+    "train_length_predictor",
     "with_length_instruction",
 ]

@@ -1,0 +1,91 @@
+"""``tokenlean bench budget PROMPTS.jsonl``: how well predicted ``max_tokens`` fit real answers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+
+import typer
+
+from tokenlean.core import InvalidRequestError, TokenleanError
+
+from ._predictor import LengthPredictor
+from ._train import TEST, TRAIN, evaluate, load_examples, train
+
+
+def bench(
+    data: str = typer.Argument(..., help="prompts-shaped JSONL ({'messages', 'response', ...})"),
+    quantile: float = typer.Option(None, "--quantile", "-q",
+                                   help="Quantile to predict (one of the artefact's)."),
+    limit: int = typer.Option(None, "--limit", help="Read at most N rows."),
+    split: str = typer.Option("auto", "--split",
+                              help="test: only prompts of the held-out split; all: every row; "
+                                   "auto: test if the artefact was trained on this file's source"),
+    fixed_cap: int = typer.Option(4096, "--fixed-cap", help="The fixed max_tokens to compare with."),
+    artefact: str = typer.Option(None, "--artefact", help="A retrained artefact (default: shipped)."),
+    cv: int = typer.Option(0, "--cv", help="K>1: K-fold cross-validation by prompt, retraining "
+                                           "on this file (needs scikit-learn)."),
+) -> None:
+    """Coverage, truncation rate and budget size of predicted max_tokens (prints JSON)."""
+    try:
+        _run(data, quantile, limit, split, fixed_cap, artefact, cv)
+    except TokenleanError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+def _run(data: str, quantile: float | None, limit: int | None, split: str, fixed_cap: int,
+         artefact: str | None, cv: int) -> None:
+    predictor = LengthPredictor.load(artefact) if artefact else LengthPredictor.default()
+    if quantile is not None:
+        predictor = predictor.with_quantile(quantile)
+    examples = load_examples([data], limit=limit)
+    if cv > 1:
+        typer.echo(json.dumps(_cross_validate(examples, cv, predictor.quantile, fixed_cap)))
+        return
+    trained_on = set(predictor.artefact.get("training", {}).get("sources", []))
+    if split == "auto":
+        split = "test" if {e.source for e in examples} & trained_on else "all"
+    if split not in ("test", "all"):
+        raise InvalidRequestError("--split must be auto, test or all")
+    rows = [e for e in examples if e.split == TEST] if split == "test" else examples
+    result = {"data": data, "split": split, "artefact_version": predictor.version,
+              **evaluate(predictor, rows, fixed_cap=fixed_cap)}
+    result["per_source"] = _per_source(predictor, rows, fixed_cap)
+    typer.echo(json.dumps(result))
+
+
+def _per_source(predictor: LengthPredictor, rows: list, fixed_cap: int) -> dict:
+    groups: dict[str, list] = defaultdict(list)
+    for row in rows:
+        groups[row.source or "-"].append(row)
+    keys = ("rows", "coverage", "mean_predicted", "mean_actual", "predicted_over_actual")
+    return {name: {k: v for k, v in evaluate(predictor, group, fixed_cap=fixed_cap).items()
+                   if k in keys} for name, group in sorted(groups.items()) if len(group) >= 20}
+
+
+def _cross_validate(examples: list, folds: int, quantile: float, fixed_cap: int) -> dict:
+    """Retrain per fold (split by prompt hash); each fold's rows are predicted by a model
+    that never saw their prompt."""
+    out = []
+    for fold in range(folds):
+        def role(e, fold=fold):  # noqa: ANN001, ANN202
+            bucket = int(e.prompt_key[:8], 16) % folds
+            if bucket == fold:
+                return TEST
+            return "calibrate" if bucket == (fold + 1) % folds else TRAIN
+
+        assigned = [dataclasses.replace(e, split=role(e)) for e in examples]
+        model = LengthPredictor(train(assigned, quantiles=[quantile], default_quantile=quantile))
+        out.append(evaluate(model, [e for e in assigned if e.split == TEST],
+                            fixed_cap=fixed_cap))
+    total = sum(r["rows"] for r in out)
+    def weighted(key: str) -> float:
+        return round(sum(r[key] * r["rows"] for r in out) / total, 4)
+    return {"cv_folds": folds, "quantile": quantile, "rows": total,
+            "coverage": weighted("coverage"), "mean_predicted": weighted("mean_predicted"),
+            "mean_actual": weighted("mean_actual"),
+            "predicted_over_actual": round(weighted("mean_predicted") / weighted("mean_actual"), 3),
+            "allocated_vs_fixed": round(weighted("mean_predicted") / fixed_cap, 4),
+            "folds": out}

@@ -1,0 +1,147 @@
+"""The length predictor: features, the numpy tree export, the shipped artefact, the bench."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tokenlean.budget import (
+    FEATURE_NAMES,
+    LengthPredictor,
+    evaluate_length_predictor,
+    load_examples,
+    prompt_features,
+    train_length_predictor,
+)
+from tokenlean.budget._predictor import _Ensemble
+from tokenlean.budget._train import _export
+from tokenlean.core import ConfigError, Message
+
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+def user(text: str) -> list[Message]:
+    return [Message(role="user", content=text)]
+
+
+def feature(text: str, name: str) -> float:
+    return prompt_features(user(text))[FEATURE_NAMES.index(name)]
+
+
+def test_features_read_explicit_length_requests() -> None:
+    assert len(prompt_features(user("hi"))) == len(FEATURE_NAMES)
+    assert feature("Write a 500 word essay on tides.", "req_words") == pytest.approx(math.log1p(500))
+    assert feature("Summarize this in one sentence.", "req_sentences") == pytest.approx(math.log(2))
+    assert feature("List 10 names for a cat", "req_items") == pytest.approx(math.log1p(10))
+    assert feature("Answer yes or no: is water wet?", "flag_one_word") == 1.0
+    assert feature("```python\nprint(1)\n```\nWhy does this fail?", "has_code_block") == 1.0
+    assert feature("Why? How? What?", "n_questions") == 3.0
+    assert feature("Explique la photosynthèse en détail", "non_ascii_ratio") > 0
+
+
+def test_numpy_trees_match_sklearn_exactly() -> None:
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    y = x[:, 0] * 2 + np.sin(x[:, 1]) + rng.normal(scale=0.3, size=300)
+    model = GradientBoostingRegressor(loss="quantile", alpha=0.9, n_estimators=30, max_depth=3,
+                                      learning_rate=0.1, random_state=0).fit(x, y)
+    spec = {"init": float(model.init_.constant_[0][0]), "learning_rate": 0.1,
+            "trees": json.loads(json.dumps(_export(model)))}
+    ours = _Ensemble(spec).raw(x)
+    np.testing.assert_allclose(ours, model.predict(x), atol=1e-4)
+
+
+def _synthetic_rows(n_prompts: int = 240) -> list[dict]:
+    rng = random.Random(0)
+    rows = []
+    for i in range(n_prompts):
+        if i % 2:
+            prompt, length = f"Answer in one word: what colour is item {i}?", rng.randint(1, 5)
+        else:
+            prompt, length = f"Write a detailed 800 word essay about topic {i}.", rng.randint(600, 1100)
+        for model in ("a", "b"):
+            rows.append({"id": f"{i}-{model}", "messages": [{"role": "user", "content": prompt}],
+                         "response": " ".join(["word"] * length), "model": model,
+                         "source": "synthetic"})
+    return rows
+
+
+@pytest.fixture
+def synthetic_file(tmp_path: Path) -> Path:
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _synthetic_rows()), encoding="utf-8")
+    return path
+
+
+def test_train_roundtrip_and_coverage(synthetic_file: Path, tmp_path: Path) -> None:
+    examples = load_examples([synthetic_file])
+    artefact = train_length_predictor(examples, quantiles=[0.5, 0.9], n_estimators=40,
+                                      sources=["synthetic"])
+    out = tmp_path / "model.json"
+    out.write_text(json.dumps(artefact), encoding="utf-8")
+    predictor = LengthPredictor.load(out)
+    short = predictor.predict(user("Answer in one word: what colour is item 99999?"))
+    long = predictor.predict(user("Write a detailed 800 word essay about topic 99999."))
+    assert short < 60 < 600 < long
+    assert predictor.predict(user("Write a detailed 800 word essay about topic 7."),
+                             quantile=0.5) <= long
+    test = [e for e in examples if e.split == "test"]
+    metrics = evaluate_length_predictor(predictor, test)
+    assert metrics["coverage"] >= 0.8
+    assert metrics["mean_predicted"] < 4096 * 0.5
+    with pytest.raises(ConfigError, match="quantile"):
+        predictor.with_quantile(0.77)
+
+
+def test_artefact_with_other_features_is_refused() -> None:
+    artefact = dict(LengthPredictor.default().artefact)
+    artefact["feature_version"] = 999
+    with pytest.raises(ConfigError, match="retrain"):
+        LengthPredictor(artefact)
+
+
+def test_shipped_predictor_reads_the_prompt() -> None:
+    predictor = LengthPredictor.default()
+    assert predictor.quantile == 0.9 and 0.5 in predictor.available_quantiles
+    essay = predictor.predict(user("Write a 1500 word essay on the history of Rome."))
+    one = predictor.predict(user("What is 2+2? Reply with only the number."))
+    assert 16 <= one < essay <= 16384
+    # predictions never cross: a higher quantile allows at least as much
+    chats = [user("Explain how TCP congestion control works."), user("Name a colour.")]
+    low = predictor.predict_many(chats, quantile=0.5)
+    high = predictor.predict_many(chats, quantile=0.95)
+    assert all(lo <= hi for lo, hi in zip(low, high, strict=True))
+
+
+def test_bench_command_prints_json(synthetic_file: Path) -> None:
+    import typer
+
+    from tokenlean.budget._bench import bench
+
+    app = typer.Typer()
+    app.command()(bench)
+    result = CliRunner().invoke(app, [str(synthetic_file), "--split", "all", "--quantile", "0.9"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["rows"] == 480 and out["split"] == "all"
+    for key in ("coverage", "truncation_rate", "mean_predicted", "mean_actual",
+                "allocated_vs_fixed", "mean_shortest_answer", "per_source"):
+        assert key in out
+
+
+@pytest.mark.skipif(not (DATA / "prompts_arena_hard_v01.jsonl").exists(),
+                    reason="shared evaluation data absent")
+def test_shipped_predictor_on_held_out_arena_prompts() -> None:
+    examples = [e for e in load_examples([DATA / "prompts_arena_hard_v01.jsonl"])
+                if e.split == "test"]
+    metrics = evaluate_length_predictor(LengthPredictor.default(), examples)
+    assert metrics["coverage"] >= 0.85
+    assert metrics["predicted_over_actual"] <= 2.5
