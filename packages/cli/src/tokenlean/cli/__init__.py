@@ -35,7 +35,6 @@ def _root(
 
 app.command("count")(count)
 app.command("ledger")(ledger)
-app.command("demo")(demo)
 
 
 def _plug(target: typer.Typer, group: str) -> None:
@@ -52,6 +51,8 @@ def _plug(target: typer.Typer, group: str) -> None:
 
 
 _plug(app, "tokenlean.commands")
+if not any(ep.name == "demo" for ep in entry_points(group="tokenlean.commands")):
+    app.command("demo")(demo)  # placeholder until tokenlean-audit provides the real demo
 _plug(bench_app, "tokenlean.bench")
 if bench_app.registered_commands or bench_app.registered_groups:
     app.add_typer(bench_app, name="bench")
