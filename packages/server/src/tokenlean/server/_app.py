@@ -1,0 +1,345 @@
+"""The FastAPI application: OpenAI and Anthropic endpoints over one :class:`Engine`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tokenlean.core import ConfigError, InvalidRequestError
+
+from . import _anthropic, _openai
+from ._engine import (
+    Delta,
+    Engine,
+    EngineClosed,
+    EventStream,
+    Failed,
+    Finished,
+    QueueFull,
+    SamplingParams,
+    Started,
+)
+from ._errors import ApiError, Flavor, error_body, parse_json_body
+
+__all__ = ["create_app"]
+
+TENANT_HEADER = "x-tokenlean-tenant"
+
+
+def _flavor(path: str) -> Flavor:
+    return "anthropic" if path.startswith("/v1/messages") else "openai"
+
+
+def _sse(data: Any, event: str | None = None) -> dict[str, str]:
+    out = {"data": data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))}
+    if event is not None:
+        out["event"] = event
+    return out
+
+
+class _Server:
+    """Request handling shared by the endpoints (one instance per app)."""
+
+    def __init__(self, engine: Engine, *, model_name: str, aliases: Sequence[str],
+                 default_max_tokens: int, tenant_header: str) -> None:
+        self.engine = engine
+        self.model_name = model_name
+        self.names = (model_name, *aliases)
+        self.default_max_tokens = default_max_tokens
+        self.tenant_header = tenant_header
+        self.created = int(time.time())
+
+    def check_model(self, model: str) -> str:
+        if model not in self.names:
+            raise ApiError(404, f"model {model!r} is not served here; this server serves "
+                                f"{self.model_name!r} (GET /v1/models lists the names it "
+                                f"accepts)", param="model", code="model_not_found")
+        return model
+
+    def encode(self, call: _openai.Call) -> list[int]:
+        try:
+            if call.messages is not None:
+                return self.engine.encode_chat(call.messages)
+            if isinstance(call.prompt, list):
+                vocab = len(self.engine.tokenizer)
+                if max(call.prompt) >= vocab:
+                    raise ApiError(400, f"prompt has a token id >= the vocabulary size {vocab}",
+                                   param="prompt")
+                return list(call.prompt)
+            return self.engine.encode_text(call.prompt or "")
+        except InvalidRequestError as exc:
+            raise ApiError(400, str(exc), param="messages") from None
+
+    def params(self, call: _openai.Call, prompt_tokens: int) -> SamplingParams:
+        room = self.engine.context_length - prompt_tokens
+        max_tokens = call.max_tokens if call.max_tokens is not None \
+            else min(self.default_max_tokens, room)
+        if max_tokens < 1 or prompt_tokens + max_tokens > self.engine.context_length:
+            raise ApiError(
+                400, f"this model's maximum context length is {self.engine.context_length} "
+                     f"tokens; the prompt has {prompt_tokens} tokens and {max_tokens} more were "
+                     f"requested: shorten the messages or lower max_tokens to at most "
+                     f"{max(room, 0)}", param="max_tokens", code="context_length_exceeded")
+        return SamplingParams(max_tokens=max_tokens, temperature=call.temperature,
+                              top_p=call.top_p, seed=call.seed, stop=call.stop)
+
+    def open(self, request: Request, call: _openai.Call) -> EventStream:
+        self.check_model(call.model)
+        prompt = self.encode(call)
+        params = self.params(call, len(prompt))
+        salt = request.headers.get(self.tenant_header, "")
+        try:
+            return self.engine.stream(prompt, params, salt=salt)
+        except QueueFull as exc:
+            raise ApiError(429, str(exc), code="queue_full") from None
+        except EngineClosed as exc:
+            raise ApiError(503, str(exc), code="engine_closed") from None
+        except InvalidRequestError as exc:
+            raise ApiError(400, str(exc)) from None
+
+    async def collect(self, request: Request, stream: EventStream) -> tuple[str, Finished]:
+        """The whole text; cancels the generation if the client disconnects meanwhile."""
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            await stream.aclose()
+
+        watcher = asyncio.create_task(watch())
+        parts: list[str] = []
+        try:
+            async for event in stream:
+                if isinstance(event, Delta):
+                    parts.append(event.text)
+                elif isinstance(event, Failed):
+                    raise ApiError(500, event.message)
+                elif isinstance(event, Finished):
+                    if event.reason == "cancelled":
+                        raise ApiError(499 if await request.is_disconnected() else 503,
+                                       "the request was cancelled")
+                    return "".join(parts), event
+            raise ApiError(503, "the request was cancelled")
+        finally:
+            watcher.cancel()
+            await stream.aclose()
+
+    def count(self, endpoint: str, status: int) -> None:
+        self.engine.metrics.requests.labels(endpoint, str(status)).inc()
+
+
+def _openai_sse(stream: EventStream, rid: str, model: str, created: int, *, chat: bool,
+                include_usage: bool) -> AsyncIterator[dict[str, str]]:
+    async def events() -> AsyncIterator[dict[str, str]]:
+        try:
+            async for event in stream:
+                if isinstance(event, Started):
+                    if chat:
+                        yield _sse(_openai.chat_chunk(rid, model, created,
+                                                      delta={"role": "assistant", "content": ""},
+                                                      with_usage=include_usage))
+                elif isinstance(event, Delta):
+                    yield _sse(_openai.chat_chunk(rid, model, created,
+                                                  delta={"content": event.text},
+                                                  with_usage=include_usage) if chat else
+                               _openai.completion_chunk(rid, model, created, text=event.text))
+                elif isinstance(event, Finished):
+                    if event.reason == "cancelled":
+                        return
+                    yield _sse(_openai.chat_chunk(rid, model, created, finish=event,
+                                                  with_usage=include_usage) if chat else
+                               _openai.completion_chunk(rid, model, created, finish=event))
+                    if include_usage:
+                        obj = "chat.completion.chunk" if chat else "text_completion"
+                        yield _sse(_openai.usage_chunk(rid, model, created, obj, event))
+                    yield _sse("[DONE]")
+                else:
+                    yield _sse(error_body("openai", 500, event.message))
+                    return
+        finally:
+            await stream.aclose()
+
+    return events()
+
+
+def _anthropic_sse(stream: EventStream, rid: str, model: str) -> AsyncIterator[dict[str, str]]:
+    async def events() -> AsyncIterator[dict[str, str]]:
+        try:
+            async for event in stream:
+                if isinstance(event, Started):
+                    usage = {"input_tokens": event.prompt_tokens - event.cached_tokens,
+                             "output_tokens": 0,
+                             "cache_read_input_tokens": event.cached_tokens,
+                             "cache_creation_input_tokens": 0}
+                    yield _sse({"type": "message_start", "message": {
+                        "id": rid, "type": "message", "role": "assistant", "model": model,
+                        "content": [], "stop_reason": None, "stop_sequence": None,
+                        "usage": usage}}, "message_start")
+                    yield _sse({"type": "content_block_start", "index": 0,
+                                "content_block": {"type": "text", "text": ""}},
+                               "content_block_start")
+                    yield _sse({"type": "ping"}, "ping")
+                elif isinstance(event, Delta):
+                    yield _sse({"type": "content_block_delta", "index": 0,
+                                "delta": {"type": "text_delta", "text": event.text}},
+                               "content_block_delta")
+                elif isinstance(event, Finished):
+                    if event.reason == "cancelled":
+                        return
+                    yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+                    yield _sse({"type": "message_delta",
+                                "delta": {"stop_reason": _anthropic.stop_reason(event),
+                                          "stop_sequence": event.stop_sequence},
+                                "usage": _anthropic.usage(event)}, "message_delta")
+                    yield _sse({"type": "message_stop"}, "message_stop")
+                else:
+                    yield _sse(error_body("anthropic", 500, event.message), "error")
+                    return
+        finally:
+            await stream.aclose()
+
+    return events()
+
+
+def create_app(engine: Engine, *, model_name: str, aliases: Sequence[str] = (),
+               default_max_tokens: int = 512, tenant_header: str = TENANT_HEADER) -> FastAPI:
+    """The HTTP app over ``engine`` (started with the app, closed at its shutdown).
+
+    ``model_name`` (and any ``aliases``) are the ``model`` values requests may
+    name; others get a 404 ``model_not_found``. Requests that share a value of
+    the ``tenant_header`` header share prefix-cache entries; different values
+    never do (the value salts the cache keys).
+    """
+    if isinstance(default_max_tokens, bool) or not isinstance(default_max_tokens, int) \
+            or default_max_tokens < 1:
+        raise ConfigError(f"default_max_tokens must be an integer >= 1, got "
+                          f"{default_max_tokens!r}")
+    if not isinstance(model_name, str) or not model_name:
+        raise ConfigError("model_name must be a non-empty string")
+    server = _Server(engine, model_name=model_name, aliases=aliases,
+                     default_max_tokens=default_max_tokens, tenant_header=tenant_header.lower())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(engine.close)
+
+    app = FastAPI(title="tokenlean server", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.server = server
+
+    def reply(request: Request, status: int, message: str, *, param: str | None = None,
+              code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+        server.count(request.url.path, status)
+        return JSONResponse(error_body(_flavor(request.url.path), status, message, param=param,
+                                       code=code), status_code=status, headers=headers)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"retry-after": "1"} if exc.status == 429 else None
+        return reply(request, exc.status, exc.message, param=exc.param, code=exc.code,
+                     headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = (f"unknown path {request.url.path}: this server serves /v1/chat/completions, "
+                   f"/v1/completions, /v1/models, /v1/messages, /health and /metrics"
+                   if exc.status_code == 404 else f"{request.method} {request.url.path}: "
+                                                  f"{exc.detail}")
+        return reply(request, exc.status_code, message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return reply(request, 500, f"internal server error: {type(exc).__name__}: {exc}")
+
+    def generation_route(path: str, parse: Callable[[Any], _openai.Call],
+                         respond: Callable[[str, str, Finished, str, int], dict[str, Any]],
+                         sse: Callable[[EventStream, str, str, int, _openai.Call],
+                                       AsyncIterator[dict[str, str]]], prefix: str) -> None:
+        async def handle(request: Request) -> Response:
+            call = parse(parse_json_body(await request.body()))
+            stream = server.open(request, call)
+            rid, created = f"{prefix}{uuid.uuid4().hex}", int(time.time())
+            if call.stream:
+                server.count(path, 200)
+                return EventSourceResponse(sse(stream, rid, call.model, created, call),
+                                           ping=15, headers={"x-request-id": rid})
+            text, finish = await server.collect(request, stream)
+            server.count(path, 200)
+            return JSONResponse(respond(rid, call.model, finish, text, created))
+
+        app.add_api_route(path, handle, methods=["POST"])
+
+    generation_route(
+        "/v1/chat/completions", _openai.parse_chat,
+        lambda rid, model, fin, text, created: _openai.chat_response(rid, model, created, text,
+                                                                     fin),
+        lambda s, rid, model, created, call: _openai_sse(s, rid, model, created, chat=True,
+                                                         include_usage=call.include_usage),
+        "chatcmpl-")
+    generation_route(
+        "/v1/completions", _openai.parse_completion,
+        lambda rid, model, fin, text, created: _openai.completion_response(rid, model, created,
+                                                                           text, fin),
+        lambda s, rid, model, created, call: _openai_sse(s, rid, model, created, chat=False,
+                                                         include_usage=call.include_usage),
+        "cmpl-")
+    generation_route(
+        "/v1/messages", _anthropic.parse_messages,
+        lambda rid, model, fin, text, created: _anthropic.message_response(rid, model, text, fin),
+        lambda s, rid, model, created, call: _anthropic_sse(s, rid, model),
+        "msg_")
+
+    @app.post("/v1/messages/count_tokens")
+    async def count_tokens(request: Request) -> JSONResponse:
+        model, messages = _anthropic.parse_count_tokens(parse_json_body(await request.body()))
+        server.check_model(model)
+        try:
+            n = len(engine.encode_chat(messages))
+        except InvalidRequestError as exc:
+            raise ApiError(400, str(exc)) from None
+        server.count(request.url.path, 200)
+        return JSONResponse({"input_tokens": n})
+
+    def model_card(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": server.created, "owned_by": "tokenlean",
+                # Anthropic's model list shape, so both SDKs can list models
+                "type": "model", "display_name": name, "created_at": "1970-01-01T00:00:00Z"}
+
+    @app.get("/v1/models")
+    async def models() -> JSONResponse:
+        cards = [model_card(n) for n in server.names]
+        return JSONResponse({"object": "list", "data": cards, "has_more": False,
+                             "first_id": server.names[0], "last_id": server.names[-1]})
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> JSONResponse:
+        return JSONResponse(model_card(server.check_model(model_id)))
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        alive = engine.running
+        body = {"status": "ok" if alive else "starting", "model": model_name,
+                "active_sequences": engine.active, "queue_depth": engine.queue_depth,
+                "max_batch": engine.max_batch, "max_queue": engine.max_queue,
+                "context_length": engine.context_length}
+        return JSONResponse(body, status_code=200 if alive else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(engine.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

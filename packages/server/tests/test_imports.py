@@ -1,0 +1,23 @@
+import tokenlean.server as server
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(server.__all__) == sorted([
+        "DEFAULT_MODEL_NAME", "TENANT_HEADER", "Delta", "Engine", "EngineClosed", "Event",
+        "EventStream", "Failed", "Finished", "Generation", "Metrics", "PrefixCache",
+        "PrefixCacheStats", "QueueFull", "SamplingParams", "ServerThread", "Started", "Ticket",
+        "create_app", "load_model", "served_name",
+    ])
+    for name in server.__all__:
+        assert getattr(server, name) is not None
+
+
+def test_no_web_stack_in_core_import() -> None:
+    """The server is its own distribution: importing tokenlean.core pulls no web framework."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tokenlean.core; "
+            "print(any(m.split('.')[0] in ('fastapi', 'uvicorn', 'starlette') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
