@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_overhead_bench_prints_json() -> None:
+    exe = shutil.which("tokenlean", path=str(Path(sys.executable).parent))
+    assert exe
+    out = subprocess.run([exe, "bench", "overhead", "--n", "20"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["n"] == 20 and data["bench"] == "overhead"
+    assert {"overhead_ms_p50", "overhead_ms_p99", "layers"} <= set(data)
