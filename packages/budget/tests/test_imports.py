@@ -8,6 +8,7 @@ def test_public_api_is_pinned() -> None:
         "BudgetLayer",
         "BudgetStore",
         "Claim",
+        "ContinuingProvider",
         "Example",
         "FEATURE_NAMES",
         "LengthModel",

@@ -6,6 +6,7 @@ prediction, concise mode and truncation safety (layer 4).
 """
 
 from ._concise import length_instruction, with_length_instruction
+from ._continue import ContinuingProvider
 from ._features import FEATURE_NAMES
 from ._features import features as prompt_features
 from ._layer import BudgetLayer, LengthModel, Plan
@@ -22,6 +23,7 @@ __all__ = [
     "BudgetLayer",
     "BudgetStore",
     "Claim",
+    "ContinuingProvider",
     "Example",
     "FEATURE_NAMES",
     "LengthModel",

@@ -48,6 +48,7 @@ from ._store import Account, BudgetStore, Claim, ClaimRejected, SQLiteBudgetStor
 
 __all__ = ["BudgetLayer", "LengthModel", "Plan"]
 
+CONTINUATION_KEY = "tokenlean_continuation"
 _ABORTS = (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)
 
 
@@ -324,6 +325,11 @@ class BudgetLayer:
         if response.cached:
             return Usage()
         usage = response.usage
+        raw = response.raw
+        if isinstance(raw, Mapping) and isinstance(raw.get(CONTINUATION_KEY), Mapping):
+            # a ContinuingProvider settled its continuations itself: only the first part is ours
+            first = raw[CONTINUATION_KEY].get("first_usage")
+            usage = first if isinstance(first, Usage) else usage
         if usage.input_tokens == 0 and usage.output_tokens == 0:
             detail = self._note(request) or {}
             prompt = int(detail.get("prompt_tokens") or self._prompt_tokens(request,
