@@ -14,6 +14,7 @@ def test_public_api_is_pinned() -> None:
         "LengthModel",
         "LengthPredictor",
         "Plan",
+        "RedisBudgetStore",
         "SQLiteBudgetStore",
         "evaluate_length_predictor",
         "length_instruction",

@@ -11,6 +11,7 @@ from ._features import FEATURE_NAMES
 from ._features import features as prompt_features
 from ._layer import BudgetLayer, LengthModel, Plan
 from ._predictor import LengthPredictor
+from ._redis import RedisBudgetStore
 from ._spec import Budget
 from ._store import Account, BudgetStore, Claim, SQLiteBudgetStore
 from ._train import Example, load_examples
@@ -29,6 +30,7 @@ __all__ = [
     "LengthModel",
     "LengthPredictor",
     "Plan",
+    "RedisBudgetStore",
     "SQLiteBudgetStore",
     "evaluate_length_predictor",
     "length_instruction",
