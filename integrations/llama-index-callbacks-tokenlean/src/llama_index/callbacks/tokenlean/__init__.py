@@ -1,0 +1,14 @@
+"""LlamaIndex instrumentation handlers for tokenlean.
+
+``instrument(ledger=...)`` prices every LLM call (chat, completion, streamed)
+and writes one :class:`tokenlean.core.CallRecord` per call to the ledger or to
+any exporter from ``tokenlean.exporters``.
+"""
+
+from llama_index.callbacks.tokenlean.base import (
+    TokenleanEventHandler,
+    TokenleanSpanHandler,
+    instrument,
+)
+
+__all__ = ["TokenleanEventHandler", "TokenleanSpanHandler", "instrument"]
