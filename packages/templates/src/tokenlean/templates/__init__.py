@@ -1,0 +1,47 @@
+"""tokenlean.templates: measured prompt-template rewriting and cache-friendly layout.
+
+``rewrite(template)`` runs the safe passes (whitespace, decoration, duplicate
+sentences, filler, politeness, hedges, verbose connectives, repeated
+constraints). Every pass is checked against the invariants (variables, code,
+quoted strings, numbers, URLs, JSON / XML examples, explicit constraints) and
+skipped for a template it would break; the rewrite must keep MiniLM similarity
+above a documented floor. ``TemplatesLayer`` applies it to system messages in a
+tokenlean pipeline.
+"""
+
+from ._protect import (
+    CONSTRAINT_KEYWORDS,
+    Violation,
+    check_invariants,
+    constraint_clauses,
+    find_variables,
+)
+from ._layer import TemplatesLayer
+from ._rewrite import (
+    DEFAULT_SIMILARITY_FLOOR,
+    PASS_DESCRIPTIONS,
+    PassReport,
+    RewriteResult,
+    TemplateRewriter,
+    diff,
+    rewrite,
+)
+from ._similarity import MiniLMScorer, SimilarityScorer
+
+__all__ = [
+    "CONSTRAINT_KEYWORDS",
+    "DEFAULT_SIMILARITY_FLOOR",
+    "PASS_DESCRIPTIONS",
+    "MiniLMScorer",
+    "PassReport",
+    "RewriteResult",
+    "SimilarityScorer",
+    "TemplateRewriter",
+    "TemplatesLayer",
+    "Violation",
+    "check_invariants",
+    "constraint_clauses",
+    "diff",
+    "find_variables",
+    "rewrite",
+]

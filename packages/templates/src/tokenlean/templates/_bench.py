@@ -1,0 +1,106 @@
+"""``tokenlean bench templates FILE``: tokens saved by the safe passes, measured."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ._protect import check_invariants, find_variables
+from ._rewrite import DEFAULT_SIMILARITY_FLOOR, TemplateRewriter
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise typer.BadParameter(f"{path}:{n} is not JSON: {exc}") from None
+            if not isinstance(row, dict) or not isinstance(row.get("template"), str):
+                raise typer.BadParameter(f"{path}:{n} has no string 'template' (templates shape: "
+                                         '{"id", "name", "template", "type"})')
+            rows.append(row)
+    return rows
+
+
+def run_bench(rows: list[dict[str, Any]], *, mode: str = "safe", model: str = "gpt-4o",
+              similarity: bool = True, floor: float = DEFAULT_SIMILARITY_FLOOR,
+              batch: int = 64) -> dict[str, Any]:
+    """The benchmark's numbers for ``rows`` (templates shape)."""
+    rewriter = TemplateRewriter(mode=mode, model=model,  # type: ignore[arg-type]
+                                similarity_floor=floor, scorer="minilm" if similarity else None)
+    templates = [r["template"] for r in rows]
+    results = []
+    for i in range(0, len(templates), batch):
+        results.extend(rewriter.rewrite_many(templates[i:i + batch]))
+    before = sum(r.tokens_before for r in results)
+    after = sum(r.tokens_after for r in results)
+    per_pass: dict[str, dict[str, int]] = {}
+    for r in results:
+        for p in r.passes:
+            entry = per_pass.setdefault(p.name, {"saved_tokens": 0, "applied": 0, "skipped": 0,
+                                                 "partial": 0})
+            entry["saved_tokens"] += p.saved_tokens
+            entry["applied"] += int(p.applied)
+            entry["skipped"] += int(p.skipped is not None)
+            entry["partial"] += int(p.partial and p.applied)
+    # invariants re-checked here, independently of the rewriter's own bookkeeping
+    violations = sum(len(check_invariants(r.original, r.text)) for r in results)
+    variables_lost = sum(len(set(find_variables(r.original)) - set(find_variables(r.text)))
+                         for r in results)
+    sims = [r.similarity for r in results if r.similarity is not None and r.changed]
+    ratios = [r.saved_ratio for r in results]
+    return {
+        "templates": len(results),
+        "changed": sum(r.changed for r in results),
+        "mode": mode,
+        "model_tokenizer": model,
+        "tokens_before": before,
+        "tokens_after": after,
+        "saved_tokens": before - after,
+        "saved_ratio": round((before - after) / before, 4) if before else 0.0,
+        "mean_saved_ratio_per_template": round(statistics.mean(ratios), 4) if ratios else 0.0,
+        "median_saved_ratio_per_template": round(statistics.median(ratios), 4) if ratios else 0.0,
+        "invariant_violations": violations,
+        "variables_lost": variables_lost,
+        "similarity_floor": floor if similarity else None,
+        "similarity_min": round(min(sims), 4) if sims else None,
+        "similarity_mean": round(statistics.mean(sims), 4) if sims else None,
+        "backed_off": sum(any("backed off" in n for n in r.notes) for r in results),
+        "per_pass": per_pass,
+    }
+
+
+def bench(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                help="JSONL of templates: {id, name, template, type}."),
+    mode: str = typer.Option("safe", "--mode", help="safe | whitespace"),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Use the first N rows."),
+    split: str = typer.Option("all", "--split",
+                              help="all | tune (rows with index % 5 != 4) | holdout (index % 5 == 4)"),
+    model: str = typer.Option("gpt-4o", "--model", help="Tokenizer to count with."),
+    no_similarity: bool = typer.Option(False, "--no-similarity",
+                                       help="Skip the MiniLM meaning check (faster)."),
+    floor: float = typer.Option(DEFAULT_SIMILARITY_FLOOR, "--floor", min=0.0, max=1.0,
+                                help="Similarity floor."),
+) -> None:
+    """Templates layer: tokens saved by the safe rewrite, invariants, MiniLM similarity."""
+    if mode not in ("safe", "whitespace"):
+        raise typer.BadParameter("--mode must be safe or whitespace")
+    if split not in ("all", "tune", "holdout"):
+        raise typer.BadParameter("--split must be all, tune or holdout")
+    rows = _load(file)
+    if split != "all":
+        rows = [r for i, r in enumerate(rows) if (i % 5 == 4) == (split == "holdout")]
+    if limit is not None:
+        rows = rows[:limit]
+    out = run_bench(rows, mode=mode, model=model, similarity=not no_similarity, floor=floor)
+    out = {"data": str(file), "split": split, "limit": limit, **out}
+    typer.echo(json.dumps(out))

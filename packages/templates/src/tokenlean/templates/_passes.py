@@ -1,0 +1,364 @@
+"""The rewrite passes. Each works on *masked* text (protected spans are single
+private-use characters it cannot see into) and returns new masked text.
+
+``local`` passes edit inside sentences; when one breaks an invariant on a
+template, the rewriter retries it sentence by sentence and keeps only the
+sentences whose edit is clean. ``global`` passes look across sentences
+(duplicates, repeated constraints) and are taken or skipped whole.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._protect import PLACEHOLDER_CLASS, constraint_clauses
+
+__all__ = ["PASSES", "SAFE_PASSES", "WHITESPACE_PASSES", "Pass", "split_sentences"]
+
+_CAP = "\x00"  # marker: capitalise the next letter (a sentence start lost its first words)
+_SENT_START = r"(?:^|(?<=[.!?:]\s)|(?<=[.!?:][\"')\]]\s)|(?<=\n)|(?<=\n[-*] )|(?<=\x00))"
+_P = PLACEHOLDER_CLASS
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """One rewrite pass: ``apply(masked_text, unmask) -> masked_text``; a pass with
+    ``apply_spans`` rewrites protected spans themselves (JSON compaction) and is
+    checked by value, not verbatim."""
+
+    name: str
+    apply: Callable[[str, Callable[[str], str]], str]
+    local: bool
+    description: str
+    apply_spans: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None
+
+
+def _case_like(source: str, out: str) -> str:
+    if out and source[:1].isupper() and out[:1].islower():
+        return out[0].upper() + out[1:]
+    return out
+
+
+def _rule(pattern: str, repl: str, *, start: bool = False) -> tuple[re.Pattern[str], str, bool]:
+    prefix = _SENT_START if start else ""
+    return re.compile(prefix + pattern, re.IGNORECASE | re.MULTILINE), repl, start
+
+
+_AT_START = re.compile(r"(?:^|[.!?:][\"')\]]?[ \t]+|\n[ \t]*|\n[ \t]*[-*][ \t]+)$")
+
+
+def _at_sentence_start(text: str, pos: int) -> bool:
+    return bool(_AT_START.search(text[max(0, pos - 8):pos])) or pos == 0
+
+
+def _run_rules(rules: list[tuple[re.Pattern[str], str, bool]], text: str) -> str:
+    for pattern, repl in ((p, r) for p, r, _start in rules):
+        def replace(m: re.Match[str], repl: str = repl) -> str:
+            out = m.expand(repl)
+            if m.group(0)[:1].isupper() and _at_sentence_start(m.string, m.start()):
+                if not out:
+                    return _CAP
+                return out[0].upper() + out[1:] if out[0].islower() else out
+            return _case_like(m.group(0), out)
+
+        text = pattern.sub(replace, text)
+    return _tidy(_resolve_caps(text))
+
+
+def _tidy(text: str) -> str:
+    """Spaces left behind by a removal: doubled, trailing, or before punctuation."""
+    text = re.sub(r"[ \t]+$", "", text, flags=re.M)
+    text = re.sub(r"(?<=\S)[ \t]{2,}", " ", text)
+    return re.sub(r"(?<=[^\W\d_]) +(?=[,.;:!?](?:\s|$))", "", text)
+
+
+def _resolve_caps(text: str) -> str:
+    text = re.sub(_CAP + r"+([^\w" + _P + r"]*)([^\W\d_])",
+                  lambda m: m.group(1) + m.group(2).upper(), text)
+    return text.replace(_CAP, "")
+
+
+# --- whitespace and decoration ---------------------------------------------------
+
+def _whitespace(text: str, _unmask: Callable[[str], str]) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
+    text = re.sub(r"[ \t]+$", "", text, flags=re.M)
+    text = re.sub(r"(?<=\S)[ \t]{2,}", " ", text)
+    text = re.sub(r"(?<=[^\W\d_]) +(?=[,.;:!?](?:\s|$))", "", text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip()
+
+
+def _decoration(text: str, _unmask: Callable[[str], str]) -> str:
+    # horizontal rules and banner lines: "-----", "=====", "# ======", "***"
+    text = re.sub(r"(?m)^[ \t]*#*[ \t]*([=\-*_~#])\1{2,}[ \t]*$\n?", "", text)
+    # markdown emphasis markers around plain words
+    text = re.sub(r"\*\*([^*\n]{1,200}?)\*\*", r"\1", text)
+    text = re.sub(r"(?<!\w)__([^_\n]{1,200}?)__(?!\w)", r"\1", text)
+    # repeated punctuation
+    text = re.sub(r"!{2,}", "!", text)
+    text = re.sub(r"\?{2,}", "?", text)
+    text = re.sub(r"\.{4,}", "...", text)
+    return text
+
+
+def _compact_json(spans: tuple[str, ...]) -> tuple[str, ...]:
+    out = []
+    for span in spans:
+        if "\n" in span and span.lstrip()[:1] in "{[":
+            try:
+                value = json.loads(span)
+            except ValueError:
+                out.append(span)
+                continue
+            if isinstance(value, (dict, list)):
+                out.append(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+                continue
+        out.append(span)
+    return tuple(out)
+
+
+def _keep(text: str, _unmask: Callable[[str], str]) -> str:
+    return text
+
+
+# --- filler, politeness, hedges, connectives ----------------------------------------
+
+_FILLER = [
+    _rule(r"I (?:really )?(?:want|would like|need|'d like) (?:for )?you to (act|behave|pretend|serve"
+          r"|function|work|respond|answer|reply|role-?play) (as|like)\b", r"\1 \2", start=True),
+    _rule(r"I (?:really )?(?:want|would like|need|'d like) (?:for )?you to\s+", "", start=True),
+    _rule(r"(?:Please )?imagine (?:that )?you are\b", "You are", start=True),
+    _rule(r"(?:Your|The) (?:main |primary )?(?:task|job|goal|role|objective|mission|purpose)"
+          r" (?:here )?(?:is|will be) to\s+", "", start=True),
+    _rule(r"\bit will be your (?:job|task|role) to\s+", ""),
+    _rule(r"\bit is your (?:job|task|role) to\s+", ""),
+    _rule(r"My first (?:suggestion |specific )?(request|sentence|command|question|claim|prompt"
+          r"|query|task|topic|message|input|word|statement)(?: for you)? (?:is|will be)\b(?:[ \t]*:)?",
+          r"First \1:", start=True),
+    _rule(r"\b(I will|I'll|I am going to|I'm going to) (provide|give|send|supply) you with\b",
+          r"I will \2"),
+    _rule(r"\b(?:I will|I'll) (?:be )?(?:providing|giving) you with\b", "I will give"),
+    _rule(r"\byou will need to\b", "you will"),
+    _rule(r"You will also (?=[a-z])", "Also ", start=True),
+    _rule(r"You (?:will|should|need to|are expected to|are going to|have to) (?!be\b|have\b|not\b"
+          r"|never\b|only\b|always\b|also\b|receive\b|get\b|see\b|find\b|know\b|need\b)(?=[a-z])",
+          "", start=True),
+    _rule(r"(?:Please )?(?:note|remember|keep in mind|bear in mind|be aware)(?: that)?,?[ \t]+"
+          r"(?=[a-z\ue000-\uf8ff])", "", start=True),
+    _rule(r"It is (?:important|essential|crucial|vital) (?:to note |to remember )?that\s+", "",
+          start=True),
+    _rule(r"This (?:could|can|may|might) (?:include|involve)\b", "E.g.,", start=True),
+    _rule(r"You should also be sure to\s+", "Also ", start=True),
+    _rule(r"When it comes to (\w+ing|[\w-]+)\b", r"For \1", start=True),
+    _rule(r"\b(?:which|that) (?:has|have) the potential to\b", "that can"),
+    _rule(r"\bI would like (?:for )?you to\s+", ""),
+    _rule(r"\bI want you to\s+", ""),
+]
+
+_POLITENESS = [
+    _rule(r"(?:Thank you|Thanks)(?: (?:so|very) much)?(?: in advance)?(?: for [^.!?\n" + _P
+          + r"]{0,80})?[.!]?[ \t]*(?=$|\n)", "", start=True),
+    _rule(r"(?:could|can|would|will) you(?: please| kindly)? (?!like\b|mind\b|be\b|have\b|know\b"
+          r"|please\b)([a-z][^?.!\n]{3,300})\?", r"\1.", start=True),
+    _rule(r"I would (?:really |greatly )?appreciate (?:it )?if you (?:could|would)\s+", "",
+          start=True),
+    _rule(r"\bplease,?[ \t]+(?=[a-z])", ""),
+    _rule(r",?\s*please(?=[.!])", ""),
+    _rule(r"\bkindly\s+(?=[a-z])", ""),
+    _rule(r"\bif you (?:would be so kind|don't mind),?\s*", ""),
+]
+
+_HEDGES = [
+    _rule(r"\b(?:basically|essentially|actually|literally|truly|definitely|certainly)\b,?[ \t]*",
+          ""),
+    _rule(r"\breally\s+(?=\w)", ""),
+    _rule(r"(?:of course|needless to say|as you know|it goes without saying that),?[ \t]*", "",
+          start=True),
+    _rule(r"\bI think (?:that )?", "", start=True),
+]
+
+_CONNECTIVES = [
+    _rule(r"\bin order to\b", "to"),
+    _rule(r"\bso as to\b", "to"),
+    _rule(r"\bin an effort to\b", "to"),
+    _rule(r"\b(?:due|owing) to the fact that\b", "because"),
+    _rule(r"\b(?:in spite|despite) of the fact that\b", "although"),
+    _rule(r"\bdespite the fact that\b", "although"),
+    _rule(r"\bin the event that\b", "if"),
+    _rule(r"\bfor the purpose of\b", "for"),
+    _rule(r"\bwith regards? to\b", "about"),
+    _rule(r"\bin regards? to\b", "about"),
+    _rule(r"\bprior to\b", "before"),
+    _rule(r"\bsubsequent to\b", "after"),
+    _rule(r"\bat (?:this|the present) (?:point in |moment in )?time\b", "now"),
+    _rule(r"\bin the near future\b", "soon"),
+    _rule(r"\ba (?:large|great|huge) number of\b", "many"),
+    _rule(r"\bthe (?:vast )?majority of\b", "most"),
+    _rule(r"\beach and every\b", "every"),
+    _rule(r"(?:In addition|Additionally|Furthermore|Moreover),", "Also,", start=True),
+    _rule(r"\bas well as\b", "and"),
+    _rule(r"\b(is|are) able to\b", "can"),
+    _rule(r"\bwill be able to\b", "can"),
+    _rule(r"\b(?:has|have) the (?:ability|capability) to\b", "can"),
+    _rule(r"\bmake use of\b", "use"),
+    _rule(r"\butili[sz]e\b", "use"),
+    _rule(r"\butili[sz]es\b", "uses"),
+    _rule(r"\butili[sz]ing\b", "using"),
+    _rule(r"\butili[sz]ed\b", "used"),
+    _rule(r"\ba (?:wide )?(?:variety|range) of\b", "various"),
+    _rule(r"\bin the form of\b", "as"),
+    _rule(r"\bon a daily basis\b", "daily"),
+    _rule(r"\bon a regular basis\b", "regularly"),
+    _rule(r"\bwhether or not\b", "whether"),
+    _rule(r"\bmake sure(?: that)?\b", "ensure"),
+    _rule(r"\bmakes sure(?: that)?\b", "ensures"),
+    _rule(r"\btake into (?:account|consideration)\b", "consider"),
+    _rule(r"\btakes into (?:account|consideration)\b", "considers"),
+    _rule(r"\bcome up with\b", "devise"),
+    _rule(r"\bin a (?:timely|prompt) manner\b", "promptly"),
+    _rule(r"\bin a clear and concise manner\b", "clearly and concisely"),
+    _rule(r"\bas (?:soon|quickly) as possible\b", "promptly"),
+]
+
+
+def _filler(text: str, _unmask: Callable[[str], str]) -> str:
+    return _run_rules(_FILLER, text)
+
+
+def _politeness(text: str, _unmask: Callable[[str], str]) -> str:
+    return _run_rules(_POLITENESS, text)
+
+
+def _hedges(text: str, _unmask: Callable[[str], str]) -> str:
+    return _run_rules(_HEDGES, text)
+
+
+def _connectives(text: str, _unmask: Callable[[str], str]) -> str:
+    return _run_rules(_CONNECTIVES, text)
+
+
+# --- sentence-level passes ---------------------------------------------------------
+
+_SPLIT = re.compile(r"(?<=[.!?])([\"')\]]?)([ \t]+)(?=[A-Z\"'(\[" + _P + r"])")
+
+
+def split_sentences(text: str) -> list[tuple[str, str]]:
+    """``(sentence, separator)`` pairs whose concatenation is ``text``."""
+    out: list[tuple[str, str]] = []
+    for line in re.split(r"(\n+)", text):
+        if not line:
+            continue
+        if line.startswith("\n"):
+            if out:
+                out[-1] = (out[-1][0], out[-1][1] + line)
+            else:
+                out.append(("", line))
+            continue
+        last = 0
+        for m in _SPLIT.finditer(line):
+            out.append((line[last:m.start(2)], m.group(2)))
+            last = m.end(2)
+        out.append((line[last:], ""))
+    return out
+
+
+def _join(parts: list[tuple[str, str]]) -> str:
+    return "".join(s + sep for s, sep in parts)
+
+
+def _key(sentence: str, unmask: Callable[[str], str]) -> str:
+    return " ".join(re.findall(r"[^\W_]+", unmask(sentence).lower()))
+
+
+def _drop(parts: list[tuple[str, str]], index: int) -> None:
+    """Remove sentence ``index``, keeping the line structure around it."""
+    _sentence, sep = parts[index]
+    if index > 0 and "\n" in sep and "\n" not in parts[index - 1][1]:
+        parts[index - 1] = (parts[index - 1][0], sep)
+    elif index > 0 and "\n" in sep:
+        prev_sep = parts[index - 1][1]
+        parts[index - 1] = (parts[index - 1][0], max(prev_sep, sep, key=len))
+    del parts[index]
+
+
+def _duplicates(text: str, unmask: Callable[[str], str]) -> str:
+    parts = split_sentences(text)
+    seen: set[str] = set()
+    i = 0
+    while i < len(parts):
+        key = _key(parts[i][0], unmask)
+        if len(key.split()) >= 4 and key in seen:
+            _drop(parts, i)
+            continue
+        seen.add(key)
+        i += 1
+    return _join(parts)
+
+
+_MERGEABLE = re.compile(r"(?i)^(do not|don't|never|always|you must not|you must never"
+                        r"|you must|you should never|you should always)\s+([^.!?\n]+?)\s*([.!])$")
+_SUBORDINATE = re.compile(r"(?i)\b(unless|if|when|except|until|but|or|and|because|while)\b|[,;:"
+                          + _P + "]")
+
+
+def _constraints(text: str, unmask: Callable[[str], str]) -> str:
+    parts = split_sentences(text)
+    # 1. a constraint sentence every clause of which an earlier sentence already states
+    i = 1
+    while i < len(parts):
+        sentence = unmask(parts[i][0])
+        clauses = constraint_clauses(sentence)
+        if clauses and _MERGEABLE.match(parts[i][0].strip()):
+            before = constraint_clauses(unmask(_join(parts[:i])))
+            if all(any(k == bk and w <= bw for bk, bw in before) for k, w in clauses):
+                _drop(parts, i)
+                continue
+        i += 1
+    # 2. adjacent short constraints with the same opening: "Do not X. Do not Y." -> "Do not X or Y."
+    i = 0
+    while i + 1 < len(parts):
+        a, sep = parts[i]
+        b, sep_b = parts[i + 1]
+        ma, mb = _MERGEABLE.match(a.strip()), _MERGEABLE.match(b.strip())
+        if (ma and mb and "\n" not in sep and ma.group(1).lower() == mb.group(1).lower()
+                and not _SUBORDINATE.search(ma.group(2)) and not _SUBORDINATE.search(mb.group(2))
+                and len(ma.group(2).split()) <= 8 and len(mb.group(2).split()) <= 8):
+            joiner = " and " if "always" in ma.group(1).lower() else " or "
+            lead = a[: len(a) - len(a.lstrip())]
+            merged = f"{lead}{ma.group(1)} {ma.group(2)}{joiner}{mb.group(2)}{mb.group(3)}"
+            parts[i] = (merged, sep_b)
+            del parts[i + 1]
+            continue
+        i += 1
+    return _join(parts)
+
+
+PASSES: dict[str, Pass] = {
+    p.name: p for p in (
+        Pass("whitespace", _whitespace, False,
+             "runs of spaces, trailing spaces and blank lines outside protected text"),
+        Pass("decoration", _decoration, False,
+             "banner / rule lines, **bold** markers, repeated punctuation"),
+        Pass("json", _keep, False,
+             "JSON examples re-serialised without indentation (checked: same parsed value)",
+             _compact_json),
+        Pass("duplicates", _duplicates, False,
+             "sentences repeated verbatim (4+ words; case and punctuation ignored)"),
+        Pass("filler", _filler, True,
+             "boilerplate openers: 'I want you to act as' -> 'Act as', 'My first request is'"),
+        Pass("politeness", _politeness, True,
+             "please / kindly / thank-you lines; 'Can you X?' -> 'X.'"),
+        Pass("hedges", _hedges, True, "basically, actually, really, of course, ..."),
+        Pass("connectives", _connectives, True,
+             "verbose connectives: 'in order to' -> 'to', 'utilize' -> 'use', ..."),
+        Pass("constraints", _constraints, False,
+             "a constraint stated again is dropped; 'Do not X. Do not Y.' -> 'Do not X or Y.'"),
+    )
+}
+SAFE_PASSES: tuple[str, ...] = ("whitespace", "decoration", "json", "duplicates", "filler", "politeness",
+                                "hedges", "connectives", "constraints")
+WHITESPACE_PASSES: tuple[str, ...] = ("whitespace",)

@@ -1,0 +1,148 @@
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from tokenlean.core import ConfigError, InvalidRequestError, count_tokens
+from tokenlean.templates import (
+    PASS_DESCRIPTIONS,
+    TemplateRewriter,
+    check_invariants,
+    diff,
+    find_variables,
+)
+
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / \
+    "templates_prompts_chat_dev.jsonl"
+
+VERBOSE = (
+    "I want you to act as a travel guide for {city}.   Please   suggest places to visit.\n\n\n\n"
+    "I will provide you with my location and it will be your job to come up with a plan "
+    "in order to make the trip easy. Do not write explanations. Do not use emojis. "
+    "Do not write explanations. Basically, the plan must fit in 3 days. "
+    'Thank you so much!\nMy first request is "I am in Paris."'
+)
+
+
+def fast() -> TemplateRewriter:
+    return TemplateRewriter(scorer=None)
+
+
+def test_safe_rewrite_saves_tokens_and_keeps_invariants():
+    r = fast().rewrite(VERBOSE)
+    assert r.text.startswith("Act as a travel guide for {city}. Suggest places to visit.")
+    assert "in order to" not in r.text and "Thank you" not in r.text
+    assert "Do not write explanations or use emojis." in r.text
+    assert r.text.count("explanations") == 1
+    assert '"I am in Paris."' in r.text and "{city}" in r.text and "3 days" in r.text
+    assert "must fit in 3 days" in r.text
+    assert r.saved_tokens == r.tokens_before - r.tokens_after > 10
+    assert r.tokens_before == count_tokens(VERBOSE, model="gpt-4o").tokens
+    assert check_invariants(VERBOSE, r.text) == [] and r.violations == ()
+    by_pass = {p.name: p.saved_tokens for p in r.passes}
+    assert set(by_pass) == set(PASS_DESCRIPTIONS)
+    assert by_pass["filler"] > 0 and by_pass["whitespace"] > 0 and by_pass["constraints"] > 0
+    assert sum(by_pass.values()) == r.saved_tokens
+    assert r.variables == ("{city}",)
+    assert r.similarity is None
+
+
+def test_protected_text_is_never_touched():
+    text = ('Please answer "I want you to act as a please   thing" and keep `in order to` '
+            "as is.\n```\nI want you to    act as\n```\nSee https://x.org/in-order-to.")
+    r = fast().rewrite(text)
+    for item in ('"I want you to act as a please   thing"', "`in order to`",
+                 "```\nI want you to    act as\n```", "https://x.org/in-order-to"):
+        assert item in r.text
+    assert r.text.startswith("Answer ")
+
+
+def test_a_pass_breaking_a_constraint_is_reverted_for_that_sentence():
+    text = "You must reply in order to win. Please be brief in order to help."
+    r = fast().rewrite(text)
+    assert check_invariants(text, r.text) == []
+    assert "in order to win" in r.text  # inside the "must" clause: edit refused
+    assert r.text.endswith("Be brief to help.")
+    connectives = next(p for p in r.passes if p.name == "connectives")
+    assert connectives.applied and connectives.partial
+
+
+def test_whitespace_mode_only_touches_whitespace():
+    r = TemplateRewriter(mode="whitespace", scorer=None).rewrite("I want you to   act as X.  \n")
+    assert r.text == "I want you to act as X."
+    assert [p.name for p in r.passes] == ["whitespace"]
+
+
+def test_memoised_and_async_twin():
+    rw = fast()
+    first = rw.rewrite(VERBOSE)
+    assert rw.cached(VERBOSE) is first
+    assert rw.rewrite(VERBOSE) is first
+    assert asyncio.run(rw.arewrite(VERBOSE)) is first
+    assert rw.rewrite_many([VERBOSE, "x"])[0] is first
+
+
+def test_diff_views():
+    r = fast().rewrite("I want you to act as a poet. Please write.")
+    words = r.diff()
+    assert words == "[-I want you to act-]{+Act+} as a poet. [-Please write.-]{+Write.+}"
+    assert r.diff(style="unified").startswith("--- original")
+    assert diff("a b", "a b") == "a b"
+    with pytest.raises(ConfigError):
+        r.diff(style="html")  # type: ignore[arg-type]
+
+
+def test_config_and_input_errors():
+    with pytest.raises(ConfigError):
+        TemplateRewriter(mode="structural")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        TemplateRewriter(passes=["nope"])
+    with pytest.raises(ConfigError):
+        TemplateRewriter(similarity_floor=2)
+    with pytest.raises(InvalidRequestError):
+        fast().rewrite_many("one string")  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError):
+        fast().rewrite(3)  # type: ignore[arg-type]
+
+
+def test_private_use_text_left_alone():
+    r = fast().rewrite("Please \ue000 act.")
+    assert r.text == r.original and r.notes
+
+
+class _Strict:
+    """A scorer that dislikes any rewrite shorter than 95% of the original."""
+
+    name = "strict-length"
+
+    def similarities(self, pairs):
+        return [min(1.0, len(b) / len(a)) / 0.95 * 0.84 if len(b) < 0.95 * len(a) else 0.99
+                for a, b in pairs]
+
+
+def test_similarity_floor_backs_off_passes():
+    r = TemplateRewriter(scorer=_Strict()).rewrite(VERBOSE)
+    assert r.similarity is not None and r.similarity >= 0.85
+    assert any("backed off" in n for n in r.notes)
+    assert any(p.skipped == "similarity" for p in r.passes)
+    assert len(r.text) >= 0.95 * len(VERBOSE)
+
+
+def test_minilm_similarity_is_measured(minilm):
+    rw = TemplateRewriter(scorer=minilm)
+    r = rw.rewrite(VERBOSE)
+    assert r.similarity is not None and 0.85 <= r.similarity <= 1.0
+    unrelated = minilm.similarities([(VERBOSE, "The mitochondria is the powerhouse of the cell.")])
+    assert unrelated[0] < 0.5
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="shared dev data not present")
+def test_real_templates_sample_zero_violations():
+    with DATA.open(encoding="utf-8") as fh:
+        rows = [json.loads(line) for _, line in zip(range(60), fh)]
+    results = fast().rewrite_many([r["template"] for r in rows])
+    assert sum(r.saved_tokens for r in results) > 0.03 * sum(r.tokens_before for r in results)
+    for r in results:
+        assert check_invariants(r.original, r.text) == []
+        assert set(find_variables(r.original)) == set(find_variables(r.text))
