@@ -1,0 +1,114 @@
+"""``tokenlean audit`` and ``tokenlean demo`` (registered as entry points)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+__all__ = ["audit", "demo"]
+
+_err = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    _err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
+def _count_lines(path: Path, limit: int | None) -> int | None:
+    try:
+        with path.open("rb") as handle:
+            n = sum(1 for line in handle if line.strip())
+    except OSError:
+        return None
+    return n if limit is None else min(n, limit)
+
+
+def layer_table(report: dict, *, title: str) -> Table:
+    table = Table(title=title)
+    for column in ("layer", "status", "input tok saved", "output tok saved", "$ saved",
+                   "share of spend", "requests changed", "quality proxy"):
+        table.add_column(column, justify="left" if column in ("layer", "status",
+                                                              "quality proxy") else "right")
+    for layer in report["layers"]:
+        quality = ", ".join(f"{k}={v:.3g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                            for k, v in (layer.get("quality") or {}).items() if v is not None)
+        status = layer["status"] if layer["status"] == "ran" else f"[dim]{layer['status']}[/]"
+        table.add_row(layer["layer"], status, f"{layer['saved_input_tokens']:,}",
+                      f"{layer['saved_output_tokens']:,}", f"{layer['saved_usd']:.4f}",
+                      f"{layer.get('saved_share', 0) * 100:.1f}%",
+                      str(layer["requests_changed"]), quality or "-")
+    return table
+
+
+def audit(
+    log: Path = typer.Argument(..., help="JSONL traffic log: OpenAI request/response pairs, "
+                               "the prompts shape, or a tokenlean ledger export."),
+    price_as: str = typer.Option("gpt-4o", "--price-as", help="Price every call as this model."),
+    html: Path | None = typer.Option(None, "--html", help="Write the HTML report here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N calls."),
+    layers: str = typer.Option("templates,compress,budget,cache", "--layers",
+                               help="Comma-separated layers to replay."),
+    compress_ratio: float = typer.Option(3.0, "--compress-ratio",
+                                         help="Target ratio for context compression."),
+) -> None:
+    """Replay a traffic log offline and estimate what each layer would save."""
+    from tokenlean.core import TokenleanError
+
+    from ._audit import AuditOptions, audit_log
+    from .report import write_html
+
+    if not log.exists():
+        raise _fail(f"no such file: {log}")
+    options = AuditOptions(price_as=price_as, compress_ratio=compress_ratio,
+                           layers=tuple(x.strip() for x in layers.split(",") if x.strip()))
+    total = _count_lines(log, limit)
+    try:
+        with _progress(_err) as bar:
+            task = bar.add_task("replaying", total=total)
+            report = audit_log(log, options=options, limit=limit,
+                               progress=lambda n: bar.update(task, completed=n))
+    except TokenleanError as exc:
+        raise _fail(str(exc)) from None
+    if html is not None:
+        write_html(report, html)
+        _err.print(f"report written to [bold]{html}[/]")
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    out = Console()
+    out.print(layer_table(report, title=f"tokenlean audit of {log} ({report['requests']} calls, "
+                                        f"priced as {price_as})"))
+    out.print(f"$ per 1M tokens: {report['cost_per_mtok_before']:.3f} -> "
+              f"{report['cost_per_mtok_after']:.3f}  (saved {report['saved_ratio'] * 100:.1f}%)")
+    for layer in report["layers"]:
+        if layer["status"] == "skipped":
+            out.print(f"[dim]{layer['layer']}: {layer['note']}[/]")
+
+
+def demo(
+    price_as: str = typer.Option("gpt-4o", "--price-as", help="Price every call as this model."),
+    html: Path = typer.Option(Path("tokenlean-demo.html"), "--html",
+                              help="Where to write the HTML report."),
+    questions: int | None = typer.Option(None, "--questions", min=1,
+                                         help="Run only the first N questions of the session."),
+    max_tokens: int = typer.Option(96, "--max-tokens", help="Answer length cap for the local "
+                                   "model (keeps the demo to a few minutes on a CPU)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Run a small LangChain RAG app raw and through lean() on a local model; show the savings."""
+    from ._demo import run_demo
+
+    run_demo(price_as=price_as, html=html, questions=questions, max_tokens=max_tokens,
+             as_json=as_json)
