@@ -286,7 +286,12 @@ class _Cache:
     def __init__(self, embedder: str) -> None:
         from tokenlean.cache import ResponseCache
 
-        self.cache = ResponseCache(semantic=True, embedder=embedder)
+        self.note = ""
+        try:
+            self.cache = ResponseCache(semantic=True, embedder=embedder)
+        except TokenleanError as exc:  # the semantic guard cannot load: exact hits only
+            self.cache = ResponseCache(semantic=False)
+            self.note = f"exact hits only: the semantic false-hit guard could not load ({exc})"
         self.lookups = 0
         self.accepted: list[float] = []
         self.examples: list[dict[str, Any]] = []
@@ -377,6 +382,8 @@ def audit_entries(entries: Iterable[LogEntry], *, options: AuditOptions | None =
     n = 0
     formats: set[str] = set()
     cache = impls.get("cache")
+    if cache is not None and cache.note:
+        accs["cache"].note = cache.note
     try:
         for entry in entries:
             n += 1

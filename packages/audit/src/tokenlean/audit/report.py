@@ -106,8 +106,8 @@ def _clean(value: Any) -> Any:
 
 def _embed(report: Mapping[str, Any]) -> str:
     text = json.dumps(_clean(report), ensure_ascii=False, sort_keys=False)
-    # inside <script> only "</" (and "<!--") can end or confuse the element
-    return text.replace("</", "<\\/").replace("<!--", "<\\u0021--")
+    # no "<" at all inside the data block: nothing in it can end or confuse the element
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def read_embedded(html: str) -> dict[str, Any]:
