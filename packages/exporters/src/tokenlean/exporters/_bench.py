@@ -1,0 +1,173 @@
+"""``tokenlean bench accounting DATA``: what accounting costs per call, and whether
+the ledger, OpenTelemetry and Prometheus agree on the totals.
+
+For each row of a prompts file (``{"messages", "response", "model"}``) it
+counts the prompt and the answer with tokenlean's tokenizers, prices them
+(with the row's own model, or ``--model``), builds the call's record and
+writes it to every sink. Prints one JSON object: rows, tokens, dollars, how
+many rows had a known price, microseconds per call for counting, pricing and
+each sink, and the difference between the sinks' totals.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from tokenlean.core import (
+    CallRecord,
+    JSONLLedger,
+    Message,
+    SQLiteLedger,
+    Usage,
+    count_messages,
+    count_tokens,
+    price,
+)
+
+
+def _rows(path: Path, limit: int) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                rows.append(json.loads(line))
+            if len(rows) >= limit:
+                break
+    return rows
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def _otel_sums(reader: Any) -> tuple[dict[str, int], float]:
+    tokens: dict[str, int] = {}
+    usd = 0.0
+    for rm in reader.get_metrics_data().resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in metric.data.data_points:
+                    if metric.name == "gen_ai.client.token.usage":
+                        kind = point.attributes["gen_ai.token.type"]
+                        tokens[kind] = tokens.get(kind, 0) + int(point.sum)
+                    elif metric.name == "tokenlean.cost":
+                        usd += point.value
+    return tokens, usd
+
+
+def _prom_sums(exporter: Any) -> tuple[dict[str, int], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    tokens: dict[str, int] = {"input": 0, "output": 0}
+    usd = 0.0
+    for family in text_string_to_metric_families(exporter.generate_latest().decode()):
+        for sample in family.samples:
+            if sample.name == "tokenlean_tokens_total" and sample.labels["type"] in tokens:
+                tokens[sample.labels["type"]] += int(sample.value)
+            elif sample.name == "tokenlean_cost_usd_total":
+                usd += sample.value
+    return tokens, usd
+
+
+def bench(
+    data: str = typer.Argument(..., help="prompts JSONL: {messages, response, model}."),
+    limit: int = typer.Option(500, "--limit", help="Use the first N rows."),
+    model: str | None = typer.Option(None, "--model",
+                                     help="Price every row as this model (default: the row's)."),
+) -> None:
+    """Per-call cost of counting, pricing and each exporter; agreement of their totals."""
+    import warnings
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from . import Fanout, OTelExporter, PrometheusExporter
+
+    rows = _rows(Path(data), limit)
+    if not rows:
+        raise typer.BadParameter(f"{data} has no rows")
+    count_s = price_s = 0.0
+    records: list[CallRecord] = []
+    exact = 0
+    models: dict[str, bool] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unknown-price warnings: counted below instead
+        for row in rows:
+            name = model or row.get("model") or "gpt-4o-mini"
+            messages = [Message.from_openai(m) for m in row["messages"]]
+            (prompt, answer), took = _timed(lambda: (
+                count_messages(messages, model=name),
+                count_tokens(str(row.get("response") or ""), model=name)))
+            count_s += took
+            exact += int(prompt.exact and answer.exact)
+            usage = Usage(input_tokens=prompt.tokens, output_tokens=answer.tokens)
+            cost, took = _timed(lambda: price(usage, model=name))
+            price_s += took
+            models[name] = cost is not None
+            records.append(CallRecord(request_id=uuid.uuid4().hex, model=name, usage=usage,
+                                      cost=cost, latency_s=0.5, tenant="bench"))
+
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    tracer_provider = TracerProvider()  # no processor: spans are built, then dropped
+    with tempfile.TemporaryDirectory() as tmp:
+        sinks: dict[str, Any] = {
+            "sqlite": SQLiteLedger(Path(tmp) / "l.sqlite"),
+            "jsonl": JSONLLedger(Path(tmp) / "l.jsonl"),
+            "otel": OTelExporter(meter_provider=meter_provider, tracer_provider=tracer_provider),
+            "prometheus": PrometheusExporter(),
+        }
+        per_sink: dict[str, float] = {}
+        for key, sink in sinks.items():
+            _, took = _timed(lambda s=sink: [s.record(r) for r in records])
+            per_sink[key] = round(took / len(records) * 1e6, 1)
+        fan_ledger = SQLiteLedger(Path(tmp) / "fan.sqlite")
+        fan = Fanout(fan_ledger, OTelExporter(meter_provider=MeterProvider(),
+                                              tracer_provider=tracer_provider),
+                     PrometheusExporter())
+        _, took = _timed(lambda: [fan.record(r) for r in records])
+        per_sink["fanout(sqlite+otel+prometheus)"] = round(took / len(records) * 1e6, 1)
+
+        totals = sinks["sqlite"].totals(by="tenant")[0]
+        ledger_usd = Decimal(totals.cost_usd)
+        otel_tokens, otel_usd = _otel_sums(reader)
+        prom_tokens, prom_usd = _prom_sums(sinks["prometheus"])
+        for sink in (sinks["sqlite"], sinks["jsonl"], fan_ledger):
+            sink.close()
+    meter_provider.shutdown()
+    ledger_tokens = {"input": totals.input_tokens, "output": totals.output_tokens}
+    result = {
+        "data": str(data),
+        "rows": len(records),
+        "price_model": model or "per row",
+        "models": len(models),
+        "priced_models": sum(models.values()),
+        "unpriced_rows": totals.unpriced_calls,
+        "exact_count_rows": exact,
+        "tokens": ledger_tokens,
+        "cost_usd": float(ledger_usd),
+        "us_per_call": {
+            "count_tokens": round(count_s / len(records) * 1e6, 1),
+            "price": round(price_s / len(records) * 1e6, 1),
+            **per_sink,
+        },
+        "agreement": {
+            "otel_tokens_equal": otel_tokens == ledger_tokens,
+            "prometheus_tokens_equal": prom_tokens == ledger_tokens,
+            "otel_usd_abs_diff": abs(otel_usd - float(ledger_usd)),
+            "prometheus_usd_abs_diff": abs(prom_usd - float(ledger_usd)),
+        },
+    }
+    typer.echo(json.dumps(result))
