@@ -5,7 +5,8 @@ def test_all_is_pinned():
     assert sorted(t.__all__) == sorted([
         "CONSTRAINT_KEYWORDS", "DEFAULT_SIMILARITY_FLOOR", "PASS_DESCRIPTIONS", "MiniLMScorer",
         "PassReport", "RewriteResult", "SimilarityScorer", "TemplateRewriter", "TemplatesLayer",
-        "Violation", "check_invariants", "constraint_clauses", "diff", "find_variables", "rewrite",
+        "Violation", "check_invariants", "constraint_clauses", "diff", "find_variables", "lean_llamaindex_prompts",
+        "lean_llamaindex_template", "rewrite",
     ])
     for name in t.__all__:
         assert getattr(t, name) is not None

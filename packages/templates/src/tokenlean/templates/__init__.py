@@ -17,6 +17,7 @@ from ._protect import (
     find_variables,
 )
 from ._layer import TemplatesLayer
+from ._llamaindex import lean_llamaindex_prompts, lean_llamaindex_template
 from ._rewrite import (
     DEFAULT_SIMILARITY_FLOOR,
     PASS_DESCRIPTIONS,
@@ -43,5 +44,7 @@ __all__ = [
     "constraint_clauses",
     "diff",
     "find_variables",
+    "lean_llamaindex_prompts",
+    "lean_llamaindex_template",
     "rewrite",
 ]

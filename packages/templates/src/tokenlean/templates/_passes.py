@@ -92,9 +92,22 @@ def _whitespace(text: str, _unmask: Callable[[str], str]) -> str:
     return text.strip()
 
 
+_RULE_LINE = re.compile(r"^[ \t]*#*[ \t]*([=\-*_~#])\1{2,}[ \t]*$")
+
+
 def _decoration(text: str, _unmask: Callable[[str], str]) -> str:
-    # horizontal rules and banner lines: "-----", "=====", "# ======", "***"
-    text = re.sub(r"(?m)^[ \t]*#*[ \t]*([=\-*_~#])\1{2,}[ \t]*$\n?", "", text)
+    # horizontal rules and banner lines ("-----", "=====", "# ======", "***"), unless
+    # they fence a protected span on the next / previous line (a "{context}" block)
+    lines = text.split("\n")
+    kept = []
+    for i, line in enumerate(lines):
+        if _RULE_LINE.match(line):
+            near = [ln for ln in (lines[i - 1] if i else "", lines[i + 1] if i + 1 < len(lines)
+                                  else "")]
+            if not any(re.search(f"[{_P}]", ln) for ln in near):
+                continue
+        kept.append(line)
+    text = "\n".join(kept)
     # markdown emphasis markers around plain words
     text = re.sub(r"\*\*([^*\n]{1,200}?)\*\*", r"\1", text)
     text = re.sub(r"(?<!\w)__([^_\n]{1,200}?)__(?!\w)", r"\1", text)
