@@ -266,4 +266,4 @@ class ResponseCache:
         """Load the embedder and the guard's model now instead of on first use."""
         self.embedder.embed(["warm up"])
         if self.guard is not None:
-            self.guard.encoder.encode(["warm up"])
+            self.guard.check("warm up", ["warm up"])

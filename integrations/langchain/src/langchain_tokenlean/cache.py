@@ -1,0 +1,161 @@
+"""``TokenleanCache``: LangChain's ``BaseCache`` backed by ``tokenlean.cache``.
+
+    from langchain_core.globals import set_llm_cache
+    from langchain_tokenlean import TokenleanCache
+
+    set_llm_cache(TokenleanCache(path="~/.tokenlean/lc-cache.sqlite"))
+    # or per model: ChatOpenAI(..., cache=TokenleanCache(...))
+
+Exact hits need the same messages and the same model settings (LangChain's
+``llm_string``); semantic hits need the same settings and earlier turns and a
+last user turn that means the same (vector search + false-hit guard). Only
+types are converted here: the logic is :class:`tokenlean.cache.ResponseCache`.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.load import loads
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, Generation
+
+from tokenlean.cache import FalseHitGuard, ResponseCache, Store
+from tokenlean.core import Message, Request, Response
+
+from ._convert import from_lc_messages, to_lc_message, usage_from_lc, usage_to_lc
+
+__all__ = ["TokenleanCache"]
+
+_PARAM = re.compile(r"\('(model|model_name|temperature)', ([^)]*)\)")
+
+
+def _settings(llm_string: str) -> tuple[str, float | None]:
+    """The model name and temperature LangChain put in ``llm_string`` (for
+    invalidation by model and the sampling policy); the whole string is in the key."""
+    model, temperature = "langchain", None
+    for name, value in _PARAM.findall(llm_string):
+        try:
+            parsed = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            continue
+        if name in ("model", "model_name") and isinstance(parsed, str) and parsed:
+            model = parsed
+        elif name == "temperature" and isinstance(parsed, (int, float)):
+            temperature = float(parsed) if 0 <= parsed <= 2 else None
+    return model, temperature
+
+
+def _messages(prompt: str) -> tuple[Message, ...]:
+    """Chat models pass ``dumps(messages)``; text LLMs pass the prompt itself."""
+    if prompt.startswith("[") and '"lc"' in prompt:
+        try:
+            with warnings.catch_warnings():  # `loads` is marked beta
+                warnings.simplefilter("ignore")
+                value = loads(prompt, allowed_objects="messages")
+        except Exception:  # not a serialised message list after all
+            value = None
+        if isinstance(value, list) and value and all(isinstance(m, BaseMessage) for m in value):
+            return from_lc_messages(value)
+    return (Message(role="user", content=prompt),)
+
+
+class TokenleanCache(BaseCache):
+    """A LangChain cache on tokenlean's exact + semantic response cache.
+
+    Args:
+        path: SQLite file for the embedded store (default: in memory); or
+        store: any :class:`tokenlean.cache.Store` (``RedisStore`` for exact
+            hits shared across machines).
+        tenant: entries of one tenant are never served to another.
+        semantic / embedder / guard / min_score / ttl_s / sampling: see
+            :class:`tokenlean.cache.ResponseCache`.
+        cache: an existing :class:`~tokenlean.cache.ResponseCache` (then the
+            options above must not be given).
+    """
+
+    def __init__(self, *, path: str | Path | None = None, store: Store | None = None,
+                 tenant: str = "default", semantic: bool = True,
+                 embedder: Any = "wordllama", guard: FalseHitGuard | str | None = "default",
+                 min_score: float | None = None, ttl_s: float | None = None,
+                 sampling: str = "exact", cache: ResponseCache | None = None) -> None:
+        if cache is None:
+            cache = ResponseCache(store=store if store is not None else path,
+                                  semantic=semantic, embedder=embedder,
+                                  guard=guard,  # type: ignore[arg-type]
+                                  min_score=min_score, ttl_s=ttl_s,
+                                  sampling=sampling)  # type: ignore[arg-type]
+        self.cache = cache
+        self.tenant = tenant
+
+    # ---- conversion --------------------------------------------------------
+
+    def _request(self, prompt: str, llm_string: str) -> Request:
+        model, temperature = _settings(llm_string)
+        return Request(messages=_messages(prompt), model=model, temperature=temperature,
+                       params={"llm_string": llm_string}, tenant=self.tenant,
+                       provider="langchain")
+
+    @staticmethod
+    def _response(return_val: RETURN_VAL_TYPE) -> Response | None:
+        if len(return_val) != 1:
+            return None  # n > 1 completions: not cached (a hit would change their number)
+        gen = return_val[0]
+        if isinstance(gen, ChatGeneration) and isinstance(gen.message, AIMessage):
+            from ._convert import from_lc_message
+
+            msg = from_lc_message(gen.message)
+            return Response(text=msg.text, tool_calls=msg.tool_calls,
+                            usage=usage_from_lc(gen.message.usage_metadata),
+                            finish_reason="tool_calls" if msg.tool_calls else "stop")
+        if isinstance(gen, ChatGeneration):
+            return None
+        return Response(text=gen.text)
+
+    @staticmethod
+    def _generations(response: Response, chat: bool) -> list[Generation]:
+        if not chat:
+            return [Generation(text=response.text)]
+        message = to_lc_message(Message(role="assistant", content=response.text,
+                                        tool_calls=response.tool_calls))
+        if isinstance(message, AIMessage) and response.usage.total_tokens:
+            message.usage_metadata = usage_to_lc(response.usage)  # type: ignore[assignment]
+        return [ChatGeneration(message=message)]
+
+    @staticmethod
+    def _is_chat(prompt: str) -> bool:
+        return prompt.startswith("[") and '"lc"' in prompt
+
+    # ---- BaseCache -----------------------------------------------------------
+
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        hit = self.cache.lookup(self._request(prompt, llm_string))
+        return None if hit is None else self._generations(hit.response, self._is_chat(prompt))
+
+    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        response = self._response(return_val)
+        if response is not None:
+            self.cache.update(self._request(prompt, llm_string), response)
+
+    def clear(self, **kwargs: Any) -> None:
+        """Remove this tenant's entries (``model=`` / ``older_than_s=`` narrow it)."""
+        self.cache.invalidate(tenant=self.tenant, model=kwargs.get("model"),
+                              older_than_s=kwargs.get("older_than_s"))
+
+    async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        hit = await self.cache.alookup(self._request(prompt, llm_string))
+        return None if hit is None else self._generations(hit.response, self._is_chat(prompt))
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        response = self._response(return_val)
+        if response is not None:
+            await self.cache.aupdate(self._request(prompt, llm_string), response)
+
+    async def aclear(self, **kwargs: Any) -> None:
+        await asyncio.to_thread(self.clear, **kwargs)

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from tokenlean.core import Pipeline
+from tokenlean.cache import Entry, FunctionEmbedder, ResponseCache, SQLiteStore
+
+
+def _entry(i: int, context: str = "ctx", tenant: str = "t") -> Entry:
+    return Entry(id=f"k{i}", tenant=tenant, model="m", context=context, query=f"q{i}",
+                 response="{}", created_at=float(i))
+
+
+def _unit(rng, n, dim=32):
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_exact_scan_and_ann_index_find_the_same_neighbour():
+    rng = np.random.default_rng(1)
+    vecs = _unit(rng, 400)
+    small = SQLiteStore(ann_from=10_000)
+    ann = SQLiteStore(ann_from=50)  # switches to usearch after 50 vectors
+    for store in (small, ann):
+        store.put_many([(_entry(i), vecs[i]) for i in range(400)])
+    agree = 0
+    for i in range(0, 400, 7):
+        q = vecs[i] + 0.01 * rng.standard_normal(32).astype(np.float32)
+        q /= np.linalg.norm(q)
+        a = small.search("t", "ctx", q, 3, 0.0, 1e9)
+        b = ann.search("t", "ctx", q, 3, 0.0, 1e9)
+        assert a[0][0].id == f"k{i}"
+        agree += b[0][0].id == a[0][0].id
+    assert agree >= 0.95 * len(range(0, 400, 7))
+    assert ann._index._parts[("t", "ctx")].ann is not None
+    assert small._index._parts[("t", "ctx")].ann is None
+
+
+def test_search_is_partitioned_by_tenant_and_context():
+    rng = np.random.default_rng(2)
+    v = _unit(rng, 1)[0]
+    store = SQLiteStore()
+    store.put(_entry(1, tenant="a"), v)
+    store.put(_entry(2, tenant="b"), v)
+    store.put(_entry(3, tenant="a", context="other"), v)
+    assert [e.id for e, _ in store.search("a", "ctx", v, 5, 0.0, 1e9)] == ["k1"]
+    assert [e.id for e, _ in store.search("b", "ctx", v, 5, 0.0, 1e9)] == ["k2"]
+
+
+def test_eviction_keeps_the_newest(tmp_path):
+    store = SQLiteStore(tmp_path / "c.sqlite", max_entries=20)
+    for i in range(64):
+        store.put(_entry(i), None)
+    assert store.count() == 20
+    assert store.get("t", "k63", 0.0) is not None and store.get("t", "k0", 0.0) is None
+
+
+def test_second_instance_sees_writes_and_deletes(tmp_path, bow):
+    path = tmp_path / "shared.sqlite"
+    emb = FunctionEmbedder(bow)
+    one = ResponseCache(store=SQLiteStore(path), embedder=emb, guard=None, min_score=0.8)
+    two = ResponseCache(store=SQLiteStore(path), embedder=emb, guard=None, min_score=0.8)
+    from tokenlean.core import Request, Response
+
+    def req(text):
+        return Request(messages=[{"role": "user", "content": text}], model="gpt-4o-mini")
+
+    assert two.lookup(req("warm the index of two")) is None
+    one.update(req("where is the train station"), Response(text="north"))
+    hit = two.lookup(req("where is the train station please"))
+    assert hit is not None and hit.kind == "semantic" and hit.response.text == "north"
+    assert one.invalidate() == 1
+    assert two.lookup(req("where is the train station please")) is None
+
+
+WORKER = textwrap.dedent("""
+    import hashlib, json, re, sys
+    import numpy as np
+    from tokenlean.core import Pipeline, FunctionProvider, Request, Response, Usage
+    from tokenlean.cache import FunctionEmbedder, ResponseCache, SQLiteStore
+
+    def bow(texts):
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in re.findall(r"\\w+", t.lower()):
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % 64] += 1
+        return out
+
+    path, me = sys.argv[1], int(sys.argv[2])
+    cache = ResponseCache(store=SQLiteStore(path), embedder=FunctionEmbedder(bow),
+                          guard=None, min_score=0.99)
+    def answer(req):
+        return Response(text="A:" + req.last_user_text, model=req.model,
+                        usage=Usage(input_tokens=5, output_tokens=3))
+    pipe = Pipeline(provider=FunctionProvider(answer), layers=[cache])
+    errors = corrupt = hits = 0
+    for round_ in range(3):
+        for q in range(40):
+            text = f"question number {q} about topic {q * 7}"
+            try:
+                r = pipe.run(Request(messages=[{"role": "user", "content": text}],
+                                     model="gpt-4o-mini", tenant=f"t{q % 2}")).response
+            except Exception:
+                errors += 1
+                continue
+            hits += r.cached
+            corrupt += r.text != "A:" + text
+    print(json.dumps({"errors": errors, "corrupt": corrupt, "hits": hits}))
+""")
+
+
+def test_four_processes_share_one_file_without_errors_or_corrupt_hits(tmp_path):
+    path = tmp_path / "multi.sqlite"
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    procs = [subprocess.Popen([sys.executable, "-W", "error", str(script), str(path), str(i)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert sum(r["errors"] for r in results) == 0
+    assert sum(r["corrupt"] for r in results) == 0
+    assert sum(r["hits"] for r in results) >= 4 * 80  # rounds 2 and 3 hit in every process
+    assert SQLiteStore(path).count() == 40
+
+
+def test_pipeline_on_file_store_survives_reopen(tmp_path, model, ask):
+    path = tmp_path / "persist.sqlite"
+    pipe = Pipeline(provider=model.provider(),
+                    layers=[ResponseCache(store=path, semantic=False)])
+    pipe.run(ask("persist me"))
+    pipe2 = Pipeline(provider=model.provider(),
+                     layers=[ResponseCache(store=path, semantic=False)])
+    assert pipe2.run(ask("persist me")).response.cached
