@@ -43,8 +43,12 @@ def make_tiny_model_dir(target: Path, *, context: int = 512) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / TINY_NAME)
+def tiny_dir(pytestconfig: pytest.Config) -> Path:
+    """Built once (reading the tokenizer from the GGUF takes ~10 s), kept in pytest's cache."""
+    target = pytestconfig.cache.mkdir("tokenlean-server-tiny-v1") / TINY_NAME
+    if not (target / "model.safetensors").exists() or not (target / "tokenizer.json").exists():
+        make_tiny_model_dir(target)
+    return target
 
 
 @pytest.fixture(scope="session")

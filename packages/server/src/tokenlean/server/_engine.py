@@ -359,6 +359,9 @@ class Engine:
                         self._cv.wait()
                     if self._closing:
                         break
+                    for seq in [q for q in self._waiting if q.ticket.cancelled]:
+                        self._waiting.remove(seq)  # gave up while waiting
+                        self._finish(seq, "cancelled")
                     admit: list[_Seq] = []
                     while self._waiting and len(self._rows) + len(admit) < self.max_batch:
                         admit.append(self._waiting.popleft())
