@@ -255,3 +255,13 @@ def test_bad_config() -> None:
         TokenleanCostHandler(ledger=object())
     with pytest.raises(ConfigError):
         TokenleanCostHandler(tenant="")
+
+
+async def test_context_manager_counts_async_runs() -> None:
+    model = UsageChatModel(usage=OPENAI_USAGE)
+    with tokenlean_costs() as costs:
+        await model.ainvoke("a")
+        async for _ in model.astream("b"):
+            pass
+    assert costs.calls == 2 and costs.input_tokens == 2400
+    assert costs.cost_usd == 2 * costs.records[0].cost_usd

@@ -209,3 +209,12 @@ def test_broken_ledger_warns_once(tmp_path) -> None:
 def test_bad_config() -> None:
     with pytest.raises(ConfigError):
         TokenleanEventHandler(ledger=object())
+
+
+def test_stream_chat_counted_once_with_reported_usage(handler) -> None:
+    llm = UsageLLM()
+    chunks = list(llm.stream_chat([ChatMessage(role="user", content="capital of France?")]))
+    assert chunks and "Paris" in str(chunks[-1].message.content)
+    (rec,) = handler.records
+    assert rec.metadata["usage_source"] == "reported"
+    assert rec.usage.output_tokens == len(llm.reply.split())
