@@ -54,3 +54,8 @@ def tiny_dir(tmp_path: Path) -> Path:
 def make_tiny():
     """``make_tiny(seed=0, **config_overrides)`` -> a fresh tiny LlamaForCausalLM."""
     return tiny_model
+
+
+@pytest.fixture
+def tiny_tok():
+    return tiny_tokenizer()

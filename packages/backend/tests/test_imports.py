@@ -6,11 +6,27 @@ import tokenlean.backend as backend
 
 def test_all_is_pinned() -> None:
     assert backend.__all__ == [
+        "Importance",
+        "PruneReport",
+        "count_parameters",
         "default_gguf_path",
         "default_model_path",
+        "distill",
+        "evaluate",
         "flash_attn_available",
+        "importance_scores",
         "load_model",
+        "logits_match",
+        "model_size",
+        "plan_shape",
+        "prune_model",
+        "prune_pipeline",
+        "quality",
+        "read_texts",
+        "save_pruned",
         "select_attn_implementation",
+        "speed",
+        "token_blocks",
         "tokenlean_home",
     ]
     for name in backend.__all__:

@@ -2,14 +2,51 @@
 
 from __future__ import annotations
 
+import json
+
 import typer
+
+from tokenlean.core import TokenleanError
 
 
 def prune(
-    model: str | None = typer.Option(None, "--model", "-m", help="HF folder or .gguf; default SmolLM2-135M."),
-    target: float = typer.Option(0.3, "--target", help="Fraction of parameters to remove."),
     out: str = typer.Option(..., "--out", "-o", help="Folder to write the pruned model to."),
+    calib: str = typer.Option(..., "--calib",
+                              help="Calibration JSONL (qa `context`, prompts, or `text` rows), "
+                                   "e.g. ../shared/data/qa_squad_dev.jsonl."),
+    model: str | None = typer.Option(None, "--model", "-m",
+                                     help="HF folder or .gguf file; default SmolLM2-135M-Instruct."),
+    target: float = typer.Option(0.3, "--target", help="Fraction of parameters to remove."),
+    method: str = typer.Option("taylor", "--method", help="Importance: taylor or activation."),
+    heads_per_group: int | None = typer.Option(None, "--heads-per-group",
+                                               help="Query heads kept per KV group."),
+    drop_layers: int = typer.Option(0, "--drop-layers", help="Whole layers to remove."),
+    blocks: int = typer.Option(32, "--blocks", help="Calibration blocks for importance."),
+    seq_len: int = typer.Option(256, "--seq-len", help="Tokens per calibration block."),
+    recover: bool = typer.Option(False, "--recover/--no-recover",
+                                 help="Distil from the dense model after pruning."),
+    recover_steps: int = typer.Option(40, "--recover-steps", help="Distillation steps."),
+    recover_lr: float = typer.Option(1e-4, "--recover-lr", help="Distillation learning rate."),
+    threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
+    device: str = typer.Option("cpu", "--device", help="torch device."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:
-    """Prune a model structurally (heads, MLP channels, layers) and save a standard HF folder."""
-    typer.echo("tokenlean prune: not implemented yet", err=True)
-    raise typer.Exit(code=2)
+    """Prune a model (query heads per KV group, MLP channels, layers) to a standard HF folder."""
+    try:
+        from .loading import _torch, load_model
+
+        torch = _torch("tokenlean prune")
+        torch.set_num_threads(threads)
+        from ._workflow import prune_pipeline, save_pruned
+
+        dense, tokenizer = load_model(model, device=device)
+        pruned, info = prune_pipeline(
+            dense, tokenizer, calib=calib, target=target, method=method, blocks=blocks,
+            seq_len=seq_len, heads_per_group=heads_per_group, drop_layers=drop_layers,
+            recover=recover, recover_steps=recover_steps, recover_lr=recover_lr)
+        info["source"] = str(model) if model is not None else "default:SmolLM2-135M-Instruct"
+        folder = save_pruned(pruned, tokenizer, out, info=info, overwrite=overwrite)
+    except TokenleanError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(json.dumps({"out": str(folder), **info}))

@@ -1,0 +1,86 @@
+"""Text for calibration and evaluation: read JSONL files of the documented shapes, tokenise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tokenlean.core import InvalidRequestError
+
+__all__ = ["read_texts", "token_blocks"]
+
+
+def _text_of(row: dict[str, Any]) -> str | None:
+    if isinstance(row.get("context"), str):  # qa shape: the passage
+        return row["context"]
+    if isinstance(row.get("messages"), list):  # prompts shape: prompt, then the response
+        parts = [m.get("content", "") for m in row["messages"] if isinstance(m, dict)]
+        if isinstance(row.get("response"), str):
+            parts.append(row["response"])
+        return "\n\n".join(p for p in parts if isinstance(p, str) and p)
+    for key in ("text", "template", "a"):  # plain {"text"}, templates, pairs
+        if isinstance(row.get(key), str):
+            return row[key]
+    return None
+
+
+def read_texts(path: str | Path, *, limit: int | None = None, skip: int = 0,
+               min_chars: int = 200) -> list[str]:
+    """Texts from a JSONL file (qa: ``context``; prompts: prompt + ``response``; ``text``).
+
+    Rows are read in file order; the first ``skip`` usable rows are passed over
+    (so calibration and evaluation can take disjoint rows of one file), texts
+    shorter than ``min_chars`` and exact repeats are ignored (SQuAD repeats a
+    context for each of its questions).
+    """
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(f"cannot read text file {str(p)!r}: {exc}") from exc
+    texts: list[str] = []
+    seen: set[str] = set()
+    skipped = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequestError(f"{p}:{number} is not JSON: {exc}") from exc
+        text = _text_of(row) if isinstance(row, dict) else None
+        if text is None or len(text) < min_chars or text in seen:
+            continue
+        seen.add(text)
+        if skipped < skip:
+            skipped += 1
+            continue
+        texts.append(text)
+        if limit is not None and len(texts) >= limit:
+            break
+    if not texts:
+        raise InvalidRequestError(f"{p} has no usable text rows (qa `context`, prompts "
+                                  f"`messages`+`response`, or `text`, >= {min_chars} chars)")
+    return texts
+
+
+def token_blocks(tokenizer: Any, texts: list[str], *, seq_len: int, max_blocks: int | None = None
+                 ) -> Any:
+    """Concatenate the texts (EOS between them) and cut into ``[N, seq_len]`` token blocks."""
+    import torch
+
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    ids: list[int] = []
+    needed = None if max_blocks is None else max_blocks * seq_len
+    for text in texts:
+        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids.append(eos)
+        if needed is not None and len(ids) >= needed:
+            break
+    n = len(ids) // seq_len
+    if max_blocks is not None:
+        n = min(n, max_blocks)
+    if n == 0:
+        raise InvalidRequestError(f"not enough text for one block of {seq_len} tokens")
+    return torch.tensor(ids[: n * seq_len], dtype=torch.long).view(n, seq_len)

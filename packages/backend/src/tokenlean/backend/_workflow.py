@@ -1,0 +1,88 @@
+"""The prune -> (recover) -> save -> reload workflow shared by `tokenlean prune` and the benches."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tokenlean.core import ConfigError
+
+from ._data import read_texts, token_blocks
+from .pruning import PruneReport, prune_model
+
+__all__ = ["PRUNE_INFO_FILE", "logits_match", "prune_pipeline", "save_pruned"]
+
+PRUNE_INFO_FILE = "tokenlean_prune.json"
+
+
+def save_pruned(model: Any, tokenizer: Any, out: str | Path, *, info: dict[str, Any] | None = None,
+                overwrite: bool = False) -> Path:
+    """Write an ordinary HF folder (model, tokenizer, ``tokenlean_prune.json``), atomically."""
+    out = Path(out).expanduser()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"{str(out)!r} exists and is not empty: choose another folder or "
+                          "pass overwrite=True (--overwrite)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        if info is not None:
+            (tmp / PRUNE_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.rename(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def logits_match(a: Any, b: Any, ids: Any, *, atol: float = 0.0) -> bool:
+    """Whether two models give the same logits on ``ids`` (exactly, by default)."""
+    import torch
+
+    with torch.no_grad():
+        la = a(ids.to(next(a.parameters()).device)).logits.cpu()
+        lb = b(ids.to(next(b.parameters()).device)).logits.cpu()
+    return bool(la.shape == lb.shape and torch.allclose(la, lb, atol=atol, rtol=0.0))
+
+
+def prune_pipeline(dense: Any, tokenizer: Any, *, calib: str | Path, target: float,
+                   method: str = "taylor", calib_rows: int = 200, blocks: int = 32,
+                   seq_len: int = 256, heads_per_group: int | None = None, drop_layers: int = 0,
+                   recover: bool = False, recover_steps: int = 40, recover_lr: float = 1e-4,
+                   recover_batch: int = 2, log: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Prune ``dense`` on calibration text, optionally distil; returns ``(pruned, info)``.
+
+    Importance uses the first ``blocks`` token blocks of the calibration file;
+    recovery the same file's following blocks (both from ``calib_rows`` rows).
+    """
+    texts = read_texts(calib, limit=calib_rows)
+    n_recover = recover_steps * recover_batch if recover else 0
+    all_blocks = token_blocks(tokenizer, texts, seq_len=seq_len,
+                              max_blocks=blocks + min(n_recover, 4 * blocks))
+    score_blocks = all_blocks[:blocks]
+    pruned, report = prune_model(dense, score_blocks, target=target, method=method,  # type: ignore[arg-type]
+                                 heads_per_group=heads_per_group, drop_layers=drop_layers)
+    info: dict[str, Any] = {"prune": report.to_dict(),
+                            "calibration": {"file": Path(calib).name, "rows": len(texts),
+                                            "blocks": int(score_blocks.shape[0]),
+                                            "seq_len": seq_len}}
+    if recover:
+        from .recovery import distill
+
+        kd_blocks = all_blocks[blocks:] if all_blocks.shape[0] > blocks else all_blocks
+        info["recovery"] = distill(pruned, dense, kd_blocks, steps=recover_steps, lr=recover_lr,
+                                   batch_size=recover_batch, log=log)
+        info["recovery"]["blocks"] = int(kd_blocks.shape[0])
+    return pruned, info
+
+
+def report_of(info: dict[str, Any]) -> PruneReport:  # pragma: no cover - convenience
+    d = dict(info["prune"])
+    d.pop("removed_fraction", None)
+    return PruneReport(**d)

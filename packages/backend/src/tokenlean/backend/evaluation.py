@@ -1,0 +1,110 @@
+"""Evaluate a (pruned) model: perplexity, agreement and KL against a reference, speed, size."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tokenlean.core import ConfigError
+
+__all__ = ["evaluate", "model_size", "quality", "speed"]
+
+
+def model_size(model: Any) -> dict[str, int]:
+    """``{"params": ..., "memory_bytes": ...}`` (parameters + buffers, tied weights once)."""
+    params = sum(p.numel() for p in model.parameters())
+    mem = sum(p.numel() * p.element_size() for p in model.parameters())
+    mem += sum(b.numel() * b.element_size() for b in model.buffers())
+    return {"params": int(params), "memory_bytes": int(mem)}
+
+
+def _encode(tokenizer: Any, texts: list[str], max_tokens: int) -> list[Any]:
+    import torch
+
+    out = []
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens]
+        if len(ids) >= 2:
+            out.append(torch.tensor([ids], dtype=torch.long))
+    if not out:
+        raise ConfigError("no evaluation text has at least 2 tokens")
+    return out
+
+
+def quality(model: Any, tokenizer: Any, texts: list[str], *, reference: Any = None,
+            max_tokens: int = 256) -> dict[str, float]:
+    """Perplexity on ``texts``; with a ``reference`` model also its perplexity,
+    top-1 next-token agreement and mean KL(reference || model) per token.
+
+    Each text is scored on its own (no packing), truncated to ``max_tokens``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    nll = ref_nll = kl = agree = 0.0
+    n = 0
+    dev = next(model.parameters()).device
+    with torch.no_grad():
+        for ids in _encode(tokenizer, texts, max_tokens):
+            ids = ids.to(dev)
+            logp = F.log_softmax(model(ids).logits[0, :-1].float(), dim=-1)
+            target = ids[0, 1:]
+            nll += -logp.gather(1, target[:, None]).sum().item()
+            if reference is not None:
+                rdev = next(reference.parameters()).device
+                ref_logp = F.log_softmax(reference(ids.to(rdev)).logits[0, :-1].float(),
+                                         dim=-1).to(dev)
+                ref_nll += -ref_logp.gather(1, target[:, None]).sum().item()
+                kl += (ref_logp.exp() * (ref_logp - logp)).sum().item()
+                agree += (ref_logp.argmax(-1) == logp.argmax(-1)).sum().item()
+            n += target.numel()
+    result = {"ppl": float(torch.tensor(nll / n).exp()), "eval_tokens": n}
+    if reference is not None:
+        result.update({"ppl_reference": float(torch.tensor(ref_nll / n).exp()),
+                       "agreement": agree / n, "kl": kl / n})
+    return result
+
+
+def speed(model: Any, tokenizer: Any, texts: list[str], *, prompt_tokens: int = 128,
+          new_tokens: int = 32, runs: int = 3) -> dict[str, float]:
+    """Prefill and greedy-decode tokens/s at batch size 1 (median-free: total tokens / total time).
+
+    Prefill: one forward pass over ``prompt_tokens`` tokens of each text. Decode:
+    ``new_tokens`` generated tokens after that prompt, with the KV cache, timed
+    separately from the prefill (generate time minus one prefill).
+    """
+    import torch
+
+    dev = next(model.parameters()).device
+    prompts = [ids[:, :prompt_tokens].to(dev)
+               for ids in _encode(tokenizer, texts[:runs], prompt_tokens)]
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    with torch.no_grad():
+        model(prompts[0][:, :8])  # warm-up
+        pre_tok = pre_t = dec_tok = dec_t = 0.0
+        for ids in prompts:
+            sync()
+            t0 = time.perf_counter()
+            model(ids, use_cache=True)
+            sync()
+            t1 = time.perf_counter()
+            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                           min_new_tokens=new_tokens, do_sample=False,
+                           pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+            sync()
+            t2 = time.perf_counter()
+            pre_tok += ids.shape[1]
+            pre_t += t1 - t0
+            dec_tok += new_tokens - 1  # the first new token comes from the prefill
+            dec_t += max((t2 - t1) - (t1 - t0), 1e-9)
+    return {"prefill_tok_s": pre_tok / pre_t, "decode_tok_s": dec_tok / dec_t}
+
+
+def evaluate(model: Any, tokenizer: Any, texts: list[str], *, reference: Any = None,
+             max_tokens: int = 256, speed_runs: int = 3, new_tokens: int = 32) -> dict[str, Any]:
+    """Size, quality (vs ``reference`` when given) and speed of ``model`` on ``texts``."""
+    result: dict[str, Any] = dict(model_size(model))
+    result.update(quality(model, tokenizer, texts, reference=reference, max_tokens=max_tokens))
+    if speed_runs > 0:
+        result.update(speed(model, tokenizer, texts, runs=speed_runs, new_tokens=new_tokens))
+    return result
