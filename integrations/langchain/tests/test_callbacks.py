@@ -186,7 +186,8 @@ def test_context_manager_counts_every_provider_with_run_tree() -> None:
     assert costs.cost_usd == claude.cost_usd + gpt.cost_usd
     assert costs.total_cost == float(costs.cost_usd) and costs.prompt_tokens == 3_200
     # Claude 3.5 Sonnet: $3 in, $0.30 cache read, $3.75 cache write, $15 out per Mtok
-    assert claude.cost.input_usd == (500 * 3 + 1_000 * Decimal("0.3") + 500 * Decimal("3.75")) / MTOK
+    assert claude.cost.input_usd == (
+        500 * 3 + 1_000 * Decimal("0.3") + 500 * Decimal("3.75")) / MTOK
     assert claude.cost.output_usd == 100 * 15 / MTOK
     assert (claude.tenant, claude.user) == ("acme", "u7")
     assert "rag" in claude.tags and claude.provider == "anthropic"

@@ -113,3 +113,26 @@ def test_needs_sinks() -> None:
         Fanout()
     with pytest.raises(ConfigError):
         Fanout(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("make", ["prometheus", "otel"])
+def test_exporter_alone_never_raises_and_warns_once(make, record_factory) -> None:
+    from dataclasses import replace
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from tokenlean.exporters import OTelExporter
+
+    exporter = PrometheusExporter() if make == "prometheus" else OTelExporter(
+        meter_provider=MeterProvider(), tracer_provider=TracerProvider())
+    broken = replace(record_factory(), latency_s=None)  # a record from a buggy producer
+    with pytest.warns(TokenleanWarning, match=f"exporter '{make}' is failing") as caught:
+        exporter.record(broken)
+        exporter.record(broken)
+    assert len(caught) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exporter.record(record_factory())  # recovers silently
+    with pytest.warns(TokenleanWarning):
+        exporter.record(broken)  # a new outage

@@ -141,7 +141,8 @@ class LangfuseExporter:
                  flush_interval_s: float | None = None, name_prefix: str = "tokenlean") -> None:
         langfuse = require("langfuse", extra="langfuse", feature=_FEATURE)
         self._langfuse = langfuse
-        self.watch = OutageWatch(self.name)
+        self.watch = OutageWatch(self.name)  # exports (the SDK's background thread)
+        self._record_watch = OutageWatch(self.name)  # building the generation, on your thread
         self._name_prefix = name_prefix
         self._own = client is None
         if client is None:
@@ -174,7 +175,16 @@ class LangfuseExporter:
             flush_interval=flush_interval_s)
 
     def record(self, record: CallRecord) -> None:
+        """Queue one generation. Never raises: a failure warns once per outage."""
         self.watch.emit()
+        try:
+            self._send(record)
+        except Exception as exc:
+            self._record_watch.failed(exc)
+        else:
+            self._record_watch.note_success()
+
+    def _send(self, record: CallRecord) -> None:
         kwargs = self._generation_kwargs(record)
         attrs: dict[str, Any] = {"trace_name": kwargs["name"]}
         if record.user:

@@ -137,7 +137,8 @@ class OTelExporter:
         otel_trace = require("opentelemetry.trace", extra="otel", feature=_FEATURE)
         self.operation = operation
         self._trace = otel_trace
-        self.watch = OutageWatch(self.name)
+        self.watch = OutageWatch(self.name)  # exports (background threads)
+        self._record_watch = OutageWatch(self.name)  # recording on the caller's thread
         self._providers: list[Any] = []
         self._meter_provider = meter_provider
         self._tracer_provider = tracer_provider
@@ -162,7 +163,7 @@ class OTelExporter:
                 description="Dollars spent on model calls (priced calls only).")
             self._calls = meter.create_counter(
                 "tokenlean.calls", unit="{call}",
-                description="Model calls, by whether a cache answered and whether a price was known.")
+                description="Model calls, by cache hit and by whether a price was known.")
             self._saved_tokens = meter.create_counter(
                 "tokenlean.saved.tokens", unit="{token}",
                 description="Tokens a tokenlean layer removed, by layer and token type.")
@@ -172,7 +173,8 @@ class OTelExporter:
         self._lock = threading.Lock()
 
     @classmethod
-    def otlp(cls, *, endpoint: str = "http://localhost:4318", headers: Mapping[str, str] | None = None,
+    def otlp(cls, *, endpoint: str = "http://localhost:4318",
+             headers: Mapping[str, str] | None = None,
              timeout_s: float = 10.0, export_interval_s: float = 60.0,
              resource_attributes: Mapping[str, Any] | None = None,
              metrics: bool = True, traces: bool = True) -> OTelExporter:
@@ -222,12 +224,17 @@ class OTelExporter:
     # ---- the sink interface -------------------------------------------------
 
     def record(self, record: CallRecord) -> None:
-        """Record one call (never raises for an export outage; see :meth:`otlp`)."""
+        """Record one call. Never raises: a failure warns once per outage."""
         self.watch.emit()
-        if self._metrics:
-            self._record_metrics(record)
-        if self._tracer is not None:
-            self._record_span(record)
+        try:
+            if self._metrics:
+                self._record_metrics(record)
+            if self._tracer is not None:
+                self._record_span(record)
+        except Exception as exc:
+            self._record_watch.failed(exc)
+        else:
+            self._record_watch.note_success()
 
     async def arecord(self, record: CallRecord) -> None:
         self.record(record)  # in-memory instruments: nothing to wait for

@@ -20,6 +20,7 @@ from tokenlean.core import CallRecord, ConfigError
 from tokenlean.core._optional import require
 
 from ._otel import DURATION_BUCKETS
+from ._outage import OutageWatch
 
 __all__ = ["PrometheusExporter"]
 
@@ -57,8 +58,18 @@ class PrometheusExporter:
             "call_duration_seconds", "Wall time of a model call.", base,
             buckets=DURATION_BUCKETS, **kw)
         self._servers: list[tuple[Any, Any]] = []
+        self.watch = OutageWatch(self.name)
 
     def record(self, record: CallRecord) -> None:
+        """Count one call. Never raises: a failure warns once per outage."""
+        try:
+            self._count(record)
+        except Exception as exc:
+            self.watch.failed(exc)
+        else:
+            self.watch.note_success()
+
+    def _count(self, record: CallRecord) -> None:
         model, tenant = record.model, record.tenant
         usage = record.usage
         self.calls.labels(model, tenant, str(record.cached).lower(),
