@@ -1,0 +1,113 @@
+"""``tokenlean bench compress``: answer retention at a compression ratio."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from tokenlean.core import InvalidRequestError, TokenleanError
+
+from ._compressor import METHODS, Compressor
+
+__all__ = ["bench", "normalise", "run_bench"]
+
+
+def normalise(text: str) -> str:
+    """Lower-case, whitespace collapsed: how answers are matched."""
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def _rows(path: Path, limit: int | None, holdout: bool) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    try:
+        fh = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidRequestError(f"cannot read {path}: {exc}") from None
+    with fh:
+        for lineno, line in enumerate(fh):
+            if not line.strip():
+                continue
+            if holdout and lineno % 5:
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidRequestError(f"{path}:{lineno + 1} is not JSON ({exc})") from None
+            if not (isinstance(row, dict) and isinstance(row.get("context"), str)
+                    and isinstance(row.get("answers"), list)):
+                raise InvalidRequestError(
+                    f"{path}:{lineno + 1} is not a qa row "
+                    '{"id", "context", "question", "answers": [str]}')
+            rows.append(row)
+            if limit is not None and len(rows) >= limit:
+                break
+    if not rows:
+        raise InvalidRequestError(f"{path} has no qa rows")
+    return rows
+
+
+def run_bench(path: Path, *, ratio: float, method: str = "tokenlean", limit: int | None = None,
+              holdout: bool = False, model: str = "gpt-4o") -> dict[str, Any]:
+    """Compress each row's context to 1/``ratio`` and check the gold answers."""
+    rows = _rows(path, limit, holdout)
+    compressor = Compressor(method=method, ratio=ratio, model=model)  # type: ignore[arg-type]
+    compressor.compress("Warm-up sentence one. Warm-up two.", "warm up", max_tokens=3)
+    kept = before = after = 0
+    seconds = 0.0
+    ratios: list[float] = []
+    for row in rows:
+        question = row.get("question") if isinstance(row.get("question"), str) else None
+        started = time.perf_counter()
+        result = compressor.compress(row["context"], question)
+        seconds += time.perf_counter() - started
+        text = normalise(result.text)
+        kept += any(normalise(a) in text for a in row["answers"] if isinstance(a, str) and a)
+        before += result.tokens_before
+        after += result.tokens_after
+        ratios.append(result.ratio)
+    return {
+        "answer_retention": round(kept / len(rows), 4),
+        "ratio_achieved": round(before / after, 3) if after else math.inf,
+        "ratio_min_row": round(min(ratios), 3),
+        "tokens_per_s": round(before / seconds) if seconds else None,
+        "n": len(rows),
+        "method": method,
+        "ratio": ratio,
+        "data": path.name,
+        "holdout_only": holdout,
+        "tokens_before": before,
+        "tokens_after": after,
+        "seconds": round(seconds, 2),
+    }
+
+
+def bench(
+    data: Path | None = typer.Argument(None, help="QA JSONL file (same as --qa)."),
+    qa: Path | None = typer.Option(None, "--qa", help='QA JSONL: {"id","context","question",'
+                                   '"answers"} per line.'),
+    ratio: float = typer.Option(5.0, "--ratio", "-r", help="Target compression ratio (> 1)."),
+    method: str = typer.Option("tokenlean", "--method", help=f"One of {', '.join(METHODS)}."),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="Use the first N rows."),
+    holdout: bool = typer.Option(False, "--holdout", help="Only rows whose index is a multiple "
+                                 "of 5 (held out when the default ranker was trained)."),
+    model: str = typer.Option("gpt-4o", "--model", help="Tokenizer for counting (o200k)."),
+    json_out: bool = typer.Option(True, "--json/--no-json", help="Print JSON (always on)."),
+) -> None:
+    """Answer retention of a compression method at a ratio; prints one JSON object."""
+    path = qa or data
+    if path is None:
+        typer.echo("error: give the QA file as an argument or with --qa", err=True)
+        raise typer.Exit(code=2)
+    try:
+        out = run_bench(path, ratio=ratio, method=method, limit=limit, holdout=holdout,
+                        model=model)
+    except TokenleanError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(json.dumps(out))

