@@ -266,3 +266,32 @@ async def test_context_manager_counts_async_runs() -> None:
             pass
     assert costs.calls == 2 and costs.input_tokens == 2400
     assert costs.cost_usd == 2 * costs.records[0].cost_usd
+
+
+def test_lean_cache_layer_hit_is_saving_not_spend() -> None:
+    from langchain_tokenlean import LeanChatModel
+    from tokenlean.core import Request, Response
+
+    class AnswerEverything:
+        """A tiny real layer: answers every request as a cache hit would."""
+
+        name = "cache"
+
+        def process(self, request: Request) -> Request | Response:
+            return Response(text="Paris.", cached=True, cache_score=0.97, model=request.model,
+                            usage=Usage(input_tokens=1200, output_tokens=300))
+
+        async def aprocess(self, request: Request) -> Request | Response:
+            return self.process(request)
+
+    inner = UsageChatModel(usage=OPENAI_USAGE)
+    wrapped = LeanChatModel(inner=inner, layers=[AnswerEverything()], ledger=None,
+                            model="gpt-4o-mini")
+    with tokenlean_costs() as costs:
+        assert wrapped.invoke("capital of France?").content == "Paris."
+    (rec,) = costs.records
+    assert rec.cached and rec.cost_usd == 0
+    (report,) = rec.layers
+    assert report.layer == "cache"
+    full = price(Usage(input_tokens=1200, output_tokens=300), model="gpt-4o-mini")
+    assert report.saved_usd == full.total_usd

@@ -16,7 +16,8 @@ Rules:
   of the streamed chunks is summed instead.
 * A LangChain cache hit (``set_llm_cache``) is not spend: its record has cost
   0, ``cached=True`` and a ``langchain_cache`` layer report whose savings are
-  the cached answer's usage priced at today's rates.
+  the cached answer's usage priced at today's rates. A hit of a ``lean()``
+  model's own cache layer is recorded the same way, under that layer's name.
 * A ``lean()`` model's answer that this handler already counted through the
   wrapped model's own run is not counted twice.
 """
@@ -255,7 +256,11 @@ class _CostCore(_Totals):
                  or "unknown")
         cached = bool(lean_meta.get("cached")) or (
             usage_md is not None and "total_cost" in usage_md and not usage_md["total_cost"])
-        record = self._record(run, run_id, usage, source, model, cached, response_meta)
+        cache_layer = CACHE_LAYER
+        if lean_meta.get("cached"):  # a tokenlean layer (lean()'s cache) answered
+            cache_layer = next(iter(lean_meta.get("saved_tokens") or {}), "cache")
+        record = self._record(run, run_id, usage, source, model, cached, response_meta,
+                              cache_layer)
         with self._lock:
             if message_id:
                 self._seen_messages[message_id] = None
@@ -279,7 +284,7 @@ class _CostCore(_Totals):
         return Usage(), "none"
 
     def _record(self, run: _Run, run_id: UUID, usage: Usage, source: str, model: str,
-                cached: bool, response_meta: Mapping[str, Any]) -> CallRecord:
+                cached: bool, response_meta: Mapping[str, Any], cache_layer: str) -> CallRecord:
         provider = run.provider or response_meta.get("model_provider")
         layers: tuple[LayerReport, ...] = ()
         billed = usage
@@ -287,7 +292,7 @@ class _CostCore(_Totals):
             billed = Usage()
             would_cost = self.prices.price(usage, model=model, provider=provider)
             layers = (LayerReport(
-                layer=CACHE_LAYER, saved_input_tokens=usage.input_tokens,
+                layer=cache_layer, saved_input_tokens=usage.input_tokens,
                 saved_output_tokens=usage.output_tokens,
                 saved_usd=None if would_cost is None else would_cost.total_usd),)
         cost = self.prices.price(billed, model=model, provider=provider)
