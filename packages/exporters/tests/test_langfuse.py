@@ -4,6 +4,7 @@ that stands in for Langfuse's ``/api/public/otel/v1/traces`` endpoint."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 import warnings
 from decimal import Decimal
@@ -96,6 +97,7 @@ def test_cache_hit_is_cost_zero_in_langfuse(otlp_receiver, record_factory, decod
 
 
 def test_langfuse_down_warns_once(free_port, record_factory) -> None:
+    before = {t.ident for t in threading.enumerate()}
     exporter = LangfuseExporter(public_key=f"pk-lf-{uuid.uuid4().hex}", secret_key="sk",
                                 base_url=f"http://127.0.0.1:{free_port}", timeout_s=1)
     try:
@@ -111,6 +113,10 @@ def test_langfuse_down_warns_once(free_port, record_factory) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exporter.close()
+    # no leak: the span export thread is stopped (the SDK's own daemon prompt-cache
+    # thread, PromptCacheRefreshConsumer, outlives shutdown by the SDK's design)
+    left = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+    assert "OtelBatchSpanRecordProcessor" not in left
 
 
 def test_needs_connection_or_client() -> None:

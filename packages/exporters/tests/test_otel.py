@@ -3,6 +3,7 @@ with a real OTLP/HTTP receiver on loopback."""
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import pytest
@@ -160,6 +161,7 @@ def test_otlp_http_to_real_receiver(otlp_receiver, record_factory, decode_attrs)
 
 
 def test_collector_down_warns_once_per_outage(free_port, receiver_on, record_factory) -> None:
+    threads_before = {t.ident for t in threading.enumerate()}
     exporter = OTelExporter.otlp(endpoint=f"http://127.0.0.1:{free_port}", timeout_s=1)
     try:
         exporter.record(record_factory())  # the call itself never fails
@@ -184,4 +186,8 @@ def test_collector_down_warns_once_per_outage(free_port, receiver_on, record_fac
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exporter.close()
+    # no leak: the exporter's worker threads are gone after close()
+    leftover = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()
+                and not t.name.startswith(("ThreadPoolExecutor", "Thread-"))]
+    assert leftover == []
 

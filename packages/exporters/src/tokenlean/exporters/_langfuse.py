@@ -145,6 +145,7 @@ class LangfuseExporter:
         self._record_watch = OutageWatch(self.name)  # building the generation, on your thread
         self._name_prefix = name_prefix
         self._own = client is None
+        self._tracer_provider: Any = None
         if client is None:
             if not (public_key and secret_key and base_url):
                 raise ConfigError("LangfuseExporter needs client=Langfuse(...) or public_key, "
@@ -169,9 +170,10 @@ class LangfuseExporter:
         exporter = _Watched(OTLPSpanExporter(
             endpoint=f"{base_url}/api/public/otel/v1/traces", headers=headers,
             timeout=timeout_s, compression=Compression.Gzip), self.watch)
+        self._tracer_provider = TracerProvider()
         return langfuse.Langfuse(
             public_key=public_key, secret_key=secret_key, base_url=base_url, timeout=timeout_s,
-            tracer_provider=TracerProvider(), span_exporter=exporter, flush_at=flush_at,
+            tracer_provider=self._tracer_provider, span_exporter=exporter, flush_at=flush_at,
             flush_interval=flush_interval_s)
 
     def record(self, record: CallRecord) -> None:
@@ -221,6 +223,8 @@ class LangfuseExporter:
         """Flush and stop the client (only one this exporter built)."""
         if self._own:
             self.client.shutdown()
+            if self._tracer_provider is not None:  # ours: stop its export thread too
+                self._tracer_provider.shutdown()
         else:
             self.client.flush()
         self.watch.emit()
