@@ -17,6 +17,13 @@ from ._protect import (
     find_variables,
 )
 from ._layer import TemplatesLayer
+from ._layout import (
+    CacheBreakpoints,
+    LayoutResult,
+    anthropic_cache_breakpoints,
+    cacheable_prefix_tokens,
+    layout_template,
+)
 from ._llamaindex import lean_llamaindex_prompts, lean_llamaindex_template
 from ._rewrite import (
     DEFAULT_SIMILARITY_FLOOR,
@@ -30,6 +37,11 @@ from ._rewrite import (
 from ._similarity import MiniLMScorer, SimilarityScorer
 
 __all__ = [
+    "CacheBreakpoints",
+    "LayoutResult",
+    "anthropic_cache_breakpoints",
+    "cacheable_prefix_tokens",
+    "layout_template",
     "CONSTRAINT_KEYWORDS",
     "DEFAULT_SIMILARITY_FLOOR",
     "PASS_DESCRIPTIONS",
