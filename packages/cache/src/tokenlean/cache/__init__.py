@@ -19,6 +19,7 @@ from ._entry import Entry, Store
 from ._guard import FalseHitGuard, GuardVerdict
 from ._keys import RequestKeys, keys_for
 from ._layer import CacheHit, ResponseCache
+from ._postgres import PostgresStore
 from ._redis import RedisStore
 from ._sqlite import SQLiteStore
 
@@ -30,6 +31,7 @@ __all__ = [
     "FunctionEmbedder",
     "GuardVerdict",
     "MiniLMEmbedder",
+    "PostgresStore",
     "RedisStore",
     "RequestKeys",
     "ResponseCache",
