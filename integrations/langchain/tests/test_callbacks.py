@@ -55,7 +55,7 @@ class UsageChatModel(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: Any = None, **kwargs: Any) -> ChatResult:
-        message = AIMessage(content=self.reply, usage_metadata=dict(self.usage),
+        message = AIMessage(content=self.reply, usage_metadata=dict(self.usage) or None,
                             response_metadata={self.meta_key: self.model_name,
                                                "finish_reason": "stop"})
         return ChatResult(generations=[ChatGeneration(message=message)])
@@ -82,7 +82,7 @@ class UsageChatModel(BaseChatModel):
         else:
             final = dict(self.usage)
         chunk = ChatGenerationChunk(message=AIMessageChunk(
-            content="", usage_metadata=final, chunk_position="last",
+            content="", usage_metadata=final or None, chunk_position="last",
             response_metadata={self.meta_key: self.model_name, "finish_reason": "stop"}))
         if run_manager:
             run_manager.on_llm_new_token("", chunk=chunk)
@@ -295,3 +295,25 @@ def test_lean_cache_layer_hit_is_saving_not_spend() -> None:
     assert report.layer == "cache"
     full = price(Usage(input_tokens=1200, output_tokens=300), model="gpt-4o-mini")
     assert report.saved_usd == full.total_usd
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_no_reported_usage_is_counted_not_free(stream: bool) -> None:
+    """OpenAI streams without stream_usage report nothing: count it, never call it $0."""
+    from tokenlean.core import Message, count_messages, count_tokens
+
+    model = UsageChatModel(usage={})
+    handler = AsyncTokenleanCostHandler(keep_records=True)
+    cfg = {"callbacks": [handler]}
+    if stream:
+        async for _ in model.astream("capital of France?", config=cfg):
+            pass
+    else:
+        await model.ainvoke("capital of France?", config=cfg)
+    (rec,) = handler.records
+    assert rec.metadata["usage_source"] == "estimated"
+    prompt = count_messages([Message(role="user", content="capital of France?")],
+                            model="gpt-4o-mini")
+    assert rec.usage.input_tokens == prompt.tokens
+    assert rec.usage.output_tokens == count_tokens(model.reply, model="gpt-4o-mini").tokens
+    assert rec.cost is not None and rec.cost.total_usd > 0

@@ -13,7 +13,9 @@ exporter, a :class:`tokenlean.exporters.Fanout`).
 Rules:
 
 * Streamed usage is kept: when the final message carries no usage, the usage
-  of the streamed chunks is summed instead.
+  of the streamed chunks is summed instead. When nothing reports usage the
+  prompt and answer are counted with tokenlean's tokenizers
+  (``metadata["usage_source"] == "estimated"``): a real call is never free.
 * A LangChain cache hit (``set_llm_cache``) is not spend: its record has cost
   0, ``cached=True`` and a ``langchain_cache`` layer report whose savings are
   the cached answer's usage priced at today's rates. A hit of a ``lean()``
@@ -46,12 +48,15 @@ from tokenlean.core import (
     ConfigError,
     LayerReport,
     PriceTable,
+    TokenleanError,
     TokenleanWarning,
     Usage,
+    count_messages,
+    count_tokens,
 )
 from tokenlean.core.prices import default_price_table
 
-from ._convert import usage_from_lc
+from ._convert import from_lc_messages, usage_from_lc
 
 __all__ = ["AsyncTokenleanCostHandler", "TokenleanCostHandler", "tokenlean_costs"]
 
@@ -74,6 +79,7 @@ class _Run:
     parent_run_id: str | None
     chunk_usage: Usage = field(default_factory=Usage)
     chunks_with_usage: int = 0
+    prompt: Any = None  # the run's LangChain messages (chat) or prompt string (LLM)
 
 
 def _first(mapping: Mapping[str, Any], keys: Sequence[str]) -> Any:
@@ -110,6 +116,26 @@ def _message_of(response: LLMResult) -> tuple[BaseMessage | None, Mapping[str, A
             if usage:
                 return gen.message, usage
     return first, None
+
+
+def _estimate(prompt: Any, response: LLMResult, model: str) -> tuple[Usage, bool] | None:
+    """Count the prompt and the answer with tokenlean's tokenizers (``None`` if we cannot)."""
+    if prompt is None:
+        return None
+    texts = []
+    for batch in response.generations:
+        for gen in batch[:1]:
+            message = getattr(gen, "message", None)
+            text = getattr(message, "text", None) if message is not None else gen.text
+            texts.append(text if isinstance(text, str) else str(getattr(message, "content", "")))
+    try:
+        counted = (count_tokens(prompt, model=model) if isinstance(prompt, str)
+                   else count_messages(from_lc_messages(prompt), model=model))
+        answer = count_tokens("".join(texts), model=model)
+    except TokenleanError:  # a message type without a chat role, say
+        return None
+    return (Usage(input_tokens=counted.tokens, output_tokens=answer.tokens),
+            counted.exact and answer.exact)
 
 
 class _Totals:
@@ -204,7 +230,7 @@ class _CostCore(_Totals):
 
     # ---- events -> state ----------------------------------------------------
 
-    def _start(self, serialized: dict[str, Any] | None, run_id: UUID,
+    def _start(self, serialized: dict[str, Any] | None, prompt: Any, run_id: UUID,
                parent_run_id: UUID | None, tags: list[str] | None,
                metadata: dict[str, Any] | None, kwargs: Mapping[str, Any]) -> None:
         metadata = dict(metadata or {})
@@ -217,6 +243,7 @@ class _CostCore(_Totals):
             user=_first(metadata, _USER_KEYS),
             tags=tuple(tags or ()), metadata=_primitive(metadata),
             parent_run_id=None if parent_run_id is None else str(parent_run_id),
+            prompt=prompt,
         )
         with self._lock:
             self._runs[run_id] = run
@@ -254,13 +281,21 @@ class _CostCore(_Totals):
         usage, source = self._usage(response, run, usage_md)
         model = (response_meta.get("model_name") or response_meta.get("model") or run.model
                  or "unknown")
+        extra: dict[str, Any] = {}
+        if not usage.total_tokens:  # nothing reported: count it ourselves, never call it free
+            estimate = _estimate(run.prompt, response, model)
+            if estimate is not None:
+                usage, exact = estimate
+                source = "estimated"
+                if not exact:
+                    extra["usage_exact"] = False
         cached = bool(lean_meta.get("cached")) or (
             usage_md is not None and "total_cost" in usage_md and not usage_md["total_cost"])
         cache_layer = CACHE_LAYER
         if lean_meta.get("cached"):  # a tokenlean layer (lean()'s cache) answered
             cache_layer = next(iter(lean_meta.get("saved_tokens") or {}), "cache")
         record = self._record(run, run_id, usage, source, model, cached, response_meta,
-                              cache_layer)
+                              cache_layer, extra)
         with self._lock:
             if message_id:
                 self._seen_messages[message_id] = None
@@ -284,7 +319,8 @@ class _CostCore(_Totals):
         return Usage(), "none"
 
     def _record(self, run: _Run, run_id: UUID, usage: Usage, source: str, model: str,
-                cached: bool, response_meta: Mapping[str, Any], cache_layer: str) -> CallRecord:
+                cached: bool, response_meta: Mapping[str, Any], cache_layer: str,
+                extra: Mapping[str, Any]) -> CallRecord:
         provider = run.provider or response_meta.get("model_provider")
         layers: tuple[LayerReport, ...] = ()
         billed = usage
@@ -305,7 +341,7 @@ class _CostCore(_Totals):
             usage=billed, cost=cost, cached=cached, finish_reason=finish,
             latency_s=time.perf_counter() - run.started, started_at=run.wall, layers=layers,
             run_id=str(run_id), parent_run_id=run.parent_run_id, tags=run.tags,
-            metadata={**run.metadata, "usage_source": source},
+            metadata={**run.metadata, **extra, "usage_source": source},
         )
 
     # ---- the sink -------------------------------------------------------------
@@ -363,12 +399,14 @@ class TokenleanCostHandler(_CostCore, BaseCallbackHandler):
                             *, run_id: UUID, parent_run_id: UUID | None = None,
                             tags: list[str] | None = None, metadata: dict[str, Any] | None = None,
                             **kwargs: Any) -> None:
-        self._start(serialized, run_id, parent_run_id, tags, metadata, kwargs)
+        self._start(serialized, messages[0] if messages else None, run_id, parent_run_id, tags,
+                    metadata, kwargs)
 
     def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
                      parent_run_id: UUID | None = None, tags: list[str] | None = None,
                      metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self._start(serialized, run_id, parent_run_id, tags, metadata, kwargs)
+        self._start(serialized, prompts[0] if prompts else None, run_id, parent_run_id, tags,
+                    metadata, kwargs)
 
     def on_llm_new_token(self, token: Any, *, chunk: Any = None, run_id: UUID,
                          **kwargs: Any) -> None:
@@ -399,13 +437,15 @@ class AsyncTokenleanCostHandler(_CostCore, AsyncCallbackHandler):
                                   parent_run_id: UUID | None = None,
                                   tags: list[str] | None = None,
                                   metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self._start(serialized, run_id, parent_run_id, tags, metadata, kwargs)
+        self._start(serialized, messages[0] if messages else None, run_id, parent_run_id, tags,
+                    metadata, kwargs)
 
     async def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *,
                            run_id: UUID, parent_run_id: UUID | None = None,
                            tags: list[str] | None = None, metadata: dict[str, Any] | None = None,
                            **kwargs: Any) -> None:
-        self._start(serialized, run_id, parent_run_id, tags, metadata, kwargs)
+        self._start(serialized, prompts[0] if prompts else None, run_id, parent_run_id, tags,
+                    metadata, kwargs)
 
     async def on_llm_new_token(self, token: Any, *, chunk: Any = None, run_id: UUID,
                                **kwargs: Any) -> None:
