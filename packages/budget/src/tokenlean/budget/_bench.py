@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import typer
 
-from tokenlean.core import InvalidRequestError, TokenleanError
+from tokenlean.core import InvalidRequestError, Message, TokenleanError
 
 from ._predictor import LengthPredictor
 from ._train import TEST, TRAIN, evaluate, load_examples, train
@@ -26,20 +26,33 @@ def bench(
     artefact: str = typer.Option(None, "--artefact", help="A retrained artefact (default: shipped)."),
     cv: int = typer.Option(0, "--cv", help="K>1: K-fold cross-validation by prompt, retraining "
                                            "on this file (needs scikit-learn)."),
+    local_model: int = typer.Option(0, "--local-model",
+                                    help="N>0: also generate with the local SmolLM2 model for the "
+                                         "first N prompts, with and without concise mode (slow)."),
+    local_cap: int = typer.Option(512, "--local-cap",
+                                  help="max_new_tokens of the local baseline run."),
 ) -> None:
     """Coverage, truncation rate and budget size of predicted max_tokens (prints JSON)."""
     try:
-        _run(data, quantile, limit, split, fixed_cap, artefact, cv)
+        _run(data, quantile, limit, split, fixed_cap, artefact, cv, local_model, local_cap)
     except TokenleanError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
 
 
 def _run(data: str, quantile: float | None, limit: int | None, split: str, fixed_cap: int,
-         artefact: str | None, cv: int) -> None:
+         artefact: str | None, cv: int, local_model: int, local_cap: int) -> None:
     predictor = LengthPredictor.load(artefact) if artefact else LengthPredictor.default()
     if quantile is not None:
         predictor = predictor.with_quantile(quantile)
+    if local_model > 0:
+        from ._local_eval import concise_eval
+
+        chats = _first_prompts(data, local_model)
+        typer.echo(json.dumps({"data": data, "quantile": predictor.quantile,
+                               "concise_local": concise_eval(chats, predictor,
+                                                             fixed_cap=local_cap)}))
+        return
     examples = load_examples([data], limit=limit)
     if cv > 1:
         typer.echo(json.dumps(_cross_validate(examples, cv, predictor.quantile, fixed_cap)))
@@ -89,3 +102,20 @@ def _cross_validate(examples: list, folds: int, quantile: float, fixed_cap: int)
             "predicted_over_actual": round(weighted("mean_predicted") / weighted("mean_actual"), 3),
             "allocated_vs_fixed": round(weighted("mean_predicted") / fixed_cap, 4),
             "folds": out}
+
+
+def _first_prompts(path: str, n: int) -> list[tuple[Message, ...]]:
+    """The first ``n`` distinct prompts of a prompts file (responses not needed)."""
+    seen: dict[str, tuple[Message, ...]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                messages = tuple(Message.from_openai(m) for m in json.loads(line)["messages"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InvalidRequestError(f"{path}: not a prompts row ({exc})") from None
+            seen.setdefault(json.dumps([m.text for m in messages]), messages)
+            if len(seen) >= n:
+                break
+    return list(seen.values())

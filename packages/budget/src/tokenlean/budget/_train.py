@@ -151,6 +151,9 @@ def train(examples: Sequence[Example], *, quantiles: Sequence[float] = DEFAULT_Q
         "target": f"log1p(response tokens, {count_model} tokenizer)",
         "default_quantile": default_quantile,
         "quantiles": ensembles,
+        # the honest baseline: one max_tokens for every prompt (same rows, same quantile)
+        "constant_baseline": {str(q): int(np.ceil(np.quantile(
+            [e.response_tokens for e in (*fit, *cal)], q))) for q in quantiles},
         "training": {
             "created": datetime.now(UTC).strftime("%Y-%m-%d"),
             "sources": list(sources),
@@ -182,10 +185,17 @@ def evaluate(predictor: LengthPredictor, examples: Sequence[Example], *,
     mean_shortest = float(np.mean([shortest[k] for k in keys]))
     mean_pred_prompt = float(np.mean([per_prompt_pred[k] for k in keys]))
     fixed = np.full_like(actual, float(fixed_cap))
+    q_used = predictor.quantile if quantile is None else float(quantile)
+    constant = (predictor.artefact.get("constant_baseline") or {}).get(str(q_used))
+    baseline = None if constant is None else {
+        "max_tokens": constant,
+        "coverage": round(float((actual <= constant).mean()), 4),
+        "predicted_over_actual": round(float(constant / actual.mean()), 3),
+    }
     return {
         "rows": int(actual.size),
         "prompts": len(keys),
-        "quantile": predictor.quantile if quantile is None else float(quantile),
+        "quantile": q_used,
         "coverage": round(float(covered.mean()), 4),
         "truncation_rate": round(float(1 - covered.mean()), 4),
         "mean_predicted": round(float(predicted.mean()), 1),
@@ -203,4 +213,5 @@ def evaluate(predictor: LengthPredictor, examples: Sequence[Example], *,
         "shortest_answer_coverage": round(float(np.mean(
             [shortest[k] <= per_prompt_pred[k] for k in keys])), 4),
         "mean_predicted_per_prompt": round(mean_pred_prompt, 1),
+        "constant_baseline": baseline,
     }

