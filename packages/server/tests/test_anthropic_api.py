@@ -18,7 +18,8 @@ def client(server: ServerThread) -> anthropic.Anthropic:
 
 
 def test_message_with_usage(client: anthropic.Anthropic, server: ServerThread) -> None:
-    out = client.messages.create(model=MODEL, max_tokens=6, messages=MESSAGES, extra_body={"temperature": 0},
+    out = client.messages.create(model=MODEL, max_tokens=6, messages=MESSAGES,
+                                 extra_body={"temperature": 0},
                                  system="You are terse.")
     prompt = server.engine.encode_chat(  # type: ignore[attr-defined]
         [{"role": "system", "content": "You are terse."}, *MESSAGES])
@@ -34,7 +35,8 @@ def test_message_with_usage(client: anthropic.Anthropic, server: ServerThread) -
 
 
 def test_streaming_events_and_usage(client: anthropic.Anthropic) -> None:
-    whole = client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES, extra_body={"temperature": 0})
+    whole = client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES,
+                                   extra_body={"temperature": 0})
     with client.messages.stream(model=MODEL, max_tokens=8, messages=MESSAGES,
                                 extra_body={"temperature": 0}) as stream:
         text = "".join(stream.text_stream)
@@ -50,9 +52,11 @@ def test_streaming_events_and_usage(client: anthropic.Anthropic) -> None:
 
 def test_stop_sequences(client: anthropic.Anthropic) -> None:
     full = client.messages.create(model=MODEL, max_tokens=12, messages=MESSAGES,
-                                  extra_body={"temperature": 0}).content[0].text  # type: ignore[union-attr]
+                                  extra_body={"temperature": 0}
+                                  ).content[0].text  # type: ignore[union-attr]
     stop = full[4:7]
-    cut = client.messages.create(model=MODEL, max_tokens=12, messages=MESSAGES, extra_body={"temperature": 0},
+    cut = client.messages.create(model=MODEL, max_tokens=12, messages=MESSAGES,
+                                 extra_body={"temperature": 0},
                                  stop_sequences=[stop])
     assert cut.content[0].text == full[:full.index(stop)]  # type: ignore[union-attr]
     assert cut.stop_reason == "stop_sequence" and cut.stop_sequence == stop
@@ -71,7 +75,8 @@ def test_errors_have_anthropic_shape(client: anthropic.Anthropic, server: Server
         client.messages.create(model="claude-9", max_tokens=4, messages=MESSAGES)
     assert e.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     with pytest.raises(anthropic.BadRequestError, match="between|in \\["):
-        client.messages.create(model=MODEL, max_tokens=4, messages=MESSAGES, extra_body={"temperature": 1.5})
+        client.messages.create(model=MODEL, max_tokens=4, messages=MESSAGES,
+                               extra_body={"temperature": 1.5})
     with pytest.raises(anthropic.BadRequestError, match="context"):
         client.messages.create(model=MODEL, max_tokens=4,
                                messages=[{"role": "user", "content": "word " * 600}])

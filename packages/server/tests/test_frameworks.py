@@ -10,7 +10,8 @@ MODEL = "tiny-llama"
 def test_langchain_chat_openai(server: ServerThread) -> None:
     from langchain_openai import ChatOpenAI
 
-    llm = ChatOpenAI(model=MODEL, base_url=server.url + "/v1", api_key="local",  # type: ignore[arg-type]
+    llm = ChatOpenAI(model=MODEL, base_url=server.url + "/v1",
+                     api_key="local",  # type: ignore[arg-type]
                      max_tokens=5, temperature=0, max_retries=0)
     out = llm.invoke("Say hello.")
     assert isinstance(out.content, str)
@@ -22,7 +23,8 @@ def test_langchain_chat_openai(server: ServerThread) -> None:
 async def test_langchain_chat_anthropic_async(server: ServerThread) -> None:
     from langchain_anthropic import ChatAnthropic
 
-    llm = ChatAnthropic(model=MODEL, base_url=server.url, api_key="local",  # type: ignore[arg-type,call-arg]
+    llm = ChatAnthropic(model=MODEL, base_url=server.url,  # type: ignore[call-arg]
+                        api_key="local",  # type: ignore[arg-type]
                         max_tokens=5, temperature=0, max_retries=0)
     out = await llm.ainvoke("Say hello.")
     assert out.usage_metadata is not None and out.usage_metadata["output_tokens"] >= 1

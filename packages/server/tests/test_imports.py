@@ -18,6 +18,7 @@ def test_no_web_stack_in_core_import() -> None:
     import sys
 
     code = ("import sys, tokenlean.core; "
-            "print(any(m.split('.')[0] in ('fastapi', 'uvicorn', 'starlette') for m in sys.modules))")
+            "print(any(m.split('.')[0] in ('fastapi', 'uvicorn', 'starlette') "
+            "for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -47,8 +47,9 @@ def test_streaming_matches_non_streaming_and_reports_usage(client: openai.OpenAI
               c.choices[0].finish_reason]
     assert finish == [whole.choices[0].finish_reason]
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
-    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens  # type: ignore[union-attr]
-    assert chunks[-1].usage.prompt_tokens == whole.usage.prompt_tokens  # type: ignore[union-attr]
+    assert whole.usage is not None
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert chunks[-1].usage.prompt_tokens == whole.usage.prompt_tokens
 
 
 def test_stop_and_seed(client: openai.OpenAI) -> None:

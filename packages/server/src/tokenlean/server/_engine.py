@@ -68,9 +68,11 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) \
                 or self.max_tokens < 1:
-            raise InvalidRequestError(f"max_tokens must be an integer >= 1, got {self.max_tokens!r}")
+            raise InvalidRequestError(
+                f"max_tokens must be an integer >= 1, got {self.max_tokens!r}")
         if not 0 <= self.temperature <= 2:
-            raise InvalidRequestError(f"temperature must be between 0 and 2, got {self.temperature}")
+            raise InvalidRequestError(
+                f"temperature must be between 0 and 2, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise InvalidRequestError(f"top_p must be in (0, 1], got {self.top_p}")
         if any(not isinstance(s, str) or not s for s in self.stop):
@@ -476,7 +478,8 @@ class Engine:
         elif length > width:
             grow = length - width
             for layer in self._cache.layers:
-                layer.keys, layer.values = _left_pad(layer.keys, grow), _left_pad(layer.values, grow)
+                layer.keys = _left_pad(layer.keys, grow)
+                layer.values = _left_pad(layer.values, grow)
             self._mask = torch.cat([torch.zeros((self._mask.shape[0], grow), dtype=torch.long,
                                                 device=self.device), self._mask], dim=1)
         for layer, (k, v) in zip(self._cache.layers, kv, strict=True):

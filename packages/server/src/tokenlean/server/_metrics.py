@@ -15,7 +15,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("tokenlean_server_requests", "HTTP requests by endpoint and status.",
+        self.requests = Counter("tokenlean_server_requests",
+                                "HTTP requests by endpoint and status.",
                                 ["endpoint", "status"], registry=r)
         self.prompt_tokens = Counter("tokenlean_server_prompt_tokens",
                                      "Prompt tokens of admitted requests.", registry=r)
