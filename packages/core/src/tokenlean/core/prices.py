@@ -13,11 +13,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from importlib import metadata
-from pathlib import Path
 
 from .errors import ConfigError
 from .types import Cost, Usage
@@ -62,13 +61,14 @@ class ModelPrice:
 
 
 @lru_cache(maxsize=1)
-def _genai_prices_source() -> tuple[str, date | None]:
-    version = metadata.version("genai-prices")
-    import genai_prices
+def _genai_prices_version() -> str:
+    return f"genai-prices {metadata.version('genai-prices')}"
 
-    data_file = Path(genai_prices.__file__).with_name("data.py")
-    when = datetime.fromtimestamp(data_file.stat().st_mtime).date() if data_file.exists() else None
-    return f"genai-prices {version}", when
+
+def _genai_prices_source() -> tuple[str, date]:
+    """The price source, and the date whose prices apply: genai-prices picks, from
+    its bundled snapshot, the price in force at the request time (today, UTC)."""
+    return _genai_prices_version(), datetime.now(UTC).date()
 
 
 class PriceTable:

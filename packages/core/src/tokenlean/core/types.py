@@ -361,7 +361,13 @@ class Response:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cost:
-    """Dollars for one :class:`Usage`, with where the prices came from."""
+    """Dollars for one :class:`Usage`, with where the prices came from.
+
+    ``source`` is ``"genai-prices <version>"`` (its bundled snapshot) or
+    ``"override"``; ``price_date`` is the day whose prices were applied
+    (genai-prices selects the price in force at request time), ``None`` for
+    overrides.
+    """
 
     input_usd: Decimal
     output_usd: Decimal
