@@ -68,6 +68,12 @@ def test_anthropic_breakpoints():
     assert out.body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
     assert out.breakpoints == 2 and out.cacheable and out.static_prefix_tokens > 1024
     assert body["system"] == "static " * 1200  # input not modified
+    two = {"system": "s", "messages": [{"role": "user", "content": "a"},
+                                       {"role": "assistant", "content": "b"},
+                                       {"role": "user", "content": "now: 10:01. c"}]}
+    hist = anthropic_cache_breakpoints(two, history_only=True).body["messages"]
+    assert hist[1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert hist[2]["content"] == "now: 10:01. c"
     full = {"messages": [{"role": "user", "content": [
         {"type": "text", "text": str(i), "cache_control": {"type": "ephemeral"}}
         for i in range(4)]}], "system": "s"}
@@ -88,4 +94,6 @@ def test_replay_layout_makes_prefix_cacheable():
     assert out["naive"]["openai"]["cacheable_tokens"] == 0  # the time stamp leads every prompt
     assert out["layout"]["openai"]["cacheable_tokens"] > 0
     assert out["layout"]["openai"]["usd_with_cache"] < out["naive"]["openai"]["usd_with_cache"]
+    assert out["naive"]["anthropic"]["cache_read_tokens"] == 0
+    assert out["layout"]["anthropic"]["cache_read_tokens"] > 0
     assert out["layout_minus_naive_usd"]["anthropic"] < 0

@@ -7,10 +7,13 @@ anti-pattern), then ``--turns`` real user prompts from the prompts file, each
 followed by its recorded answer. Every turn re-sends the whole conversation.
 "naive" formats the template as written into the system message; "layout"
 splits it with :func:`layout_template`: the static part is the system message,
-the variable part goes in front of the new user turn (after the conversation). Eligible tokens follow OpenAI's automatic prefix
-caching (1,024+ tokens, 128-token steps) and Anthropic's breakpoints
-(:func:`anthropic_cache_breakpoints`: reads of the previous turn's prefix,
-writes of the rest at 1.25x).
+the variable part goes in front of the newest user turn only (after the
+conversation; history keeps the plain user messages). Eligible tokens follow OpenAI's automatic prefix
+caching (1,024+ tokens, 128-token steps) and Anthropic's ``cache_control`` breakpoints
+on the system prompt and on the last history message
+(:func:`anthropic_cache_breakpoints` with ``history_only=True``): a request
+reads the longest prefix an earlier request wrote (0.1x) and writes up to its
+last breakpoint (1.25x); the rest is plain input.
 """
 
 from __future__ import annotations
@@ -57,6 +60,10 @@ def _conversations(prompts: list[dict[str, Any]], turns: int) -> list[list[tuple
     return [pairs[i:i + turns] for i in range(0, len(pairs) - turns + 1, turns)]
 
 
+def _prefix_tokens(messages: list[Message], n: int, model: str) -> int:
+    return count_messages(messages[:n], model=model).tokens if n else 0
+
+
 def _usd(cost: Any) -> Decimal:
     return Decimal(0) if cost is None else Decimal(cost.input_usd)
 
@@ -80,6 +87,7 @@ def replay(prompts: list[dict[str, Any]], templates: list[str], *, turns: int = 
                 static, dynamic = laid.static, laid.dynamic
             history: list[Message] = []
             previous: list[Message] | None = None
+            written: dict[int, list[Message]] = {}
             for t, (user, answer) in enumerate(conv):
                 def fill(text: str, t: int = t, c: int = c) -> str:
                     return text.replace("{now}", f"2026-11-23 10:{t:02d}").replace(
@@ -92,17 +100,21 @@ def replay(prompts: list[dict[str, Any]], templates: list[str], *, turns: int = 
                 total += tokens
                 if previous is not None:
                     eligible += cacheable_prefix_tokens(previous, request, model=openai_model)
-                    # Anthropic: breakpoint on the last message each turn; the next turn
-                    # reads the previous request whole if it is an exact prefix
-                    same = len(previous) <= len(request) and all(
-                        p == q for p, q in zip(previous, request[:len(previous)]))
-                    prev_tokens = count_messages(previous, model=openai_model).tokens
-                    read = prev_tokens if same and prev_tokens >= 1024 else 0
-                else:
-                    read = 0
+                # Anthropic, breakpoints on the system prompt and on the last history
+                # message: a request reads the longest prefix an earlier one wrote
+                read_len = max((n for n in written if request[:n] == written[n]), default=0)
+                read = _prefix_tokens(request, read_len, openai_model) if read_len else 0
+                bps = [n for n in (1, len(request) - 1) if n >= 1]
+                for n in bps:
+                    if _prefix_tokens(request, n, openai_model) >= 1024:
+                        written[n] = request[:n]
+                end = max(bps)
+                write_to = _prefix_tokens(request, end, openai_model)
                 a_read += read
-                a_write += (tokens - read) if tokens >= 1024 else 0
-                history += [Message(role="user", content=turn),
+                a_write += max(0, write_to - read) if write_to >= 1024 else 0
+                # the variable part rides with the newest turn only; history keeps the
+                # plain user message, so earlier turns stay byte-identical (cacheable)
+                history += [Message(role="user", content=user),
                             Message(role="assistant", content=answer)]
                 previous = request
         base_o = _usd(price(Usage(input_tokens=total), model=openai_model))

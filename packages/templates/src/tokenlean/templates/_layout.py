@@ -213,12 +213,15 @@ def _iter_blocks(body: Mapping[str, Any]) -> list[Any]:
 
 
 def anthropic_cache_breakpoints(body: Mapping[str, Any], *, conversation: bool = True,
-                                minimum: int = 1024, model: str | None = None
-                                ) -> CacheBreakpoints:
+                                history_only: bool = False, minimum: int = 1024,
+                                model: str | None = None) -> CacheBreakpoints:
     """A copy of an Anthropic Messages API ``body`` with ``cache_control``
     breakpoints on the last system block (the static prefix) and, with
     ``conversation=True``, on the last block of the last message (so the next
-    turn reads the whole conversation so far from the cache).
+    turn reads the whole conversation so far from the cache). With
+    ``history_only=True`` that second breakpoint goes on the message before the
+    last one instead: use it when the newest user turn carries per-call text
+    (the variable part of a laid-out template) that history will not repeat.
 
     Anthropic allows 4 breakpoints; existing ones are kept and counted.
     ``minimum`` is the model's shortest cacheable prefix (1,024 tokens for
@@ -241,11 +244,14 @@ def anthropic_cache_breakpoints(body: Mapping[str, Any], *, conversation: bool =
             blocks[-1]["cache_control"] = dict(_EPHEMERAL)
             budget -= 1
         out["system"] = blocks
-    if conversation and out["messages"] and budget > 0:
-        last = dict(out["messages"][-1])
-        blocks = _blocks(last.get("content", ""))
+    index = len(out["messages"]) - (2 if history_only else 1)
+    if conversation and index >= 0 and budget > 0:
+        messages = list(out["messages"])
+        target = dict(messages[index])
+        blocks = _blocks(target.get("content", ""))
         if blocks and "cache_control" not in blocks[-1]:
             blocks[-1]["cache_control"] = dict(_EPHEMERAL)
-        last["content"] = blocks
-        out["messages"] = [*out["messages"][:-1], last]
+        target["content"] = blocks
+        messages[index] = target
+        out["messages"] = messages
     return CacheBreakpoints(out, _marked(out), static, static >= minimum)
