@@ -161,31 +161,15 @@ class _Compress:
     name = "compress"
 
     def __init__(self, price_as: str, ratio: float) -> None:
-        import tokenlean.compress as compress
+        from tokenlean.compress import Compressor
 
         self.price_as = price_as
-        self.ratio = ratio
-        self._fn = _find_compress_function(compress)
+        self.compressor = Compressor(ratio=ratio, model=price_as)
         self.points: list[tuple[float, float]] = []
 
     def _one(self, text: str, question: str) -> tuple[str, float | None]:
-        result = self._fn(text, question=question, ratio=self.ratio)
-        new_text = getattr(result, "text", result)
-        if not isinstance(new_text, str):
-            raise TypeError("the compressor returned no text")
-        retention = None
-        for attr in ("retention", "retention_estimate", "kept_information"):
-            value = getattr(result, attr, None)
-            if isinstance(value, (int, float)):
-                retention = float(value)
-                break
-        if retention is None:
-            quality = getattr(result, "quality", None)
-            if isinstance(quality, Mapping) and isinstance(quality.get("retention"), (int, float)):
-                retention = float(quality["retention"])
-        if retention is None:
-            retention = _question_word_retention(text, new_text, question)
-        return new_text, retention
+        result = self.compressor.compress(text, question or None)
+        return result.text, float(result.retention)
 
     def apply(self, request: Request, acc: _LayerAcc) -> Request:
         question = request.last_user_text
@@ -217,35 +201,6 @@ class _Compress:
                 messages[i] = m.with_text(new)
                 changed = True
         return request.with_messages(messages) if changed else request
-
-
-def _find_compress_function(module: Any) -> Callable[..., Any]:
-    """The compress package's text entry point: ``compress(text, question=, ratio=)``."""
-    for name in ("compress", "compress_text", "compress_context"):
-        fn = getattr(module, name, None)
-        if callable(fn) and not isinstance(fn, type):
-            return fn  # type: ignore[no-any-return]
-    for name in ("Compressor", "ContextCompressor", "TextCompressor"):
-        cls = getattr(module, name, None)
-        if isinstance(cls, type):
-            instance = cls()
-            method = getattr(instance, "compress", None)
-            if callable(method):
-                return method  # type: ignore[no-any-return]
-    raise ImportError("tokenlean.compress has no compress(text, question=..., ratio=...) yet")
-
-
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]+")
-
-
-def _question_word_retention(before: str, after: str, question: str) -> float | None:
-    """Share of the question's content words found in ``before`` that survive in ``after``."""
-    q = {w.lower() for w in _WORD.findall(question) if len(w) > 3}
-    present = {w for w in q if w in before.lower()}
-    if not present:
-        return None
-    kept = sum(1 for w in present if w in after.lower())
-    return kept / len(present)
 
 
 class _Budget:

