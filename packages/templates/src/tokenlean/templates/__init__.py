@@ -16,6 +16,7 @@ from ._protect import (
     constraint_clauses,
     find_variables,
 )
+from ._fewshot import Selection, select_examples
 from ._layer import TemplatesLayer
 from ._layout import (
     CacheBreakpoints,
@@ -48,6 +49,7 @@ __all__ = [
     "MiniLMScorer",
     "PassReport",
     "RewriteResult",
+    "Selection",
     "SimilarityScorer",
     "TemplateRewriter",
     "TemplatesLayer",
@@ -59,4 +61,5 @@ __all__ = [
     "lean_llamaindex_prompts",
     "lean_llamaindex_template",
     "rewrite",
+    "select_examples",
 ]
