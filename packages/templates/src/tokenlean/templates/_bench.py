@@ -30,6 +30,28 @@ def _load(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def llamaindex_corpus() -> list[dict[str, Any]]:
+    """Every default prompt llama-index-core ships (``default_prompts``, ``chat_prompts``)."""
+    import importlib
+
+    rows: list[dict[str, Any]] = []
+    for module_name in ("llama_index.core.prompts.default_prompts",
+                        "llama_index.core.prompts.chat_prompts"):
+        module = importlib.import_module(module_name)
+        for name in sorted(vars(module)):
+            value = getattr(module, name)
+            if name.startswith("_"):
+                continue
+            if isinstance(getattr(value, "template", None), str):
+                rows.append({"id": f"{module_name}.{name}", "template": value.template})
+            for i, message in enumerate(getattr(value, "message_templates", None) or []):
+                content = getattr(message, "content", None)
+                if isinstance(content, str) and content.strip():
+                    rows.append({"id": f"{module_name}.{name}[{i}]", "template": content})
+    seen: set[str] = set()
+    return [r for r in rows if not (r["template"] in seen or seen.add(r["template"]))]
+
+
 def run_bench(rows: list[dict[str, Any]], *, mode: str = "safe", model: str = "gpt-4o",
               similarity: bool = True, floor: float = DEFAULT_SIMILARITY_FLOOR,
               batch: int = 64) -> dict[str, Any]:
@@ -79,8 +101,8 @@ def run_bench(rows: list[dict[str, Any]], *, mode: str = "safe", model: str = "g
 
 
 def bench(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False,
-                                help="JSONL of templates: {id, name, template, type}."),
+    file: str = typer.Argument(..., help="JSONL of templates {id, name, template, type}, "
+                                         "or 'llamaindex' (llama-index-core's default prompts)."),
     mode: str = typer.Option("safe", "--mode", help="safe | whitespace"),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use the first N rows."),
     split: str = typer.Option("all", "--split",
@@ -96,11 +118,17 @@ def bench(
         raise typer.BadParameter("--mode must be safe or whitespace")
     if split not in ("all", "tune", "holdout"):
         raise typer.BadParameter("--split must be all, tune or holdout")
-    rows = _load(file)
+    if file == "llamaindex":
+        rows = llamaindex_corpus()
+    else:
+        path = Path(file)
+        if not path.is_file():
+            raise typer.BadParameter(f"{file} is not a file (or 'llamaindex')")
+        rows = _load(path)
     if split != "all":
         rows = [r for i, r in enumerate(rows) if (i % 5 == 4) == (split == "holdout")]
     if limit is not None:
         rows = rows[:limit]
     out = run_bench(rows, mode=mode, model=model, similarity=not no_similarity, floor=floor)
-    out = {"data": str(file), "split": split, "limit": limit, **out}
+    out = {"data": file, "split": split, "limit": limit, **out}
     typer.echo(json.dumps(out))
