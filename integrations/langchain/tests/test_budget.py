@@ -82,3 +82,12 @@ def test_model_error_releases_the_reservation(layer: BudgetLayer) -> None:
     assert not isinstance(info.value, BudgetExceeded)
     left = _left(layer)
     assert left["spent_usd"] == 0 and left["reserved_usd"] == 0
+
+
+async def test_async_invoke_is_settled(layer: BudgetLayer) -> None:
+    handler = BudgetCallbackHandler(layer)
+    reply = await answers(1).ainvoke("Hello async", config={"callbacks": [handler]})
+    assert reply.content
+    left = _left(layer)
+    assert left["spent_usd"] == pytest.approx((20 + 2 * 30) / 1e6)
+    assert left["reserved_usd"] == 0
