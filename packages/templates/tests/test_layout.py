@@ -39,9 +39,10 @@ def test_static_units_move_before_variables():
 
 
 def test_units_that_refer_to_neighbours_stay():
-    text = "Summarise {doc}.\n\nUse the text above only.\n\nBe brief."
+    text = "Summarise {doc}.\n\nUse the text above only.\n\nBe brief. Then stop.\n\nSee below."
     r = layout_template(text)
-    assert r.text == "Be brief.\n\nSummarise {doc}.\n\nUse the text above only."
+    assert r.text == "Be brief. Then stop.\n\nSee below.\n\nSummarise {doc}.\n\n" \
+        "Use the text above only."
     assert layout_template("No variables here. Be brief.").changed is False
     with pytest.raises(InvalidRequestError):
         layout_template(3)  # type: ignore[arg-type]

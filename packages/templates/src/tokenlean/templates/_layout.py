@@ -33,12 +33,14 @@ __all__ = [
 
 # A unit that opens with one of these leans on the unit before it: they move together.
 _BACK_REFERENCE = re.compile(
-    r"(?i)^\W*(?:\w+\W+){0,4}?(this|these|that|those|it|its|they|them|their|here|then|next|"
+    r"(?i)^\W*(?:\w+\W+){0,1}?(this|these|that|those|it|its|they|them|their|here|then|next|"
     r"finally|lastly|afterwards|also|however|therefore|otherwise|instead|such|"
     r"second|third|after that|in addition|additionally|furthermore|moreover)\b")
-# A unit that mentions position relative to others never moves.
-_POSITIONAL = re.compile(r"(?i)\b(above|below|following|aforementioned|previous|preceding|"
-                         r"former|latter|earlier|as follows)\b")
+# A unit that points back at earlier text never moves (it could point at a unit that
+# holds a variable and stays behind). Forward references ("below", "following")
+# stay valid: every unit after a moved unit is still after it.
+_POSITIONAL = re.compile(r"(?i)\b(above|aforementioned|previous|preceding|former|latter|"
+                         r"earlier|foregoing)\b")
 _RULE = re.compile(r"^[ \t]*([=\-*_~#])\1{2,}[ \t]*$")
 
 
@@ -100,9 +102,11 @@ def layout_template(template: str, *, model: str = "gpt-4o") -> LayoutResult:
     """Move the self-contained static units of ``template`` (paragraphs, or sentences
     of a one-paragraph template) before the first unit that holds a variable.
 
-    A unit stays where it is when it holds a variable, refers to its
-    neighbours ("above", "this", "following", "then", ...), introduces what
-    follows (ends with ":"), or is a heading, list item, table row or rule.
+    A unit stays where it is when it holds a variable or points back at
+    earlier text ("above", "previous", ...). A unit that opens with a
+    back-reference ("This", "Then", "However", ...), follows a unit ending in
+    ":" or a heading, or is a list item, table row or rule, is glued to the
+    unit before it and moves only with it.
     Units keep their relative order; the text of each is unchanged, and the
     invariants are checked on the result (else the original is returned).
     """
