@@ -72,7 +72,7 @@ def test_dead_units_score_zero_and_pruning_them_is_lossless(
         assert imp.channels[i].count_nonzero() == 96
     target = _target_for(model.config, num_attention_heads=4, intermediate_size=96)
     pruned, report = prune_model(model, importance=imp, target=target, heads_per_group=2,
-                                 multiple_of=32)
+                                 multiple_of=32, reconstruct=False)
     assert report.heads_per_group == (2, 3) and report.intermediate_size == (96, 128)
     assert pruned.config.num_attention_heads == 4
     assert pruned.config.num_key_value_heads == 2
@@ -85,12 +85,24 @@ def test_dead_units_score_zero_and_pruning_them_is_lossless(
     assert report.params_after == sum(p.numel() for p in pruned.parameters())
 
 
-def test_pruning_live_units_changes_the_output(make_tiny) -> None:  # type: ignore[no-untyped-def]
+def test_pruning_live_units_changes_the_output_and_reconstruction_reduces_the_error(
+        make_tiny) -> None:  # type: ignore[no-untyped-def]
     model = make_tiny(seed=5, **SHAPE)
-    pruned, _ = prune_model(model, _calib(), target=0.3)
-    x = _calib(1, 16, seed=9)
+    calib = _calib(8, 32)
+    imp = importance_scores(model, calib, covariance=True)
+    assert imp.mlp_cov.shape == (3, 128, 128) and imp.attn_cov.shape == (3, 96, 96)
+    plain, r_plain = prune_model(model, importance=imp, target=0.3, reconstruct=False)
+    refit, r_refit = prune_model(model, importance=imp, target=0.3)
+    assert r_refit.reconstructed and not r_plain.reconstructed
+    x = _calib(4, 32, seed=9)  # held-out random tokens from the same distribution
     with torch.no_grad():
-        assert not torch.allclose(model(x).logits, pruned(x).logits, atol=1e-3)
+        dense = model(x).logits
+        err_plain = (plain(x).logits - dense).pow(2).mean()
+        err_refit = (refit(x).logits - dense).pow(2).mean()
+    assert err_plain > 1e-6
+    assert err_refit < err_plain
+    with pytest.raises(ConfigError, match="covariance"):
+        prune_model(model, importance=importance_scores(model, calib), target=0.3)
 
 
 def test_pruned_model_saves_and_reloads_with_identical_logits(

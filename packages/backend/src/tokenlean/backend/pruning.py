@@ -51,6 +51,8 @@ class Importance:
     layers: Any
     method: str
     tokens: int
+    mlp_cov: Any = None  # [L, I, I] second moments of the down_proj inputs (for reconstruction)
+    attn_cov: Any = None  # [L, H*d, H*d] second moments of the o_proj inputs
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class PruneReport:
     num_hidden_layers: tuple[int, int]
     dropped_layers: list[int] = field(default_factory=list)
     calibration_tokens: int = 0
+    reconstructed: bool = False
 
     @property
     def removed_fraction(self) -> float:
@@ -125,11 +128,12 @@ def _batches(calibration: Any, batch_size: int) -> list[Any]:
 
 
 def importance_scores(model: Any, calibration: Any, *, method: Method = "taylor",
-                      batch_size: int = 4) -> Importance:
+                      batch_size: int = 4, covariance: bool = False) -> Importance:
     """Score heads, MLP channels and layers of ``model`` on ``calibration`` token blocks.
 
     ``calibration``: a ``[N, T]`` LongTensor (see :func:`tokenlean.backend.token_blocks`)
-    or an iterable of such batches.
+    or an iterable of such batches. ``covariance=True`` also collects the second
+    moments that :func:`prune_model`'s ``reconstruct`` needs.
     """
     import torch
 
@@ -142,6 +146,8 @@ def importance_scores(model: Any, calibration: Any, *, method: Method = "taylor"
     head_s = torch.zeros(n_layers, heads, dtype=torch.float64)
     chan_s = torch.zeros(n_layers, inter, dtype=torch.float64)
     layer_s = torch.zeros(n_layers, dtype=torch.float64)
+    mlp_cov = torch.zeros(n_layers, inter, inter) if covariance else None
+    attn_cov = torch.zeros(n_layers, heads * head_dim, heads * head_dim) if covariance else None
     captured: dict[tuple[str, int], Any] = {}
     hooks = []
 
@@ -183,6 +189,11 @@ def importance_scores(model: Any, calibration: Any, *, method: Method = "taylor"
                     a_m = captured[("mlp", i)]
                     a_h = captured[("attn", i)]
                     b, t = a_h.shape[:2]
+                    if mlp_cov is not None and attn_cov is not None:
+                        am = a_m.detach().float().flatten(0, 1)
+                        ah2 = a_h.detach().float().flatten(0, 1)
+                        mlp_cov[i] += (am.T @ am).cpu()
+                        attn_cov[i] += (ah2.T @ ah2).cpu()
                     if method == "taylor":
                         chan_s[i] += (a_m * a_m.grad).sum(1).abs().sum(0).double().cpu()
                         prod = (a_h * a_h.grad).view(b, t, heads, head_dim)
@@ -206,7 +217,24 @@ def importance_scores(model: Any, calibration: Any, *, method: Method = "taylor"
     if tokens == 0:
         raise ConfigError("calibration is empty: pass at least one block of tokens")
     return Importance(heads=head_s / tokens, channels=chan_s / tokens, layers=layer_s / tokens,
-                      method=method, tokens=tokens)
+                      method=method, tokens=tokens,
+                      mlp_cov=None if mlp_cov is None else mlp_cov / tokens,
+                      attn_cov=None if attn_cov is None else attn_cov / tokens)
+
+
+def _refit(weight: Any, cov: Any, keep: Any, damp: float) -> Any:
+    """Least-squares refit of a projection after removing inputs.
+
+    Minimises ``E||W a - W' a_K||^2`` over calibration inputs ``a``:
+    ``W' = W C[:, K] (C[K, K] + damp * mean(diag) I)^-1`` with ``C = E[a a^T]``.
+    """
+    import torch
+
+    c = cov.double()
+    ckk = c[keep][:, keep]
+    ckk = ckk + damp * ckk.diagonal().mean() * torch.eye(len(keep), dtype=c.dtype)
+    rhs = weight.double() @ c[:, keep]
+    return torch.linalg.solve(ckk, rhs.T).T.to(weight.dtype)
 
 
 def plan_shape(config: Any, *, target: float, heads_per_group: int | None = None,
@@ -270,12 +298,20 @@ def _top(scores: Any, k: int) -> Any:
 def prune_model(model: Any, calibration: Any = None, *, target: float = 0.3,
                 importance: Importance | None = None, method: Method = "taylor",
                 heads_per_group: int | None = None, drop_layers: int = 0,
-                multiple_of: int = 32, batch_size: int = 4) -> tuple[Any, PruneReport]:
+                multiple_of: int = 32, batch_size: int = 4, reconstruct: bool = True,
+                damp: float = 0.01) -> tuple[Any, PruneReport]:
     """Return ``(pruned_model, report)``; ``model`` is left unchanged.
 
     Give either ``calibration`` token blocks (scores are computed with ``method``)
     or precomputed ``importance``. The pruned model is a fresh instance of the
     same class built from an ordinary config (see the module docs).
+
+    ``reconstruct`` (default on): after choosing what to keep, ``down_proj`` and
+    ``o_proj`` are refitted by least squares so that, on the calibration
+    activations, the kept channels / heads reproduce the dense layer's output as
+    well as they can (a closed-form solve per layer; no training). Needs the
+    covariances, collected when scores are computed here or with
+    ``importance_scores(..., covariance=True)``.
     """
     import torch
     import transformers
@@ -287,7 +323,11 @@ def prune_model(model: Any, calibration: Any = None, *, target: float = 0.3,
     if importance is None:
         if calibration is None:
             raise ConfigError("prune_model needs calibration token blocks or an importance")
-        importance = importance_scores(model, calibration, method=method, batch_size=batch_size)
+        importance = importance_scores(model, calibration, method=method, batch_size=batch_size,
+                                       covariance=reconstruct)
+    if reconstruct and importance.mlp_cov is None:
+        raise ConfigError("reconstruct=True needs importance_scores(..., covariance=True), "
+                          "or pass reconstruct=False")
     heads, kv, head_dim, inter = _shape(config)
     group, keep_h = heads // kv, plan["heads_per_group"]
     n_layers = len(layers)
@@ -323,12 +363,14 @@ def prune_model(model: Any, calibration: Any = None, *, target: float = 0.3,
             if name in ("self_attn.q_proj.weight", "self_attn.q_proj.bias"):
                 tensor = tensor[rows]
             elif name == "self_attn.o_proj.weight":
-                tensor = tensor[:, rows]
+                tensor = (_refit(tensor, importance.attn_cov[old_i], rows, damp) if reconstruct
+                          else tensor[:, rows])
             elif name in ("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.gate_proj.bias",
                           "mlp.up_proj.bias"):
                 tensor = tensor[chans]
             elif name == "mlp.down_proj.weight":
-                tensor = tensor[:, chans]
+                tensor = (_refit(tensor, importance.mlp_cov[old_i], chans, damp) if reconstruct
+                          else tensor[:, chans])
             new_state[dst + name] = tensor.clone()
 
     dtype = next(model.parameters()).dtype
@@ -351,5 +393,5 @@ def prune_model(model: Any, calibration: Any = None, *, target: float = 0.3,
         params_after=sum(p.numel() for p in pruned.parameters()),
         heads_per_group=(keep_h, group), intermediate_size=(plan["intermediate_size"], inter),
         num_hidden_layers=(len(kept_layers), n_layers), dropped_layers=dropped,
-        calibration_tokens=importance.tokens)
+        calibration_tokens=importance.tokens, reconstructed=reconstruct)
     return pruned, report

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import transformers
+import typer
+from typer.testing import CliRunner
+
+from tokenlean.backend._bench import bench_backend
+from tokenlean.backend._cli import prune
+
+
+def _app(fn) -> typer.Typer:  # type: ignore[no-untyped-def]
+    app = typer.Typer()
+    app.command()(fn)
+    return app
+
+
+def _jsonl(path: Path, texts: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return path
+
+
+def test_prune_command_then_bench(tiny_dir: Path, tmp_path: Path) -> None:
+    calib = _jsonl(tmp_path / "calib.jsonl",
+                   [f"calibration sentence number {i} about rivers and hills. " * 6
+                    for i in range(20)])
+    held = _jsonl(tmp_path / "held.jsonl",
+                  [f"held out text {i}, about cities, trains and the sea. " * 6 for i in range(5)])
+    out = tmp_path / "pruned"
+    res = CliRunner().invoke(_app(prune), [
+        "--model", str(tiny_dir), "--target", "0.3", "--out", str(out), "--calib", str(calib),
+        "--blocks", "4", "--seq-len", "32", "--threads", "1", "--recover",
+        "--recover-steps", "2"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["prune"]["heads_per_group"] == [1, 2]
+    assert info["recovery"]["steps"] == 2
+    model = transformers.AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.num_attention_heads == 2
+    assert sum(p.numel() for p in model.parameters()) == info["prune"]["params_after"]
+
+    res = CliRunner().invoke(_app(bench_backend), [
+        str(held), "--model", str(out), "--reference", str(tiny_dir), "--limit", "3",
+        "--max-tokens", "40", "--speed-runs", "1", "--new-tokens", "3", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)
+    assert result["params_pruned"] < result["params_dense"]
+    assert 0.0 <= result["agreement"] <= 1.0 and result["kl"] > 0
+    assert result["eval_texts"] == 3 and result["decode_tok_s_pruned"] > 0
+    assert torch.get_num_threads() == 1
+
+
+def test_prune_command_reports_errors(tmp_path: Path) -> None:
+    res = CliRunner().invoke(_app(prune), [
+        "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
+        "--calib", str(tmp_path / "c.jsonl")])
+    assert res.exit_code == 2
+    assert "does not exist" in res.output
