@@ -42,10 +42,59 @@ PRESETS: dict[str, dict[str, bool | str]] = {
 }
 
 
+def _templates(choice: bool | str) -> Layer:
+    from tokenlean.templates import TemplatesLayer
+
+    mode = "safe" if choice is True else choice
+    if mode not in {"safe", "whitespace"}:
+        raise ConfigError(f"templates= takes True, 'safe' or 'whitespace', got {choice!r}")
+    # whitespace-only normalisation cannot change meaning: no embedding check needed
+    return TemplatesLayer(mode=mode, scorer=None if mode == "whitespace" else "minilm")
+
+
+def _compress(choice: bool | str) -> Layer:
+    from tokenlean.compress import CompressLayer
+
+    return CompressLayer() if choice is True else CompressLayer(method=choice)  # type: ignore[arg-type]
+
+
+def _budget(choice: bool | str) -> Layer:
+    from tokenlean.budget import BudgetLayer, LengthPredictor
+
+    if choice not in {True, "predict", "concise"}:
+        raise ConfigError(f"budget= takes True, 'predict' or 'concise', got {choice!r}")
+    return BudgetLayer(predictor=LengthPredictor.default(), concise=choice == "concise")
+
+
+def _cache(choice: bool | str) -> Layer:
+    from tokenlean.cache import ResponseCache
+
+    if choice not in {True, "exact", "semantic"}:
+        raise ConfigError(f"cache= takes True, 'exact' or 'semantic', got {choice!r}")
+    return ResponseCache(semantic=choice != "exact")
+
+
+# tokenlean's own layers; other packages add theirs through entry points
+_BUILTIN: dict[str, Callable[[Any], Layer]] = {
+    "templates": _templates, "compress": _compress, "budget": _budget, "cache": _cache,
+}
+
+
+def _installed(name: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(f"tokenlean.{name}") is not None
+    except ImportError:
+        return False
+
+
 def _factory(name: str) -> Callable[[Any], Layer] | None:
     for ep in entry_points(group="tokenlean.layers"):
         if ep.name == name:
             return ep.load()  # type: ignore[no-any-return]
+    if name in _BUILTIN and _installed(name):
+        return _BUILTIN[name]
     return None
 
 

@@ -1,0 +1,36 @@
+"""Keywords and presets resolve to the real layer packages (all installed in the workspace)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tokenlean.core import ConfigError
+from tokenlean.core.presets import LAYER_ORDER, build_layers
+
+
+def names(layers: list) -> list[str]:
+    return [layer.name for layer in layers]
+
+
+def test_safe_preset_turns_on_only_answer_preserving_layers() -> None:
+    layers = build_layers()
+    assert names(layers) == ["templates", "cache"]
+    templates, cache = layers
+    assert templates.mode == "whitespace"  # type: ignore[attr-defined]
+
+
+def test_max_savings_turns_everything_on_in_pipeline_order() -> None:
+    assert names(build_layers(preset="max-savings")) == list(LAYER_ORDER)
+
+
+def test_keywords_override_the_preset() -> None:
+    assert names(build_layers(preset="off", compress=True)) == ["compress"]
+    assert names(build_layers(cache=False, templates=False)) == []
+
+
+@pytest.mark.parametrize("kwargs", [{"preset": "fastest"}, {"cache": "fuzzy"},
+                                    {"templates": "aggressive"}, {"budget": 7},
+                                    {"speed": True}])
+def test_bad_choices_are_config_errors(kwargs: dict) -> None:
+    with pytest.raises(ConfigError):
+        build_layers(**kwargs)
