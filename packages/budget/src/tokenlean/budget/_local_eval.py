@@ -8,6 +8,8 @@ Reports output tokens and the share of answers that ended on their own
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,9 @@ def concise_eval(chats: Sequence[Sequence[Message]], predictor: LengthPredictor,
         lean = with_length_instruction(Request(messages=tuple(messages), model="local"), predicted)
         lean_tokens, lean_finish = _generate(tokenizer, model, lean.messages, predicted)
         rows.append((base_tokens, base_finish, lean_tokens, lean_finish, predicted))
+        print(json.dumps({"prompt": len(rows), "baseline": [base_tokens, base_finish],
+                          "concise": [lean_tokens, lean_finish], "max_tokens": predicted}),
+              file=sys.stderr, flush=True)  # progress: this is slow on a CPU
     n = len(rows)
     base = sum(r[0] for r in rows)
     lean = sum(r[2] for r in rows)
