@@ -348,3 +348,18 @@ async def test_async_pipeline(store: SQLiteBudgetStore) -> None:
     assert left["tokens"] == 1000 - 5 * (prompt + 10)
     with pytest.raises(TokenleanError):
         await pipe.arun(req(max_tokens=5000))
+
+
+def test_prediction_only_layer_needs_no_price_and_no_store() -> None:
+    """The preset `budget="predict"`: no budgets, max_tokens from the shipped predictor."""
+    from tokenlean.budget import LengthPredictor
+
+    layer = BudgetLayer(predictor=LengthPredictor.default())
+    assert layer.store is None
+    out = layer.process(req("Write a haiku about the sea.", model="my-local-model",
+                            max_tokens=None))  # unknown price: no warning (filterwarnings=error)
+    assert 16 <= out.max_tokens <= 4096
+    assert out.notes[-1].detail["predicted_max_tokens"] == out.max_tokens
+    assert out.notes[-1].detail["reserved_usd"] is None
+    kept = layer.process(req(max_tokens=50))
+    assert kept.max_tokens == 50  # an explicit max_tokens is never raised

@@ -119,6 +119,7 @@ class BudgetLayer:
         self.on_abort = on_abort
         self.count_model = count_model
         self.name = name
+        self._needs_price = any(b.max_usd is not None for b in budgets)
         self._rates_cache: dict[tuple[str, str | None], tuple[Decimal, Decimal] | None] = {}
 
     # ---- pure helpers ------------------------------------------------------
@@ -223,7 +224,8 @@ class BudgetLayer:
         candidates = [request.model] + ([m for m in routes if m != request.model] if adjust else [])
         for index, model in enumerate(candidates):
             prompt = self._prompt_tokens(request, model)
-            rates = self._rates(model, request.provider)
+            # price only when a dollar limit needs it (an unknown price warns)
+            rates = self._rates(model, request.provider) if self._needs_price else None
             out, clamped_from, warned, next_model = wanted, None, [], False
             for budget in self.budgets:
                 account = accounts.get(keys.get(budget.name, ""), Account(""))
