@@ -43,3 +43,21 @@ def test_llamaindex_openai_like(server: ServerThread) -> None:
     streamed = "".join(r.delta or "" for r in llm.stream_chat(
         [ChatMessage(role="user", content="Say hello.")]))
     assert streamed == out.message.content
+
+
+async def test_llamaindex_openai_like_async(server: ServerThread) -> None:
+    from llama_index.core.llms import ChatMessage
+    from llama_index.llms.openai_like import OpenAILike
+
+    import httpx
+
+    async with httpx.AsyncClient() as http:  # closed here, not left to the garbage collector
+        llm = OpenAILike(model=MODEL, api_base=server.url + "/v1", api_key="local",
+                         is_chat_model=True, max_tokens=5, temperature=0, context_window=512,
+                         async_http_client=http)
+        out = await llm.achat([ChatMessage(role="user", content="Say hello.")])
+    raw = out.raw
+    usage = raw["usage"] if isinstance(raw, dict) else raw.usage  # type: ignore[union-attr]
+    completion = usage["completion_tokens"] if isinstance(usage, dict) \
+        else usage.completion_tokens
+    assert out.message.content is not None and completion >= 1
