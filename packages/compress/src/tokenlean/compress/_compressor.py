@@ -322,7 +322,7 @@ class Compressor:
                 pieces[i] = _Piece(text, partial, seg.start, seg.end)
                 used += cost
         room = budget - used - 1
-        if room >= 8 or not pieces:
+        if room >= 4 or not pieces:
             for i in order:
                 if i in pieces:
                     continue
