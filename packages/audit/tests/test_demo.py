@@ -62,18 +62,25 @@ def test_accounting_over_a_raw_and_a_lean_run() -> None:
 @pytest.mark.server
 @pytest.mark.skipif(importlib.util.find_spec("tokenlean.server") is None,
                     reason="needs tokenlean-server (the local model server)")
-def test_demo_end_to_end_on_the_local_server(tmp_path: Path) -> None:
+def test_demo_end_to_end_on_the_local_server(tmp_path: Path, request: pytest.FixtureRequest,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
+
+    # the GGUF -> HF conversion of the default model is deterministic and atomic: keep it
+    # across runs in pytest's cache instead of redoing it in every fresh TOKENLEAN_HOME
+    monkeypatch.setenv("TOKENLEAN_HOME", str(request.config.cache.mkdir("audit-demo-home")))
 
     out = tmp_path / "demo.html"
     console = Console(file=(tmp_path / "console.txt").open("w"), width=160)
-    report = run_demo(questions=3, max_tokens=12, html=out, console=console)
+    report = run_demo(questions=3, max_tokens=32, html=out, console=console)
     console.file.close()
     text = (tmp_path / "console.txt").read_text()
     assert "local server stopped" in text and "answers side by side" in text
     assert report["requests"] == 3
     assert all(a["raw"] for a in report["answers"])  # the local model answered every question
-    # question 3 repeats question 1 word for word: the cache answers it
+    # question 3 repeats question 1 word for word: the cache answers it (a cut answer is
+    # never stored, so the first answer must have ended on its own)
+    assert report["answers"][0]["lean_finish"] == "stop", report["answers"][0]
     assert report["answers"][2]["cached"] is True
     assert report["cost_usd_after"] < report["cost_usd_before"]
     assert read_embedded(out.read_text(encoding="utf-8"))["kind"] == "demo"

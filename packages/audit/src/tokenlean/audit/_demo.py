@@ -90,6 +90,7 @@ class DemoCall:
     similarity: float | None = None
     seconds: float = 0.0
     record: Any = None
+    finish_reason: str | None = None
 
 
 class _Collect:
@@ -133,7 +134,8 @@ def run_session(llm: Any, session: Sequence[tuple[str, str]], *,
             messages=_openai_messages(prep.invoke(question)),
             answer=str(message.content), cached=bool(meta.get("cached")),
             similarity=meta.get("cache_score"), seconds=time.perf_counter() - started,
-            record=record))
+            record=record, finish_reason=(getattr(message, "response_metadata", None) or {}
+                                          ).get("finish_reason")))
         if on_step is not None:
             on_step()
     return calls
@@ -269,7 +271,8 @@ def demo_report(raw: Sequence[DemoCall], lean_calls: Sequence[DemoCall], *, pric
             in_after += left
             out_after += count_tokens(lc.answer, model=price_as).tokens
         answers.append({"question": lc.question, "relation": lc.relation, "raw": r.answer,
-                        "lean": lc.answer, "cached": lc.cached, "similarity": lc.similarity})
+                        "lean": lc.answer, "cached": lc.cached, "similarity": lc.similarity,
+                        "raw_finish": r.finish_reason, "lean_finish": lc.finish_reason})
     base = in_before + out_before
     cost_before = in_before * rate_in + out_before * rate_out
     cost_after = in_after * rate_in + out_after * rate_out
@@ -334,11 +337,50 @@ def demo_report(raw: Sequence[DemoCall], lean_calls: Sequence[DemoCall], *, pric
             "cost that no layer claims (a model call can answer differently to a shorter "
             "prompt).",
             *notes,
+            *([f"{cut} lean answer(s) were cut at max_tokens; the cache never stores a cut "
+               "answer, so their repeats went to the model again."]
+              if (cut := sum(1 for c in lean_calls if c.finish_reason == "length")) else []),
         ],
     }
 
 
 # ---- the command ------------------------------------------------------------------
+
+
+def _quiet() -> None:
+    """Keep the terminal for the demo's own output: no library progress bars or INFO logs."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for noisy in ("httpx", "httpx2", "openai", "uvicorn", "uvicorn.access", "sentence_transformers",
+                  "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except Exception:  # transformers is optional here
+        pass
+
+
+def _warm(layers: Sequence[Any], price_as: str) -> None:
+    """Run the rewriting layers once on a demo-shaped request so their models load now,
+    not inside the first timed question (the cache loads its embedder via ``warm``)."""
+    from tokenlean.core import Request
+
+    question = SESSION[0][0]
+    sample = Request(model=price_as, messages=(
+        {"role": "system", "content": SYSTEM_TEMPLATE.format(context="\n\n".join(
+            retrieve(question)))},
+        {"role": "user", "content": question}))
+    for layer in layers:
+        warm = getattr(layer, "warm", None)
+        if callable(warm):
+            warm()
+        elif layer.name in ("templates", "compress"):
+            layer.process(sample)
 
 
 def _start_server(console: Any) -> tuple[Any, str]:
@@ -377,28 +419,26 @@ def run_demo(*, price_as: str = "gpt-4o", html: Path | None = Path("tokenlean-de
     from .report import write_html
 
     out = console or Console(stderr=as_json)
-    for noisy in ("httpx", "httpx2", "openai", "uvicorn", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     session = SESSION[:questions] if questions else SESSION
     _rates(price_as)  # fail before starting anything if the price is unknown
-    with out.status("preparing lean()'s layers (loading the embedders)"):
+    _quiet()
+    with out.status("preparing lean()'s layers"):
         overrides, notes = demo_layers()
-        for layer in overrides.values():
-            warm = getattr(layer, "warm", None)
-            if callable(warm):
-                warm()
     server, model_name = _start_server(out)
     out.print(f"local server: [bold]{server.url}[/] serving {model_name}")
     try:
         def chat() -> Any:
             return ChatOpenAI(base_url=server.url + "/v1", api_key="local", model=model_name,
-                              temperature=0, max_tokens=max_tokens, max_retries=0, timeout=600)
+                              temperature=0, max_tokens=max_tokens, stop=["\n\n"],
+                              max_retries=0, timeout=600)
 
         ledger = _Collect()
         lean_llm = lean(chat(), preset="max-savings", ledger=ledger, model=price_as,
                         **overrides).bind(max_tokens=max_tokens)
         layer_names = [layer.name for layer in lean_llm.bound.layers]
         out.print("lean() layers: " + (", ".join(layer_names) or "none"))
+        with out.status("warming the layers (loading their embedders)"):
+            _warm(lean_llm.bound.layers, price_as)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=out) as bar:
             raw_task = bar.add_task("raw ChatOpenAI   ", total=len(session))

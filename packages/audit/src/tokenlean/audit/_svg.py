@@ -192,7 +192,7 @@ def histogram(series: Sequence[tuple[str, Sequence[float], str]], *, low: float,
         x = _PAD_L + slot * k
         parts.append(f'<text x="{x:.1f}" y="{_H - _PAD_B + 16}" text-anchor="middle" '
                      f'fill="#4a5568">{low + k * width_bin:.2f}</text>')
-    _legend(parts, [(label, color) for label, _, color in series])
+    _legend(parts, [(label, color) for label, values, color in series if values])
     parts.append("</svg>")
     return "".join(parts)
 

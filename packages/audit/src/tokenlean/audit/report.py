@@ -254,6 +254,13 @@ def _cache_examples(cache: Mapping[str, Any]) -> str:
             f"<th>answered from</th></tr>{rows}</table>")
 
 
+def _answered_by(answer: Mapping[str, Any]) -> str:
+    if not answer.get("cached"):
+        return "model"
+    similarity = answer.get("similarity")
+    return "cache hit" if similarity is None else f"cache hit ({_num(similarity):.3f})"
+
+
 def _answers(answers: Sequence[Mapping[str, Any]]) -> str:
     if not answers:
         return ""
@@ -261,7 +268,7 @@ def _answers(answers: Sequence[Mapping[str, Any]]) -> str:
         f"<tr><td>{escape(str(a.get('question', '')))}</td>"
         f'<td class="ans">{escape(str(a.get("raw", "")))}</td>'
         f'<td class="ans">{escape(str(a.get("lean", "")))}</td>'
-        f"<td>{'cache hit' if a.get('cached') else 'model'} {_opt3(a.get('similarity'))}</td></tr>"
+        f"<td>{_answered_by(a)}</td></tr>"
         for a in answers)
     return ("<h2>Answers side by side</h2><table class=\"answers\"><tr><th>question</th>"
             f"<th>raw</th><th>through lean()</th><th>answered by</th></tr>{rows}</table>")
