@@ -153,12 +153,13 @@ class _WordVectors:
     def lookup(self, vocab: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(sums (V, d), counts (V,)) for ``vocab``."""
         cache = self._cache
-        missing = [w for w in dict.fromkeys(vocab) if w not in cache]
-        if missing:
-            model = _wordllama()
-            with self._lock:
-                if len(cache) > self._MAX:
+        with self._lock:
+            missing = [w for w in dict.fromkeys(vocab) if w not in cache]
+            if missing:
+                model = _wordllama()
+                if len(cache) + len(missing) > self._MAX:
                     cache.clear()
+                    missing = list(dict.fromkeys(vocab))
                 for w, enc in zip(missing, model.tokenizer.encode_batch(
                         missing, is_pretokenized=False, add_special_tokens=False)):
                     ids = [i for i, m in zip(enc.ids, enc.attention_mask) if m]
@@ -166,10 +167,10 @@ class _WordVectors:
                     vec = model.embedding[ids].sum(axis=0) if ids else \
                         np.zeros(model.embedding.shape[1], dtype=np.float32)
                     cache[w] = (vec, len(ids))
-        if not vocab:
-            return np.zeros((0, 1), dtype=np.float32), np.zeros(0)
-        sums = np.stack([cache[w][0] for w in vocab])
-        counts = np.array([cache[w][1] for w in vocab], dtype=np.float32)
+            if not vocab:
+                return np.zeros((0, 1), dtype=np.float32), np.zeros(0)
+            sums = np.stack([cache[w][0] for w in vocab])
+            counts = np.array([cache[w][1] for w in vocab], dtype=np.float32)
         return sums, counts
 
 
@@ -305,8 +306,8 @@ class Ranker:
 
     @classmethod
     def load(cls, path: Path | None = None) -> Ranker:
-        data = np.load(path or Path(__file__).with_name("_ranker.npz"))
-        return cls(data["w1"], data["b1"], data["w2"], data["w"])
+        with np.load(path or Path(__file__).with_name("_ranker.npz")) as data:
+            return cls(data["w1"], data["b1"], data["w2"], data["w"])
 
     def logits(self, matrix: np.ndarray) -> np.ndarray:
         return np.tanh(matrix @ self.w1 + self.b1) @ self.w2 + matrix @ self.w
