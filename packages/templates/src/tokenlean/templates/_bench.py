@@ -78,6 +78,16 @@ def run_bench(rows: list[dict[str, Any]], *, mode: str = "safe", model: str = "g
     variables_lost = sum(len(set(find_variables(r.original)) - set(find_variables(r.text)))
                          for r in results)
     sims = [r.similarity for r in results if r.similarity is not None and r.changed]
+    by_type: dict[str, dict[str, Any]] = {}
+    for row, r in zip(rows, results):
+        entry = by_type.setdefault(str(row.get("type", "-")),
+                                   {"templates": 0, "tokens_before": 0, "tokens_after": 0})
+        entry["templates"] += 1
+        entry["tokens_before"] += r.tokens_before
+        entry["tokens_after"] += r.tokens_after
+    for entry in by_type.values():
+        entry["saved_ratio"] = round(1 - entry["tokens_after"] / entry["tokens_before"], 4) \
+            if entry["tokens_before"] else 0.0
     ratios = [r.saved_ratio for r in results]
     return {
         "templates": len(results),
@@ -97,6 +107,7 @@ def run_bench(rows: list[dict[str, Any]], *, mode: str = "safe", model: str = "g
         "similarity_mean": round(statistics.mean(sims), 4) if sims else None,
         "backed_off": sum(any("backed off" in n for n in r.notes) for r in results),
         "per_pass": per_pass,
+        "by_type": by_type,
     }
 
 
