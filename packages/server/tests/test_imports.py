@@ -12,12 +12,12 @@ def test_public_api_is_pinned() -> None:
         assert getattr(server, name) is not None
 
 
-def test_no_web_stack_in_core_import() -> None:
-    """The server is its own distribution: importing tokenlean.core pulls no web framework."""
+def test_pruning_side_pulls_no_web_stack() -> None:
+    """The server is its own distribution: tokenlean.backend (pruning) imports no web stack."""
     import subprocess
     import sys
 
-    code = ("import sys, tokenlean.core; "
+    code = ("import sys, tokenlean.core, tokenlean.backend; "
             "print(any(m.split('.')[0] in ('fastapi', 'uvicorn', 'starlette') "
             "for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -124,6 +124,7 @@ def test_errors_have_openai_shape_and_server_keeps_serving(client: openai.OpenAI
 
 def test_health_and_metrics(server: ServerThread, client: openai.OpenAI) -> None:
     client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=3)
+    assert httpx.get(server.url + "/v2/random-xyz").status_code == 404
     health = httpx.get(server.url + "/health").json()
     assert health["status"] == "ok" and health["model"] == MODEL
     text = httpx.get(server.url + "/metrics").text
@@ -131,6 +132,7 @@ def test_health_and_metrics(server: ServerThread, client: openai.OpenAI) -> None
                  "tokenlean_server_prefix_cache_hits_total",
                  'tokenlean_server_requests_total{endpoint="/v1/chat/completions",status="200"}'):
         assert name in text
+    assert 'endpoint="other",status="404"' in text and "random-xyz" not in text
     completion = [line for line in text.splitlines()
                   if line.startswith("tokenlean_server_completion_tokens_total")]
     assert float(completion[0].split()[-1]) >= 3

@@ -35,6 +35,8 @@ from ._errors import ApiError, Flavor, error_body, parse_json_body
 __all__ = ["create_app"]
 
 TENANT_HEADER = "x-tokenlean-tenant"
+_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/messages",
+                        "/v1/messages/count_tokens", "/v1/models"})
 
 
 def _flavor(path: str) -> Flavor:
@@ -135,6 +137,8 @@ class _Server:
             await stream.aclose()
 
     def count(self, endpoint: str, status: int) -> None:
+        if endpoint not in _ENDPOINTS:  # bounded label values: unknown paths share one
+            endpoint = "other"
         self.engine.metrics.requests.labels(endpoint, str(status)).inc()
 
 
