@@ -363,3 +363,26 @@ def test_prediction_only_layer_needs_no_price_and_no_store() -> None:
     assert out.notes[-1].detail["reserved_usd"] is None
     kept = layer.process(req(max_tokens=50))
     assert kept.max_tokens == 50  # an explicit max_tokens is never raised
+
+
+def test_cli_show_and_reset(tmp_path) -> None:
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from tokenlean.budget._cli import budget as app
+
+    path = tmp_path / "cli.sqlite"
+    store = SQLiteBudgetStore(path)
+    layer = BudgetLayer(budgets=[Budget(name="b", max_tokens=1000, scope="tenant")], store=store,
+                        prices=PRICES)
+    Pipeline(provider=echo(out_tokens=5), layers=[layer], prices=PRICES).run(req())
+    runner = CliRunner()
+    shown = runner.invoke(app, ["show", "--db", str(path), "--json"])
+    assert shown.exit_code == 0, shown.output
+    rows = _json.loads(shown.output)
+    assert rows[0]["spent_tokens"] > 0 and rows[0]["key"].startswith("b|tenant=acme|")
+    assert runner.invoke(app, ["reset", rows[0]["key"], "--db", str(path)]).exit_code == 0
+    assert layer.remaining(req())["b"]["tokens"] == 1000
+    assert runner.invoke(app, ["reset", "nope", "--db", str(path)]).exit_code == 2
+    store.close()

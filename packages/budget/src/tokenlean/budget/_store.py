@@ -219,6 +219,14 @@ class SQLiteBudgetStore:
         with self._lock:
             return self._read(self._conn, keys)
 
+    def all_accounts(self) -> list[Account]:
+        """Every account in the store, by key."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key, spent_nano, spent_tokens, reserved_nano, reserved_tokens "
+                "FROM budget_accounts ORDER BY key").fetchall()
+        return [Account(*row) for row in rows]
+
     def reset(self, key: str) -> None:
         """Forget what ``key`` has spent (an operator's top-up); reservations stay."""
         self._transaction(lambda conn: conn.execute(
