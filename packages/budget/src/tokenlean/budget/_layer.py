@@ -258,7 +258,7 @@ class BudgetLayer:
             )
             return Plan(model, out, prompt, cost, claims, clamped_from,
                         request.model if model != request.model else None, tuple(warned))
-        raise AssertionError("unreachable: the last candidate either fits or raises")
+        raise BudgetExceeded("no candidate model fits the budgets")  # unreachable: the last raises
 
     def _keys(self, request: Request) -> dict[str, str]:
         return {b.name: key for b in self.budgets if (key := b.key(request)) is not None}
