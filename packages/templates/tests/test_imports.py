@@ -1,13 +1,27 @@
 import tokenlean.templates as t
 
+EXPECTED = [
+    "CONSTRAINT_KEYWORDS", "CacheBreakpoints", "DEFAULT_SIMILARITY_FLOOR", "LayoutResult",
+    "MiniLMScorer", "PASS_DESCRIPTIONS", "PassReport", "RewriteResult", "Selection",
+    "SimilarityScorer", "TemplateRewriter", "TemplatesLayer", "Violation",
+    "anthropic_cache_breakpoints", "cacheable_prefix_tokens", "check_invariants",
+    "constraint_clauses", "diff", "find_variables", "layout_template",
+    "lean_llamaindex_prompts", "lean_llamaindex_template", "rewrite", "select_examples",
+]
+
 
 def test_all_is_pinned():
-    assert sorted(t.__all__) == sorted([
-        "CONSTRAINT_KEYWORDS", "CacheBreakpoints", "LayoutResult", "anthropic_cache_breakpoints",
-        "cacheable_prefix_tokens", "layout_template", "DEFAULT_SIMILARITY_FLOOR", "PASS_DESCRIPTIONS", "MiniLMScorer",
-        "PassReport", "RewriteResult", "Selection", "SimilarityScorer", "TemplateRewriter", "TemplatesLayer",
-        "Violation", "check_invariants", "constraint_clauses", "diff", "find_variables", "lean_llamaindex_prompts",
-        "lean_llamaindex_template", "rewrite", "select_examples",
-    ])
+    assert sorted(t.__all__) == sorted(EXPECTED)
     for name in t.__all__:
         assert getattr(t, name) is not None
+
+
+def test_importing_does_not_load_heavy_modules():
+    import subprocess
+    import sys
+
+    code = ("import sys, tokenlean.templates; "
+            "print(any(m in sys.modules for m in ('torch', 'sentence_transformers', "
+            "'llama_index.core')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

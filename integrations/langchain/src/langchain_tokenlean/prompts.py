@@ -59,8 +59,9 @@ def _lean_chat_prompt(prompt: ChatPromptTemplate, rewriter: Any, roles: frozense
     for message in prompt.messages:
         role = _ROLE_OF_TEMPLATE.get(type(message))  # type: ignore[arg-type]
         if role in roles and isinstance(getattr(message, "prompt", None), PromptTemplate):
-            new_prompt = _lean_string_prompt(message.prompt, rewriter, results)  # type: ignore[union-attr]
-            messages.append(message if new_prompt is message.prompt  # type: ignore[union-attr]
+            inner = message.prompt  # type: ignore[union-attr]
+            new_prompt = _lean_string_prompt(inner, rewriter, results)
+            messages.append(message if new_prompt is inner
                             else message.model_copy(update={"prompt": new_prompt}))
             continue
         role = _ROLE_OF_MESSAGE.get(type(message))  # type: ignore[arg-type]

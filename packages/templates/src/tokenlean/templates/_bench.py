@@ -117,7 +117,7 @@ def bench(
     mode: str = typer.Option("safe", "--mode", help="safe | whitespace"),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use the first N rows."),
     split: str = typer.Option("all", "--split",
-                              help="all | tune (rows with index % 5 != 4) | holdout (index % 5 == 4)"),
+                              help="all | tune (index % 5 != 4) | holdout (index % 5 == 4)"),
     model: str = typer.Option("gpt-4o", "--model", help="Tokenizer to count with."),
     no_similarity: bool = typer.Option(False, "--no-similarity",
                                        help="Skip the MiniLM meaning check (faster)."),

@@ -8,7 +8,8 @@ followed by its recorded answer. Every turn re-sends the whole conversation.
 "naive" formats the template as written into the system message; "layout"
 splits it with :func:`layout_template`: the static part is the system message,
 the variable part goes in front of the newest user turn only (after the
-conversation; history keeps the plain user messages). Eligible tokens follow OpenAI's automatic prefix
+conversation; history keeps the plain user messages). Eligible tokens follow
+OpenAI's automatic prefix
 caching (1,024+ tokens, 128-token steps) and Anthropic's ``cache_control`` breakpoints
 on the system prompt and on the last history message
 (:func:`anthropic_cache_breakpoints` with ``history_only=True``): a request
@@ -151,7 +152,7 @@ def bench_cache(
     turns: int = typer.Option(5, "--turns", min=2, help="Turns per conversation."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Number of conversations."),
     min_system_tokens: int = typer.Option(0, "--min-system-tokens", min=0,
-                                          help="Only templates at least this long (gpt-4o tokens)."),
+                                          help="Only templates this long (gpt-4o tokens)."),
 ) -> None:
     """Templates layer: prefix-cache eligibility and $ in a multi-turn replay."""
     prompts = _read_jsonl(file, "messages")

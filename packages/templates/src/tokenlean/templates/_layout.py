@@ -143,7 +143,8 @@ def layout_template(template: str, *, model: str = "gpt-4o") -> LayoutResult:
 
 def _message_ids(message: Message | Mapping[str, Any], tokenizer: Any) -> list[int]:
     m = message if isinstance(message, Message) else Message.from_openai(message)
-    return tokenizer.encode(f"<|{m.role}|>") + tokenizer.encode(m.text) + tokenizer.encode("<|end|>")
+    return (tokenizer.encode(f"<|{m.role}|>") + tokenizer.encode(m.text)
+            + tokenizer.encode("<|end|>"))
 
 
 def _ids(messages: Sequence[Message | Mapping[str, Any]], tokenizer: Any) -> list[int]:

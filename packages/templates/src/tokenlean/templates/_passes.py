@@ -141,7 +141,8 @@ def _keep(text: str, _unmask: Callable[[str], str]) -> str:
 # --- filler, politeness, hedges, connectives ----------------------------------------
 
 _FILLER = [
-    _rule(r"I (?:really )?(?:want|would like|need|'d like) (?:for )?you to (act|behave|pretend|serve"
+    _rule(r"I (?:really )?(?:want|would like|need|'d like) (?:for )?you to "
+          r"(act|behave|pretend|serve"
           r"|function|work|respond|answer|reply|role-?play) (as|like)\b", r"\1 \2", start=True),
     _rule(r"I (?:really )?(?:want|would like|need|'d like) (?:for )?you to\s+", "", start=True),
     _rule(r"(?:Please )?imagine (?:that )?you are\b", "You are", start=True),
@@ -150,7 +151,8 @@ _FILLER = [
     _rule(r"\bit will be your (?:job|task|role) to\s+", ""),
     _rule(r"\bit is your (?:job|task|role) to\s+", ""),
     _rule(r"My first (?:suggestion |specific )?(request|sentence|command|question|claim|prompt"
-          r"|query|task|topic|message|input|word|statement)(?: for you)? (?:is|will be)\b(?:[ \t]*:)?",
+          r"|query|task|topic|message|input|word|statement)(?: for you)? (?:is|will be)\b"
+          r"(?:[ \t]*:)?",
           r"First \1:", start=True),
     _rule(r"\b(I will|I'll|I am going to|I'm going to) (provide|give|send|supply) you with\b",
           r"I will \2"),
@@ -372,6 +374,7 @@ PASSES: dict[str, Pass] = {
              "a constraint stated again is dropped; 'Do not X. Do not Y.' -> 'Do not X or Y.'"),
     )
 }
-SAFE_PASSES: tuple[str, ...] = ("whitespace", "decoration", "json", "duplicates", "filler", "politeness",
+SAFE_PASSES: tuple[str, ...] = ("whitespace", "decoration", "json", "duplicates", "filler",
+                                "politeness",
                                 "hedges", "connectives", "constraints")
 WHITESPACE_PASSES: tuple[str, ...] = ("whitespace",)

@@ -249,11 +249,18 @@ class TemplateRewriter:
         for t in templates:
             if not isinstance(t, str):
                 raise InvalidRequestError(f"a template must be a string, got {type(t).__name__}")
-        todo = [t for t in dict.fromkeys(templates) if self.cached(t) is None]
-        if todo:
-            for result in self._rewrite_uncached(todo):
-                self._store(result)
-        return [self.cached(t) or self._rewrite_uncached([t])[0] for t in templates]
+        found: dict[str, RewriteResult] = {}
+        todo = []
+        for t in dict.fromkeys(templates):
+            hit = self.cached(t)
+            if hit is None:
+                todo.append(t)
+            else:
+                found[t] = hit
+        for result in self._rewrite_uncached(todo) if todo else []:
+            self._store(result)
+            found[result.original] = result
+        return [found[t] for t in templates]
 
     # -- memo --------------------------------------------------------------------------
     def cached(self, template: str) -> RewriteResult | None:
