@@ -30,6 +30,8 @@ async def test_langchain_chat_anthropic_async(server: ServerThread) -> None:
     assert out.usage_metadata is not None and out.usage_metadata["output_tokens"] >= 1
     sync = llm.invoke("Say hello.")
     assert sync.content == out.content
+    streamed = "".join(str(c.content) for c in llm.stream("Say hello."))
+    assert streamed == out.content
 
 
 def test_llamaindex_openai_like(server: ServerThread) -> None:

@@ -111,6 +111,13 @@ def test_errors_have_openai_shape_and_server_keeps_serving(client: openai.OpenAI
     with pytest.raises(openai.BadRequestError, match="image_url"):
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}])
+    with pytest.raises(openai.BadRequestError, match="tools"):
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, tools=[{
+            "type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
+    with pytest.raises(openai.BadRequestError, match="vocabulary"):
+        client.completions.create(model=MODEL, prompt=[1, 2, 10**9], max_tokens=2)
+    by_ids = client.completions.create(model=MODEL, prompt=[1, 2, 3], max_tokens=2)
+    assert by_ids.usage is not None and by_ids.usage.prompt_tokens == 3
     raw = httpx.post(server.url + "/v1/chat/completions", content=b"{not json",
                      headers={"content-type": "application/json"})
     assert raw.status_code == 400
