@@ -42,7 +42,18 @@ socket.socket.connect = _guarded(_real_connect)  # type: ignore[method-assign]
 socket.socket.connect_ex = _guarded(_real_connect_ex)  # type: ignore[method-assign]
 
 
+@pytest.fixture(scope="session")
+def _shared_models(tmp_path_factory: pytest.TempPathFactory):
+    """One models folder per test session: the default model is converted from its
+    GGUF once, not once per test."""
+    return tmp_path_factory.mktemp("tokenlean_models")
+
+
 @pytest.fixture(autouse=True)
-def _tokenlean_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """Every test gets its own TOKENLEAN_HOME so nothing lands in ~/.tokenlean."""
-    monkeypatch.setenv("TOKENLEAN_HOME", str(tmp_path_factory.mktemp("tokenlean_home")))
+def _tokenlean_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+                    _shared_models):
+    """Every test gets its own TOKENLEAN_HOME so nothing lands in ~/.tokenlean
+    (ledgers, caches, budgets stay per test); converted models are shared."""
+    home = tmp_path_factory.mktemp("tokenlean_home")
+    (home / "models").symlink_to(_shared_models, target_is_directory=True)
+    monkeypatch.setenv("TOKENLEAN_HOME", str(home))

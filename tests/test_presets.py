@@ -13,10 +13,17 @@ def names(layers: list) -> list[str]:
 
 
 def test_safe_preset_turns_on_only_answer_preserving_layers() -> None:
+    from tokenlean.core import Message, Request
+
     layers = build_layers()
     assert names(layers) == ["templates", "cache"]
-    templates, cache = layers
-    assert templates.mode == "whitespace"  # type: ignore[attr-defined]
+    system = "I want you to act as   a translator.\n\n\n\nPlease   be concise."
+    request = Request(model="gpt-4o", messages=[Message(role="system", content=system),
+                                                Message(role="user", content="Bonjour")])
+    out = layers[0].process(request)
+    text = out.messages[0].text
+    assert text.split() == system.split()  # whitespace only: every word kept, in order
+    assert len(text) < len(system)
 
 
 def test_max_savings_turns_everything_on_in_pipeline_order() -> None:

@@ -64,8 +64,10 @@ def test_ledger_totals(tmp_path: Path) -> None:
     assert run("ledger", "--path", str(path), "--by", "colour").returncode == 2
 
 
-def test_version_and_demo() -> None:
+def test_version_and_plugged_commands() -> None:
     assert "tokenlean-core" in run("--version").stdout
-    demo = run("demo")
-    assert demo.returncode == 0, demo.stderr
-    assert "compress" in demo.stdout and "cache" in demo.stdout
+    listing = run("--help").stdout
+    for command in ("count", "ledger", "demo"):
+        assert command in listing
+    bench = run("bench", "--help")
+    assert bench.returncode == 0 and "overhead" in bench.stdout

@@ -273,9 +273,10 @@ class Pipeline:
             self._fail(ran, request, exc)
             raise
         if response is None:
-            self._fail(ran, request, None)
-            raise TokenleanError(f"provider {self.provider.name!r} ended its stream "
+            exc = TokenleanError(f"provider {self.provider.name!r} ended its stream "
                                  "without a final response (usage unknown)")
+            self._fail(ran, request, exc)
+            raise exc
         return response
 
     # ---- async (same helpers, awaited layer calls) -------------------------
@@ -366,9 +367,10 @@ class Pipeline:
                 await self._afail(ran, final, exc)
                 raise
             if answer is None:
-                await self._afail(ran, final, None)
-                raise TokenleanError(f"provider {self.provider.name!r} ended its stream "
+                exc = TokenleanError(f"provider {self.provider.name!r} ended its stream "
                                      "without a final response (usage unknown)")
+                await self._afail(ran, final, exc)
+                raise exc
         else:
             yield Chunk(text=answer.text)
         await self._aafter(ran, final, answer)
