@@ -146,3 +146,12 @@ def test_real_templates_sample_zero_violations():
     for r in results:
         assert check_invariants(r.original, r.text) == []
         assert set(find_variables(r.original)) == set(find_variables(r.text))
+
+
+def test_repeated_example_lines_are_structure_not_duplicates():
+    text = ("Example 1. Context: Thank a colleague. Output: ${email}\n"
+            "Example 2. Context: Ask for leave. Output: ${email}\n"
+            "Write clear emails every day. Write clear emails every day.")
+    r = fast().rewrite(text)
+    assert r.text.count("Output: ${email}") == 2
+    assert r.text.count("Write clear emails every day.") == 1

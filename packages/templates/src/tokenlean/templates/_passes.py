@@ -300,13 +300,20 @@ def _drop(parts: list[tuple[str, str]], index: int) -> None:
     del parts[index]
 
 
+_LABEL = re.compile(r"^\s*(?:[-*]\s+)?[\w ]{1,30}:\s")
+
+
 def _duplicates(text: str, unmask: Callable[[str], str]) -> str:
     parts = split_sentences(text)
     seen: set[str] = set()
     i = 0
     while i < len(parts):
-        key = _key(parts[i][0], unmask)
-        if len(key.split()) >= 4 and key in seen:
+        sentence = parts[i][0]
+        key = _key(sentence, unmask)
+        # a repeated sentence that holds protected text (a variable slot, a quote) or is
+        # a labelled line ("Output: ...") is structure, e.g. one line of each example
+        structural = bool(re.search(f"[{_P}]", sentence)) or bool(_LABEL.match(sentence))
+        if len(key.split()) >= 4 and key in seen and not structural:
             _drop(parts, i)
             continue
         seen.add(key)
@@ -362,7 +369,8 @@ PASSES: dict[str, Pass] = {
              "JSON examples re-serialised without indentation (checked: same parsed value)",
              _compact_json),
         Pass("duplicates", _duplicates, False,
-             "sentences repeated verbatim (4+ words; case and punctuation ignored)"),
+             "sentences repeated verbatim (4+ words; case and punctuation ignored; not lines "
+             "holding protected text or 'Label: ...' lines)"),
         Pass("filler", _filler, True,
              "boilerplate openers: 'I want you to act as' -> 'Act as', 'My first request is'"),
         Pass("politeness", _politeness, True,
