@@ -14,7 +14,7 @@ import pytest
 from tokenlean.audit import read_embedded, render_html
 
 CHARTS = {"waterfall", "bars", "histogram", "compression", "budget"}
-DOCS_IMG = Path(__file__).resolve().parents[3] / "docs" / "img" / "audit-report.png"
+DOCS_IMG = Path(__file__).resolve().parents[3] / "docs" / "img" / "report-sample.png"
 
 
 def sample_report() -> dict:

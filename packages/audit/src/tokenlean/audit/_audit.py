@@ -147,12 +147,33 @@ class _Templates:
         for i, m in enumerate(messages):
             if m.role not in ("system", "developer") or not m.text.strip():
                 continue
-            result = self.rewriter.rewrite(m.text)
-            acc.add_quality("similarity", result.similarity)
-            if result.changed and result.saved_tokens > 0:
-                messages[i] = m.with_text(result.text)
+            new = self._rewrite_instructions(m, acc)
+            if new != m.text:
+                messages[i] = m.with_text(new)
                 changed = True
         return request.with_messages(messages) if changed else request
+
+    def _rewrite_instructions(self, message: Message, acc: _LayerAcc) -> str:
+        """Rewrite the template part of a system message; a retrieved-context block in it
+        is data, not template (compression's job), and is left as is."""
+        text = message.text
+        spans = context_spans(message, min_tokens=0, count_model=self.rewriter.model)
+        cuts = [0, *[x for span in spans for x in span], len(text)]
+        out = []
+        for k in range(0, len(cuts), 2):
+            a, b = cuts[k], cuts[k + 1]
+            piece = text[a:b]
+            if piece.strip():
+                result = self.rewriter.rewrite(piece.strip())
+                acc.add_quality("similarity", result.similarity)
+                if result.changed and result.saved_tokens > 0:
+                    lead = piece[:len(piece) - len(piece.lstrip())]
+                    trail = piece[len(piece.rstrip()):]
+                    piece = lead + result.text.strip() + trail
+            out.append(piece)
+            if k + 2 < len(cuts):
+                out.append(text[b:cuts[k + 2]])
+        return "".join(out)
 
 
 class _Compress:
@@ -528,7 +549,8 @@ def _notes(options: AuditOptions, ledger_mode: bool) -> list[str]:
         "Layers were applied in pipeline order to the same request stream, each to what the "
         "previous layers left (compress acts on what templates left; a cache hit removes "
         "the whole remaining call). Per-layer savings add up to the total.",
-        "templates: the safe rewriter on system/developer messages only.",
+        "templates: the safe rewriter on system/developer messages only, on their "
+        "instruction text (a context block inside a system message is left to compress).",
         "compress: only context-bearing messages (tool results, marked context blocks); "
         f"target ratio {options.compress_ratio}x.",
         "budget: a predicted cap does not shorten an answer that ends on its own, so output "
