@@ -172,16 +172,18 @@ def _fallback_layer(name: str) -> Any:
 def demo_layers() -> tuple[dict[str, Any], list[str]]:
     """Layers to pass to ``lean(preset="max-savings")`` for packages without a factory,
     and notes on what is missing."""
-    from tokenlean.core.presets import LAYER_ORDER, build_layers
+    from tokenlean.core.presets import LAYER_ORDER, PRESETS, build_layers
 
     notes: list[str] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            registered = {layer.name for layer in build_layers(preset="max-savings")}
-        except Exception as exc:  # a broken factory must not stop the demo
-            registered = set()
-            notes.append(f"preset factories failed ({exc}); layers built directly")
+    registered: set[str] = set()
+    for name in LAYER_ORDER:  # one factory at a time: one broken factory must not hide the rest
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                if build_layers(preset="off", **{name: PRESETS["max-savings"][name]}):
+                    registered.add(name)
+            except Exception as exc:
+                notes.append(f"{name}: the preset's factory failed ({exc}); built directly")
     overrides: dict[str, Any] = {}
     for name in LAYER_ORDER:
         # compress is always configured here: the preset's min_tokens would skip the demo's
