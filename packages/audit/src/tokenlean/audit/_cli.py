@@ -108,7 +108,15 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Run a small LangChain RAG app raw and through lean() on a local model; show the savings."""
-    from ._demo import run_demo
+    from tokenlean.core import TokenleanError
 
-    run_demo(price_as=price_as, html=html, questions=questions, max_tokens=max_tokens,
-             as_json=as_json)
+    try:
+        from ._demo import run_demo
+
+        run_demo(price_as=price_as, html=html, questions=questions, max_tokens=max_tokens,
+                 as_json=as_json)
+    except ImportError as exc:
+        raise _fail(f"the demo needs the local server and the LangChain integration ({exc}); "
+                    "install them with: pip install 'tokenlean-audit[demo]'") from None
+    except TokenleanError as exc:
+        raise _fail(str(exc)) from None
