@@ -5,7 +5,7 @@ and tools. Semantic hits need all of that except the last user turn, which must
 mean the same: a vector search proposes candidates and a false-hit guard (a
 small learned verifier over a second embedder, token alignment and lexical
 checks) decides. Entries live in an embedded SQLite file with an in-process
-vector index, or in Redis (exact) or PostgreSQL.
+vector index, in Redis (exact hits, TTLs) or in PostgreSQL + pgvector.
 
     from tokenlean.cache import ResponseCache
     from tokenlean.core import Pipeline

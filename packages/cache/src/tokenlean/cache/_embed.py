@@ -145,7 +145,9 @@ class MiniLMEmbedder(_MemoEmbedder):
         self.batch_size = batch_size
         self._model = st.SentenceTransformer(str(self.path), device=device,
                                              local_files_only=True)
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 384)
+        dim_of = (getattr(self._model, "get_embedding_dimension", None)
+                  or self._model.get_sentence_embedding_dimension)
+        self.dim = int(dim_of() or 384)
 
     def _compute(self, texts: list[str]) -> np.ndarray:
         return self._model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,

@@ -30,23 +30,28 @@ class _Partition:
     def size(self) -> int:
         return len(self.keys)
 
-    def add(self, key: str, vector: np.ndarray) -> None:
-        old = self.row_of.get(key)
-        if old is not None:
-            self.alive[old] = False
-        n = len(self.keys)
-        if n == len(self.matrix):
-            self.matrix = np.resize(self.matrix, (2 * n, self.dim))
-            alive = np.zeros(2 * n, dtype=bool)
-            alive[:n] = self.alive[:n]
-            self.alive = alive
-        self.matrix[n] = vector
-        self.alive[n] = True
-        self.keys.append(key)
-        self.row_of[key] = n
+    def add(self, keys: list[str], vectors: np.ndarray) -> None:
+        """Append vectors (bulk: one index insertion call for the batch)."""
+        start = len(self.keys)
+        need = start + len(keys)
+        if need > len(self.matrix):
+            cap = max(need, 2 * len(self.matrix))
+            matrix = np.empty((cap, self.dim), dtype=np.float32)
+            matrix[:start] = self.matrix[:start]
+            alive = np.zeros(cap, dtype=bool)
+            alive[:start] = self.alive[:start]
+            self.matrix, self.alive = matrix, alive
+        self.matrix[start:need] = vectors
+        self.alive[start:need] = True
+        for offset, key in enumerate(keys):
+            old = self.row_of.get(key)
+            if old is not None:
+                self.alive[old] = False
+            self.row_of[key] = start + offset
+        self.keys.extend(keys)
         if self.ann is not None:
-            self.ann.add(n, vector)
-        elif n + 1 >= self.ann_from:
+            self.ann.add(np.arange(start, need, dtype=np.uint64), self.matrix[start:need])
+        elif need >= self.ann_from:
             self._build_ann()
 
     def _build_ann(self) -> None:
@@ -56,7 +61,7 @@ class _Partition:
             self.ann_from = 1 << 62
             return
         index = Index(ndim=self.dim, metric="ip", dtype="f32", connectivity=16,
-                      expansion_add=128, expansion_search=64)
+                      expansion_add=64, expansion_search=64)
         n = len(self.keys)
         index.add(np.arange(n, dtype=np.uint64), self.matrix[:n])
         self.ann = index
@@ -79,7 +84,7 @@ class _Partition:
             return [(self.keys[r], float(scores[r])) for r in rows
                     if scores[r] >= min_score and self.alive[r]]
         dead = n - len(self.row_of)
-        matches = self.ann.search(vector, min(n, k + min(dead, 4 * k)))
+        matches = self.ann.search(vector, min(n, k + min(dead, 4 * k)), threads=1)
         out = []
         for row, dist in zip(matches.keys, matches.distances, strict=True):
             score = 1.0 - float(dist)
@@ -99,13 +104,17 @@ class VectorIndex:
         self._lock = threading.Lock()
 
     def add(self, tenant: str, context: str, key: str, vector: np.ndarray) -> None:
+        self.add_many(tenant, context, [key], np.asarray(vector, dtype=np.float32)[None, :])
+
+    def add_many(self, tenant: str, context: str, keys: list[str], vectors: np.ndarray) -> None:
         with self._lock:
             part = self._parts.get((tenant, context))
             if part is None:
-                part = self._parts[(tenant, context)] = _Partition(len(vector), self.ann_from)
-            if len(vector) != part.dim:
-                return  # another embedder's vector: never comparable
-            part.add(key, vector)
+                part = self._parts[(tenant, context)] = _Partition(vectors.shape[1],
+                                                                   self.ann_from)
+            if vectors.shape[1] != part.dim:
+                return  # another embedder's vectors: never comparable
+            part.add(keys, vectors)
 
     def remove(self, tenant: str, context: str, key: str) -> None:
         with self._lock:

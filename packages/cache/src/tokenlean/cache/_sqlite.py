@@ -78,11 +78,17 @@ class SQLiteStore:
         rows = self._db.execute(
             "SELECT seq, tenant, context, key, vector FROM tokenlean_cache "
             "WHERE seq > ? AND vector IS NOT NULL ORDER BY seq", (self._seen,)).fetchall()
+        groups: dict[tuple[str, str, int], tuple[list[str], list[bytes]]] = {}
         for seq, tenant, context, key, blob in rows:
             self._seen = max(self._seen, seq)
-            if context is None or len(blob) % 4:
+            if context is None or not blob or len(blob) % 4:
                 continue
-            self._index.add(tenant, context, key, np.frombuffer(blob, dtype=np.float32))
+            keys, blobs = groups.setdefault((tenant, context, len(blob)), ([], []))
+            keys.append(key)
+            blobs.append(blob)
+        for (tenant, context, size), (keys, blobs) in groups.items():
+            matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(keys), size // 4)
+            self._index.add_many(tenant, context, keys, matrix)
 
     # ---- Store --------------------------------------------------------------
 
