@@ -62,13 +62,8 @@ def test_accounting_over_a_raw_and_a_lean_run() -> None:
 @pytest.mark.server
 @pytest.mark.skipif(importlib.util.find_spec("tokenlean.server") is None,
                     reason="needs tokenlean-server (the local model server)")
-def test_demo_end_to_end_on_the_local_server(tmp_path: Path, request: pytest.FixtureRequest,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_end_to_end_on_the_local_server(tmp_path: Path) -> None:
     from rich.console import Console
-
-    # the GGUF -> HF conversion of the default model is deterministic and atomic: keep it
-    # across runs in pytest's cache instead of redoing it in every fresh TOKENLEAN_HOME
-    monkeypatch.setenv("TOKENLEAN_HOME", str(request.config.cache.mkdir("audit-demo-home")))
 
     out = tmp_path / "demo.html"
     console = Console(file=(tmp_path / "console.txt").open("w"), width=160)
