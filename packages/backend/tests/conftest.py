@@ -29,11 +29,11 @@ def tiny_model(seed: int = 0, **overrides: object):
 
 
 def tiny_tokenizer():
-    """A real byte-level BPE tokenizer (256 byte tokens, no merges), built offline."""
+    """A real byte-level BPE tokenizer (byte tokens, no merges), built offline."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-    vocab = {token: i for i, token in enumerate(pre_tokenizers.ByteLevel.alphabet())}
-    vocab = {t: i + 3 for t, i in sorted(vocab.items(), key=lambda kv: kv[1])[:253]}
+    # 253 of the 256 byte symbols (sorted: the order must not depend on set iteration)
+    vocab = {t: i + 3 for i, t in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet())[:253])}
     vocab.update({"<pad>": 0, "<s>": 1, "</s>": 2})
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

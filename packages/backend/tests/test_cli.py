@@ -32,7 +32,7 @@ def test_prune_command_then_bench(tiny_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "pruned"
     res = CliRunner().invoke(_app(prune), [
         "--model", str(tiny_dir), "--target", "0.3", "--out", str(out), "--calib", str(calib),
-        "--blocks", "4", "--seq-len", "32", "--threads", "1", "--recover",
+        "--blocks", "4", "--seq-len", "32", "--threads", "1", "--recover", "--heads-per-group", "1",
         "--recover-steps", "2"])
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)

@@ -72,7 +72,7 @@ def test_dead_units_score_zero_and_pruning_them_is_lossless(
         assert imp.channels[i].count_nonzero() == 96
     target = _target_for(model.config, num_attention_heads=4, intermediate_size=96)
     pruned, report = prune_model(model, importance=imp, target=target, heads_per_group=2,
-                                 multiple_of=32, reconstruct=False)
+                                 multiple_of=32, reconstruct="none")
     assert report.heads_per_group == (2, 3) and report.intermediate_size == (96, 128)
     assert pruned.config.num_attention_heads == 4
     assert pruned.config.num_key_value_heads == 2
@@ -91,18 +91,28 @@ def test_pruning_live_units_changes_the_output_and_reconstruction_reduces_the_er
     calib = _calib(8, 32)
     imp = importance_scores(model, calib, covariance=True)
     assert imp.mlp_cov.shape == (3, 128, 128) and imp.attn_cov.shape == (3, 96, 96)
-    plain, r_plain = prune_model(model, importance=imp, target=0.3, reconstruct=False)
-    refit, r_refit = prune_model(model, importance=imp, target=0.3)
-    assert r_refit.reconstructed and not r_plain.reconstructed
+    plain, r_plain = prune_model(model, importance=imp, target=0.3, heads_per_group=2,
+                                 reconstruct="none")
+    assert r_plain.reconstructed == "none"
     x = _calib(4, 32, seed=9)  # held-out random tokens from the same distribution
     with torch.no_grad():
         dense = model(x).logits
         err_plain = (plain(x).logits - dense).pow(2).mean()
-        err_refit = (refit(x).logits - dense).pow(2).mean()
     assert err_plain > 1e-6
-    assert err_refit < err_plain
+    for mode in ("attention", "all"):
+        refit, r_refit = prune_model(model, importance=imp, target=0.3, heads_per_group=2,
+                                     reconstruct=mode)
+        assert r_refit.reconstructed == mode
+        with torch.no_grad():
+            assert (refit(x).logits - dense).pow(2).mean() < err_plain
     with pytest.raises(ConfigError, match="covariance"):
         prune_model(model, importance=importance_scores(model, calib), target=0.3)
+    only_attn = importance_scores(model, calib, covariance="attention")
+    assert only_attn.mlp_cov is None and only_attn.attn_cov is not None
+    with pytest.raises(ConfigError, match="covariance"):
+        prune_model(model, importance=only_attn, target=0.3, reconstruct="all")
+    with pytest.raises(ConfigError, match="reconstruct"):
+        prune_model(model, importance=imp, target=0.3, reconstruct="yes")  # type: ignore[arg-type]
 
 
 def test_pruned_model_saves_and_reloads_with_identical_logits(
@@ -110,7 +120,8 @@ def test_pruned_model_saves_and_reloads_with_identical_logits(
     from tokenlean.backend._workflow import PRUNE_INFO_FILE
 
     model = make_tiny(**SHAPE)
-    pruned, report = prune_model(model, _calib(), target=0.3, drop_layers=1, multiple_of=16)
+    pruned, report = prune_model(model, _calib(), target=0.3, drop_layers=1, multiple_of=16,
+                                 heads_per_group=2)
     assert pruned.config.num_hidden_layers == 2
     assert len(report.dropped_layers) == 1
     assert type(pruned) is type(model)
@@ -133,8 +144,11 @@ def test_pruned_model_saves_and_reloads_with_identical_logits(
 
 def test_plan_shape_rules(make_tiny) -> None:  # type: ignore[no-untyped-def]
     cfg = make_tiny(**SHAPE).config
-    assert plan_shape(cfg, target=0.3)["heads_per_group"] == 2
+    # MLP channels go first; heads only when the MLP alone cannot meet the target
     assert plan_shape(cfg, target=0.05)["heads_per_group"] == 3
+    assert plan_shape(cfg, target=0.3)["heads_per_group"] == 3
+    assert plan_shape(cfg, target=0.45)["heads_per_group"] == 2
+    assert plan_shape(cfg, target=0.3, heads_per_group=1)["num_attention_heads"] == 2
     assert plan_shape(cfg, target=0.0)["intermediate_size"] == 128
     with pytest.raises(ConfigError, match="target"):
         plan_shape(cfg, target=1.0)

@@ -90,6 +90,8 @@ def bench_prune(
     heads_per_group: int | None = typer.Option(None, "--heads-per-group"),
     drop_layers: int = typer.Option(0, "--drop-layers"),
     blocks: int = typer.Option(32, "--blocks", help="Calibration blocks for importance."),
+    reconstruct: str = typer.Option("attention", "--reconstruct",
+                                    help="Least-squares refit: none, attention or all."),
     recover: bool = typer.Option(False, "--recover/--no-recover", help="Distil after pruning."),
     recover_steps: int = typer.Option(40, "--recover-steps"),
     recover_lr: float = typer.Option(1e-4, "--recover-lr"),
@@ -105,6 +107,7 @@ def bench_prune(
         torch = _setup(threads)
         from ._data import read_texts
         from ._workflow import logits_match, prune_pipeline, save_pruned
+        from .evaluation import quality
         from .loading import load_model
 
         if data == calib:
@@ -112,11 +115,18 @@ def bench_prune(
                                  "on calibration text")
         texts = read_texts(data, limit=limit)
         dense, tokenizer = load_model(model)
+
+        def before(pruned: Any) -> dict[str, Any]:
+            q = quality(pruned, tokenizer, texts, reference=dense, max_tokens=max_tokens)
+            return {"ppl_pruned": round(q["ppl"], 3), "agreement": round(q["agreement"], 4),
+                    "kl": round(q["kl"], 4)}
+
         start = time.perf_counter()
         pruned, info = prune_pipeline(
             dense, tokenizer, calib=calib, target=target, method=method, blocks=blocks,
             heads_per_group=heads_per_group, drop_layers=drop_layers, recover=recover,
-            recover_steps=recover_steps, recover_lr=recover_lr)
+            recover_steps=recover_steps, recover_lr=recover_lr, reconstruct=reconstruct,
+            before_recovery=before)
         prune_s = time.perf_counter() - start
         with tempfile.TemporaryDirectory(prefix="tokenlean-prune-") as tmp:
             folder = save_pruned(pruned, tokenizer, f"{tmp}/pruned", info=info)

@@ -23,6 +23,8 @@ def prune(
     drop_layers: int = typer.Option(0, "--drop-layers", help="Whole layers to remove."),
     blocks: int = typer.Option(32, "--blocks", help="Calibration blocks for importance."),
     seq_len: int = typer.Option(256, "--seq-len", help="Tokens per calibration block."),
+    reconstruct: str = typer.Option("attention", "--reconstruct",
+                                    help="Least-squares refit: none, attention or all."),
     recover: bool = typer.Option(False, "--recover/--no-recover",
                                  help="Distil from the dense model after pruning."),
     recover_steps: int = typer.Option(40, "--recover-steps", help="Distillation steps."),
@@ -43,7 +45,8 @@ def prune(
         pruned, info = prune_pipeline(
             dense, tokenizer, calib=calib, target=target, method=method, blocks=blocks,
             seq_len=seq_len, heads_per_group=heads_per_group, drop_layers=drop_layers,
-            recover=recover, recover_steps=recover_steps, recover_lr=recover_lr)
+            recover=recover, recover_steps=recover_steps, recover_lr=recover_lr,
+            reconstruct=reconstruct)
         info["source"] = str(model) if model is not None else "default:SmolLM2-135M-Instruct"
         folder = save_pruned(pruned, tokenizer, out, info=info, overwrite=overwrite)
     except TokenleanError as exc:

@@ -55,11 +55,14 @@ def prune_pipeline(dense: Any, tokenizer: Any, *, calib: str | Path, target: flo
                    method: str = "taylor", calib_rows: int = 200, blocks: int = 32,
                    seq_len: int = 256, heads_per_group: int | None = None, drop_layers: int = 0,
                    recover: bool = False, recover_steps: int = 40, recover_lr: float = 1e-4,
-                   recover_batch: int = 2, log: Any = None) -> tuple[Any, dict[str, Any]]:
+                   recover_batch: int = 2, reconstruct: str = "attention", log: Any = None,
+                   before_recovery: Any = None) -> tuple[Any, dict[str, Any]]:
     """Prune ``dense`` on calibration text, optionally distil; returns ``(pruned, info)``.
 
     Importance uses the first ``blocks`` token blocks of the calibration file;
     recovery the same file's following blocks (both from ``calib_rows`` rows).
+    ``before_recovery(pruned) -> dict``, if given, is called before distillation
+    and its result stored under ``info["before_recovery"]``.
     """
     texts = read_texts(calib, limit=calib_rows)
     n_recover = recover_steps * recover_batch if recover else 0
@@ -67,7 +70,8 @@ def prune_pipeline(dense: Any, tokenizer: Any, *, calib: str | Path, target: flo
                               max_blocks=blocks + min(n_recover, 4 * blocks))
     score_blocks = all_blocks[:blocks]
     pruned, report = prune_model(dense, score_blocks, target=target, method=method,  # type: ignore[arg-type]
-                                 heads_per_group=heads_per_group, drop_layers=drop_layers)
+                                 heads_per_group=heads_per_group, drop_layers=drop_layers,
+                                 reconstruct=reconstruct)  # type: ignore[arg-type]
     info: dict[str, Any] = {"prune": report.to_dict(),
                             "calibration": {"file": Path(calib).name, "rows": len(texts),
                                             "blocks": int(score_blocks.shape[0]),
@@ -75,6 +79,8 @@ def prune_pipeline(dense: Any, tokenizer: Any, *, calib: str | Path, target: flo
     if recover:
         from .recovery import distill
 
+        if before_recovery is not None:
+            info["before_recovery"] = before_recovery(pruned)
         kd_blocks = all_blocks[blocks:] if all_blocks.shape[0] > blocks else all_blocks
         info["recovery"] = distill(pruned, dense, kd_blocks, steps=recover_steps, lr=recover_lr,
                                    batch_size=recover_batch, log=log)
