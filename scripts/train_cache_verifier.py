@@ -102,8 +102,8 @@ def pr(prob: np.ndarray, y: np.ndarray, t: float) -> tuple[float, float, int]:
 
 def choose_thresholds(prob: np.ndarray, cos: np.ndarray, y: np.ndarray, fi: np.ndarray,
                       targets: list[float], min_hits: int = 10) -> tuple[float, float, float]:
-    """(verifier threshold, MiniLM threshold) with the best worst-file recall
-    relative to ``recall_goals`` among those where every file reaches its
+    """(verifier threshold, MiniLM threshold, worst-file recall): the pair with
+    the best worst-file recall among those where every file reaches its
     precision target with at least ``min_hits`` hits. ``cos`` is NaN where the
     MiniLM cosine was not computed: the gate counts as open there."""
     best = (0.995, 1.0, 0.0)
@@ -148,8 +148,8 @@ def main() -> None:
         cos = np.full(len(rows), np.nan, dtype=np.float32)
         if fi in second:
             val_rows = [r for r, b in zip(rows, split, strict=True) if b == "val"]
-            cos[split == "val"] = second_cosine(val_rows,
-                                                args.work / f"{path.stem}_{limits[fi]}_val_minilm.npz")
+            cached = args.work / f"{path.stem}_{limits[fi]}_val_minilm.npz"
+            cos[split == "val"] = second_cosine(val_rows, cached)
         coss.append(cos)
         ys.append(np.asarray([int(r["label"]) for r in rows]))
         fis.append(np.full(len(rows), fi))
@@ -161,7 +161,8 @@ def main() -> None:
                         random_state=0).fit((x[tr] - mean) / scale, y[tr])
     prob = clf.predict_proba((x - mean) / scale)[:, 1]
     threshold, minilm_threshold, _ = choose_thresholds(prob[va], cos[va], y[va], fi[va], targets)
-    report: dict = {"threshold": round(threshold, 3), "minilm_threshold": round(minilm_threshold, 3),
+    report: dict = {"threshold": round(threshold, 3),
+                    "minilm_threshold": round(minilm_threshold, 3),
                     "n_train": int(tr.sum()), "n_val": int(va.sum()), "hidden": args.hidden,
                     "alpha": args.alpha, "sets": {}}
     for i, path in enumerate(args.pairs):

@@ -18,7 +18,8 @@ class CountingModel:
 
     def __call__(self, request: Request) -> Response:
         self.calls += 1
-        return Response(text=f"answer {self.calls} for tenant={request.tenant!r} to {request.last_user_text}",
+        text = f"answer {self.calls} for tenant={request.tenant!r} to {request.last_user_text}"
+        return Response(text=text,
                         finish_reason=self.finish_reason, model=request.model,
                         usage=Usage(input_tokens=30, output_tokens=12))
 

@@ -4,7 +4,8 @@ import tokenlean.cache as cache
 def test_all_is_pinned():
     assert sorted(cache.__all__) == [
         "CacheHit", "Embedder", "Entry", "FalseHitGuard", "FunctionEmbedder", "GuardVerdict",
-        "MiniLMEmbedder", "PostgresStore", "RedisStore", "RequestKeys", "ResponseCache", "SQLiteStore", "Store",
+        "MiniLMEmbedder", "PostgresStore", "RedisStore", "RequestKeys", "ResponseCache",
+        "SQLiteStore", "Store",
         "WordLlamaEmbedder", "get_embedder", "keys_for",
     ]
     for name in cache.__all__:
