@@ -171,7 +171,7 @@ class ResponseCache:
         ranked = sorted(zip(found, verdicts, strict=True), key=lambda fv: -fv[1].probability)
         for (entry, score), verdict in ranked:
             if not verdict.accepted:
-                break
+                continue
             hit = self._decode(entry, "semantic", score, verdict.probability)
             if hit is not None:
                 return hit
