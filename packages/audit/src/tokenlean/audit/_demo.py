@@ -339,6 +339,12 @@ def demo_report(raw: Sequence[DemoCall], lean_calls: Sequence[DemoCall], *, pric
             "cost that no layer claims (a model call can answer differently to a shorter "
             "prompt).",
             *notes,
+            *(["Paraphrased questions missed the cache: compression runs before it and keeps "
+               "different sentences for differently worded questions, so the compressed "
+               "context (part of the cache key) differs."]
+              if "compress" in layer_names and any(
+                  c.relation.startswith("paraphrase") and not c.cached for c in lean_calls)
+              else []),
             *([f"{cut} lean answer(s) were cut at max_tokens; the cache never stores a cut "
                "answer, so their repeats went to the model again."]
               if (cut := sum(1 for c in lean_calls if c.finish_reason == "length")) else []),
