@@ -16,11 +16,11 @@ def test_safe_preset_turns_on_only_answer_preserving_layers() -> None:
     from tokenlean.core import Message, Request
 
     layers = build_layers()
-    assert names(layers) == ["templates", "cache"]
+    assert names(layers) == ["cache", "templates"]
     system = "I want you to act as   a translator.\n\n\n\nPlease   be concise."
     request = Request(model="gpt-4o", messages=[Message(role="system", content=system),
                                                 Message(role="user", content="Bonjour")])
-    out = layers[0].process(request)
+    out = layers[1].process(request)
     text = out.messages[0].text
     assert text.split() == system.split()  # whitespace only: every word kept, in order
     assert len(text) < len(system)

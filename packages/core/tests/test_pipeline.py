@@ -227,3 +227,14 @@ def test_unknown_model_price_is_none_not_zero() -> None:
     assert result.record.cost is None
     assert result.record.layers[0].saved_usd is None
     assert result.record.layers[0].saved_input_tokens > 0
+
+
+def test_hooks_see_the_request_their_layer_processed() -> None:
+    """A cache before compression stores under the request as the app sent it, so
+    the same question hits even though the provider only saw the shortened one."""
+    memo = Memo()
+    pipe = Pipeline(provider=FunctionProvider(echo), layers=[memo, Truncate(30)])
+    first = pipe.run(req(LONG))
+    assert first.request.last_user_text == LONG[:30]  # the provider got the short one
+    assert list(memo.store) == [LONG]
+    assert pipe.run(req(LONG)).response.cached

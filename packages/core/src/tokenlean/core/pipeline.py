@@ -5,7 +5,9 @@ A **layer** is any object with a ``name`` and ``process(request)`` /
 :class:`Response`, which answers the call without the provider (a cache hit).
 A layer that must see the outcome (a cache storing answers, a budget settling
 what was spent) also defines ``on_response(request, response)`` and may define
-``on_error(request, exc)``, each with an ``a``-prefixed async twin.
+``on_error(request, exc)``, each with an ``a``-prefixed async twin. Each hook
+receives the request *that layer* processed, not the one the provider got: a
+cache stores under the key it looked up.
 
 The pipeline measures what each layer saved (prompt tokens before minus
 after, plus the output-token estimate a layer puts in a :class:`LayerNote`),
@@ -99,7 +101,7 @@ class Pipeline:
     each request's own model).
     """
 
-    def __init__(self, *, provider: Provider, layers: Sequence[Layer] = (),
+    def __init__(self, *, provider: Provider, layers: Sequence[tuple[Layer, Request]] = (),
                  ledger: _Ledger | None = None, prices: PriceTable | None = None,
                  count_model: str | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
@@ -183,10 +185,10 @@ class Pipeline:
     # ---- sync --------------------------------------------------------------
 
     def _run_layers(self, request: Request) -> tuple[Request, Response | None, list[LayerReport],
-                                                     list[Layer]]:
+                                                     list[tuple[Layer, Request]]]:
         rates = self._rates(request)
         reports: list[LayerReport] = []
-        ran: list[Layer] = []
+        ran: list[tuple[Layer, Request]] = []
         current = request
         before = self._prompt_tokens(current) if self.layers else 0
         for layer in self.layers:
@@ -198,7 +200,7 @@ class Pipeline:
             except Exception as exc:
                 _warn(f"layer {layer.name!r}", exc)
                 continue
-            ran.append(layer)
+            ran.append((layer, current))  # hooks later see what this layer saw
             if isinstance(out, Response):
                 reports.append(self._hit_report(layer.name, current, out, rates))
                 return current, out, reports, ran
@@ -208,21 +210,23 @@ class Pipeline:
             current, before = out, after
         return current, None, reports, ran
 
-    def _fail(self, ran: Sequence[Layer], request: Request, exc: BaseException | None) -> None:
-        for layer in reversed(ran):
+    def _fail(self, ran: Sequence[tuple[Layer, Request]], request: Request, exc: BaseException | None) -> None:
+        del request  # each layer is told about the request it processed
+        for layer, seen in reversed(ran):
             hook = getattr(layer, "on_error", None)
             if hook is not None:
                 try:
-                    hook(request, exc)
+                    hook(seen, exc)
                 except Exception as hook_exc:
                     _warn(f"{layer.name}.on_error", hook_exc)
 
-    def _after(self, ran: Sequence[Layer], request: Request, response: Response) -> None:
-        for layer in reversed(ran):
+    def _after(self, ran: Sequence[tuple[Layer, Request]], request: Request, response: Response) -> None:
+        del request
+        for layer, seen in reversed(ran):
             hook = getattr(layer, "on_response", None)
             if hook is not None:
                 try:
-                    hook(request, response)
+                    hook(seen, response)
                 except TokenleanError:
                     raise
                 except Exception as exc:
@@ -256,7 +260,7 @@ class Pipeline:
         self._write(self._record(request, final, answer, reports, started, wall))
         yield Chunk(response=answer)
 
-    def _provider_stream(self, request: Request, ran: Sequence[Layer]):  # type: ignore[no-untyped-def]
+    def _provider_stream(self, request: Request, ran: Sequence[tuple[Layer, Request]]):  # type: ignore[no-untyped-def]
         stream = getattr(self.provider, "stream", None)
         try:
             if stream is None:
@@ -285,7 +289,7 @@ class Pipeline:
                                                             list[LayerReport], list[Layer]]:
         rates = self._rates(request)
         reports: list[LayerReport] = []
-        ran: list[Layer] = []
+        ran: list[tuple[Layer, Request]] = []
         current = request
         before = self._prompt_tokens(current) if self.layers else 0
         for layer in self.layers:
@@ -297,7 +301,7 @@ class Pipeline:
             except Exception as exc:
                 _warn(f"layer {layer.name!r}", exc)
                 continue
-            ran.append(layer)
+            ran.append((layer, current))  # hooks later see what this layer saw
             if isinstance(out, Response):
                 reports.append(self._hit_report(layer.name, current, out, rates))
                 return current, out, reports, ran
@@ -307,24 +311,26 @@ class Pipeline:
             current, before = out, after
         return current, None, reports, ran
 
-    async def _afail(self, ran: Sequence[Layer], request: Request,
+    async def _afail(self, ran: Sequence[tuple[Layer, Request]], request: Request,
                      exc: BaseException | None) -> None:
-        for layer in reversed(ran):
+        del request
+        for layer, seen in reversed(ran):
             hook = getattr(layer, "aon_error", None) or getattr(layer, "on_error", None)
             if hook is not None:
                 try:
-                    result = hook(request, exc)
+                    result = hook(seen, exc)
                     if inspect.isawaitable(result):
                         await result
                 except Exception as hook_exc:
                     _warn(f"{layer.name}.on_error", hook_exc)
 
-    async def _aafter(self, ran: Sequence[Layer], request: Request, response: Response) -> None:
-        for layer in reversed(ran):
+    async def _aafter(self, ran: Sequence[tuple[Layer, Request]], request: Request, response: Response) -> None:
+        del request
+        for layer, seen in reversed(ran):
             hook = getattr(layer, "aon_response", None) or getattr(layer, "on_response", None)
             if hook is not None:
                 try:
-                    result = hook(request, response)
+                    result = hook(seen, response)
                     if inspect.isawaitable(result):
                         await result
                 except TokenleanError:

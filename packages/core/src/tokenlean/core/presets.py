@@ -33,7 +33,10 @@ from .pipeline import Layer
 __all__ = ["LAYER_ORDER", "PRESETS", "LayerChoice", "build_layers"]
 
 LayerChoice = bool | str | Layer | None
-LAYER_ORDER = ("templates", "compress", "budget", "cache")
+# The cache runs first: it looks answers up (and stores them) under the request
+# as the app sent it, so paraphrases and repeats match before compression or a
+# predicted max_tokens make two askings of one question look different.
+LAYER_ORDER = ("cache", "templates", "compress", "budget")
 PRESETS: dict[str, dict[str, bool | str]] = {
     "safe": {"templates": "whitespace", "compress": False, "budget": False, "cache": "exact"},
     "max-savings": {"templates": "safe", "compress": True, "budget": "predict",
