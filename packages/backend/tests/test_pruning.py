@@ -160,7 +160,8 @@ def test_plan_shape_rules(make_tiny) -> None:  # type: ignore[no-untyped-def]
         plan_shape(cfg, target=0.3, drop_layers=3)
 
 
-def test_prune_needs_calibration_and_a_llama_style_model(make_tiny) -> None:  # type: ignore[no-untyped-def]
+def test_prune_needs_calibration_and_a_llama_style_model(
+        make_tiny) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="calibration"):
         prune_model(make_tiny(**SHAPE), target=0.3)
     with pytest.raises(ConfigError, match="method"):

@@ -24,7 +24,8 @@ TEXTS = ["The quick brown fox jumps over the lazy dog near the river bank. " * 4
          "How vexingly quick daft zebras jump when the night is warm and long. " * 4]
 
 
-def test_quality_against_itself_is_perfect(make_tiny, tiny_tok) -> None:  # type: ignore[no-untyped-def]
+def test_quality_against_itself_is_perfect(
+        make_tiny, tiny_tok) -> None:  # type: ignore[no-untyped-def]
     model = make_tiny(**SHAPE)
     q = quality(model, tiny_tok, TEXTS, reference=model, max_tokens=64)
     assert q["agreement"] == 1.0 and abs(q["kl"]) < 1e-6
@@ -34,7 +35,8 @@ def test_quality_against_itself_is_perfect(make_tiny, tiny_tok) -> None:  # type
     assert 100 < q["ppl"] < 600
 
 
-def test_evaluate_reports_size_and_speed(make_tiny, tiny_tok) -> None:  # type: ignore[no-untyped-def]
+def test_evaluate_reports_size_and_speed(
+        make_tiny, tiny_tok) -> None:  # type: ignore[no-untyped-def]
     model = make_tiny(**SHAPE)
     result = evaluate(model, tiny_tok, TEXTS, speed_runs=2, new_tokens=4, max_tokens=32)
     assert result["params"] == sum(p.numel() for p in model.parameters())

@@ -14,8 +14,8 @@ def prune(
     calib: str = typer.Option(..., "--calib",
                               help="Calibration JSONL (qa `context`, prompts, or `text` rows), "
                                    "e.g. ../shared/data/qa_squad_dev.jsonl."),
-    model: str | None = typer.Option(None, "--model", "-m",
-                                     help="HF folder or .gguf file; default SmolLM2-135M-Instruct."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="HF folder or .gguf file; default SmolLM2-135M-Instruct."),
     target: float = typer.Option(0.3, "--target", help="Fraction of parameters to remove."),
     method: str = typer.Option("taylor", "--method", help="Importance: taylor or activation."),
     heads_per_group: int | None = typer.Option(None, "--heads-per-group",

@@ -69,7 +69,8 @@ def prune_pipeline(dense: Any, tokenizer: Any, *, calib: str | Path, target: flo
     all_blocks = token_blocks(tokenizer, texts, seq_len=seq_len,
                               max_blocks=blocks + min(n_recover, 4 * blocks))
     score_blocks = all_blocks[:blocks]
-    pruned, report = prune_model(dense, score_blocks, target=target, method=method,  # type: ignore[arg-type]
+    pruned, report = prune_model(dense, score_blocks, target=target,
+                                 method=method,  # type: ignore[arg-type]
                                  heads_per_group=heads_per_group, drop_layers=drop_layers,
                                  reconstruct=reconstruct)  # type: ignore[arg-type]
     info: dict[str, Any] = {"prune": report.to_dict(),

@@ -403,7 +403,8 @@ def prune_model(model: Any, calibration: Any = None, *, target: float = 0.3,
     tied = {"lm_head.weight"} if getattr(new_config, "tie_word_embeddings", False) else set()
     if set(missing) - tied or unexpected:
         raise ConfigError(f"pruned weights do not fit the pruned config (missing "
-                          f"{sorted(set(missing) - tied)[:4]}, unexpected {sorted(unexpected)[:4]})")
+                          f"{sorted(set(missing) - tied)[:4]}, "
+                          f"unexpected {sorted(unexpected)[:4]})")
     if tied:
         pruned.tie_weights()
     if getattr(model, "generation_config", None) is not None:
