@@ -44,12 +44,14 @@ def test_prune_command_then_bench(tiny_dir: Path, tmp_path: Path) -> None:
 
     res = CliRunner().invoke(_app(bench_backend), [
         str(held), "--model", str(out), "--reference", str(tiny_dir), "--limit", "3",
-        "--max-tokens", "40", "--speed-runs", "1", "--new-tokens", "3", "--threads", "1"])
+        "--max-tokens", "40", "--speed-runs", "1", "--new-tokens", "3", "--threads", "1",
+        "--speculative", "1"])
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
     assert result["params_pruned"] < result["params_dense"]
     assert 0.0 <= result["agreement"] <= 1.0 and result["kl"] > 0
     assert result["eval_texts"] == 3 and result["decode_tok_s_pruned"] > 0
+    assert result["speculative"]["identical"] is True
     assert torch.get_num_threads() == 1
 
 

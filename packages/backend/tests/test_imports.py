@@ -25,6 +25,7 @@ def test_all_is_pinned() -> None:
         "read_texts",
         "save_pruned",
         "select_attn_implementation",
+        "speculative",
         "speed",
         "token_blocks",
         "tokenlean_home",

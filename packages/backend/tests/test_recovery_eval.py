@@ -12,6 +12,7 @@ from tokenlean.backend import (
     model_size,
     prune_model,
     quality,
+    speculative,
     read_texts,
     token_blocks,
 )
@@ -89,3 +90,13 @@ def test_token_blocks(tiny_tok) -> None:  # type: ignore[no-untyped-def]
     assert blocks.shape == (3, 50) and blocks.dtype == torch.long
     with pytest.raises(InvalidRequestError, match="not enough"):
         token_blocks(tiny_tok, ["ab"], seq_len=50)
+
+
+def test_speculative_decoding_with_a_pruned_draft_is_lossless(
+        make_tiny, tiny_tok) -> None:  # type: ignore[no-untyped-def]
+    dense = make_tiny(seed=4, initializer_range=0.2, **SHAPE)
+    draft, _ = prune_model(dense, token_blocks(tiny_tok, TEXTS, seq_len=32), target=0.3,
+                           heads_per_group=2)
+    result = speculative(dense, draft, tiny_tok, TEXTS, prompt_tokens=16, new_tokens=12, runs=2)
+    assert result["identical"] is True
+    assert result["prompts"] == 2 and result["tok_s_speculative"] > 0

@@ -17,7 +17,7 @@ and imported only when a function needs them.
 from ._data import read_texts, token_blocks
 from ._workflow import logits_match, prune_pipeline, save_pruned
 from .attention import flash_attn_available, select_attn_implementation
-from .evaluation import evaluate, model_size, quality, speed
+from .evaluation import evaluate, model_size, quality, speculative, speed
 from .loading import default_gguf_path, default_model_path, load_model, tokenlean_home
 from .pruning import (
     Importance,
@@ -49,6 +49,7 @@ __all__ = [
     "read_texts",
     "save_pruned",
     "select_attn_implementation",
+    "speculative",
     "speed",
     "token_blocks",
     "tokenlean_home",

@@ -60,6 +60,8 @@ def bench_backend(
     speed_runs: int = typer.Option(3, "--speed-runs", help="Prompts timed (0: no speed test)."),
     new_tokens: int = typer.Option(32, "--new-tokens", help="Tokens decoded per timed prompt."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
+    speculative_runs: int = typer.Option(
+        0, "--speculative", help="Prompts for dense-with-pruned-draft decoding (0: skip)."),
 ) -> None:
     """Evaluate a model folder against the dense model on DATA; prints one JSON object."""
     try:
@@ -74,6 +76,13 @@ def bench_backend(
                   "data": data, "threads": threads}
         result.update(_compare(pruned, dense, tokenizer, texts, max_tokens=max_tokens,
                                speed_runs=speed_runs, new_tokens=new_tokens))
+        if speculative_runs > 0:
+            from .evaluation import speculative
+
+            spec = speculative(dense, pruned, tokenizer, texts, runs=speculative_runs,
+                               new_tokens=new_tokens)
+            result["speculative"] = {k: round(v, 3) if isinstance(v, float) else v
+                                     for k, v in spec.items()}
     except TokenleanError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None

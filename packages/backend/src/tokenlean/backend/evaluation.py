@@ -7,7 +7,7 @@ from typing import Any
 
 from tokenlean.core import ConfigError
 
-__all__ = ["evaluate", "model_size", "quality", "speed"]
+__all__ = ["evaluate", "model_size", "quality", "speculative", "speed"]
 
 
 def model_size(model: Any) -> dict[str, int]:
@@ -98,6 +98,46 @@ def speed(model: Any, tokenizer: Any, texts: list[str], *, prompt_tokens: int = 
             dec_tok += new_tokens - 1  # the first new token comes from the prefill
             dec_t += max((t2 - t1) - (t1 - t0), 1e-9)
     return {"prefill_tok_s": pre_tok / pre_t, "decode_tok_s": dec_tok / dec_t}
+
+
+def speculative(model: Any, draft: Any, tokenizer: Any, texts: list[str], *,
+                prompt_tokens: int = 64, new_tokens: int = 32, runs: int = 3) -> dict[str, Any]:
+    """Greedy decoding of ``model`` alone vs with ``draft`` as assistant (speculative).
+
+    Uses transformers' assisted generation (``generate(assistant_model=draft)``),
+    which verifies every drafted token with ``model``, so greedy output is
+    unchanged; ``identical`` checks that on every prompt. Returns tokens/s for
+    both and the speed-up.
+    """
+    import torch
+
+    dev = next(model.parameters()).device
+    prompts = [ids[:, :prompt_tokens].to(dev)
+               for ids in _encode(tokenizer, texts[:runs], prompt_tokens)]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    plain_t = spec_t = 0.0
+    tokens = 0
+    identical = True
+    with torch.no_grad():
+        for ids in prompts:
+            kwargs = dict(attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                          do_sample=False, pad_token_id=pad)
+            sync()
+            t0 = time.perf_counter()
+            plain = model.generate(ids, **kwargs)
+            sync()
+            t1 = time.perf_counter()
+            spec = model.generate(ids, assistant_model=draft, **kwargs)
+            sync()
+            t2 = time.perf_counter()
+            identical = identical and torch.equal(plain, spec)
+            tokens += plain.shape[1] - ids.shape[1]
+            plain_t += t1 - t0
+            spec_t += t2 - t1
+    return {"identical": identical, "tok_s_plain": tokens / plain_t,
+            "tok_s_speculative": tokens / spec_t, "speedup": plain_t / spec_t,
+            "prompts": len(prompts), "new_tokens": new_tokens}
 
 
 def evaluate(model: Any, tokenizer: Any, texts: list[str], *, reference: Any = None,
