@@ -43,3 +43,13 @@ if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; 
       echo "tokenlean setup: could not install redis-server; Redis tests will be skipped" >&2
   fi
 fi
+
+# Headless browser for the HTML report's browser test (Debian package).
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "tokenlean setup: installing chromium (Debian)" >&2
+    (apt-get install -y -q chromium >/dev/null 2>&1 ||
+      (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) ||
+      echo "tokenlean setup: could not install chromium; the report's browser test will be skipped" >&2
+  fi
+fi
