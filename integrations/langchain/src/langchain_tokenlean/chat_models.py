@@ -22,7 +22,6 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from tokenlean.core import Chunk, Pipeline, Request, Response
 from tokenlean.core.presets import LayerChoice, build_layers
-from tokenlean.core.providers import FunctionProvider
 
 from ._convert import from_lc_messages, to_lc_message, usage_from_lc, usage_to_lc
 
@@ -160,7 +159,7 @@ class LeanChatModel(BaseChatModel):
         message.response_metadata = {**message.response_metadata, "tokenlean": meta}
         return message  # type: ignore[return-value]
 
-    def _pipeline_for(self, provider: FunctionProvider | _StreamingInner) -> Pipeline:
+    def _pipeline_for(self, provider: _StreamingInner) -> Pipeline:
         return Pipeline(provider=provider, layers=self.layers, ledger=self.ledger)
 
     # ---- sync ----------------------------------------------------------------
@@ -169,16 +168,7 @@ class LeanChatModel(BaseChatModel):
                   run_manager: CallbackManagerForLLMRun | None = None,
                   **kwargs: Any) -> ChatResult:
         request = self._request(messages, stop, kwargs)
-
-        def call(req: Request) -> Response:
-            runnable, lc_messages, call_kwargs = self._inner_call(req, kwargs)
-            return self._to_response(runnable.invoke(lc_messages, **call_kwargs))
-
-        async def acall(req: Request) -> Response:
-            runnable, lc_messages, call_kwargs = self._inner_call(req, kwargs)
-            return self._to_response(await runnable.ainvoke(lc_messages, **call_kwargs))
-
-        result = self._pipeline_for(FunctionProvider(call, afunc=acall, name="langchain")).run(request)
+        result = self._pipeline_for(_StreamingInner(self, kwargs)).run(request)
         return ChatResult(generations=[ChatGeneration(
             message=self._message(result.response, result.request, result.record))])
 
@@ -200,17 +190,7 @@ class LeanChatModel(BaseChatModel):
                          run_manager: AsyncCallbackManagerForLLMRun | None = None,
                          **kwargs: Any) -> ChatResult:
         request = self._request(messages, stop, kwargs)
-
-        def call(req: Request) -> Response:
-            runnable, lc_messages, call_kwargs = self._inner_call(req, kwargs)
-            return self._to_response(runnable.invoke(lc_messages, **call_kwargs))
-
-        async def acall(req: Request) -> Response:
-            runnable, lc_messages, call_kwargs = self._inner_call(req, kwargs)
-            return self._to_response(await runnable.ainvoke(lc_messages, **call_kwargs))
-
-        result = await self._pipeline_for(
-            FunctionProvider(call, afunc=acall, name="langchain")).arun(request)
+        result = await self._pipeline_for(_StreamingInner(self, kwargs)).arun(request)
         return ChatResult(generations=[ChatGeneration(
             message=self._message(result.response, result.request, result.record))])
 
@@ -255,7 +235,7 @@ class LeanChatModel(BaseChatModel):
 
 
 class _StreamingInner:
-    """Provider that streams from the wrapped LangChain model."""
+    """The wrapped LangChain model as the pipeline's provider (complete and stream)."""
 
     name = "langchain"
 

@@ -174,6 +174,19 @@ class Pipeline:
                       and isinstance(v, (str, int, float, bool))},
         )
 
+    def _apply(self, layer: Layer, current: Request, out: Request | Response, before: int,
+               rates: tuple[Decimal, Decimal] | None, reports: list[LayerReport],
+               ran: list[tuple[Layer, Request]]) -> tuple[Request, int, Response | None]:
+        """Book one layer's result: (next request, its prompt tokens, answer if any)."""
+        ran.append((layer, current))  # hooks later see what this layer saw
+        if isinstance(out, Response):
+            reports.append(self._hit_report(layer.name, current, out, rates))
+            return current, before, out
+        after = self._prompt_tokens(out) if out.messages != current.messages else before
+        reports.append(self._report(layer.name, before, after,
+                                    new_notes(current, out, layer.name), rates))
+        return out, after, None
+
     def _write(self, record: CallRecord) -> None:
         if self.ledger is None:
             return
@@ -200,14 +213,9 @@ class Pipeline:
             except Exception as exc:
                 _warn(f"layer {layer.name!r}", exc)
                 continue
-            ran.append((layer, current))  # hooks later see what this layer saw
-            if isinstance(out, Response):
-                reports.append(self._hit_report(layer.name, current, out, rates))
-                return current, out, reports, ran
-            after = self._prompt_tokens(out) if out.messages != current.messages else before
-            reports.append(self._report(layer.name, before, after,
-                                        new_notes(current, out, layer.name), rates))
-            current, before = out, after
+            current, before, answer = self._apply(layer, current, out, before, rates, reports, ran)
+            if answer is not None:
+                return current, answer, reports, ran
         return current, None, reports, ran
 
     def _fail(self, ran: Sequence[tuple[Layer, Request]], request: Request, exc: BaseException | None) -> None:
@@ -301,14 +309,9 @@ class Pipeline:
             except Exception as exc:
                 _warn(f"layer {layer.name!r}", exc)
                 continue
-            ran.append((layer, current))  # hooks later see what this layer saw
-            if isinstance(out, Response):
-                reports.append(self._hit_report(layer.name, current, out, rates))
-                return current, out, reports, ran
-            after = self._prompt_tokens(out) if out.messages != current.messages else before
-            reports.append(self._report(layer.name, before, after,
-                                        new_notes(current, out, layer.name), rates))
-            current, before = out, after
+            current, before, answer = self._apply(layer, current, out, before, rates, reports, ran)
+            if answer is not None:
+                return current, answer, reports, ran
         return current, None, reports, ran
 
     async def _afail(self, ran: Sequence[tuple[Layer, Request]], request: Request,
