@@ -148,7 +148,8 @@ class Compressor:
         length_penalty: for the default method, how much a long sentence must
             out-score a short one (``logit - length_penalty * log(tokens)``).
         seed: for ``method="random"``.
-        model_path, device: for the LLMLingua methods (a local HF folder or GGUF).
+        model_path: for the LLMLingua methods, a local HF folder or GGUF file.
+        device: for the LLMLingua methods, where the scoring LM runs.
     """
 
     def __init__(self, *, method: Method = "tokenlean", ratio: float | None = None,
