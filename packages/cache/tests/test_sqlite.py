@@ -121,9 +121,16 @@ def test_four_processes_share_one_file_without_errors_or_corrupt_hits(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-W", "error", str(script), str(path), str(i)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(4)]
+    outputs = []
+    try:
+        for p in procs:
+            outputs.append(p.communicate(timeout=120))
+    finally:  # a failure must not leave workers (and their pipes) to a later test
+        for p in procs[len(outputs):]:
+            p.kill()
+            p.communicate()
     results = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
+    for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, err
         results.append(json.loads(out.strip().splitlines()[-1]))
     assert sum(r["errors"] for r in results) == 0

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from tokenlean.core import ConfigError, default_ledger_path
+from tokenlean.core.sqlite import open_shared_sqlite
 
 __all__ = ["Account", "BudgetStore", "Claim", "SQLiteBudgetStore"]
 
@@ -116,14 +117,7 @@ class SQLiteBudgetStore:
             raise ConfigError("stale_after_s must be positive")
         self.path = str(path) if path is not None else str(default_ledger_path())
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False,
-                                         isolation_level=None)
-            if self.path != ":memory:":
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(self._SCHEMA)
+            self._conn = open_shared_sqlite(self.path, self._SCHEMA, timeout_s=timeout_s)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open budget store {self.path}: {exc}") from exc
         self._lock = threading.Lock()

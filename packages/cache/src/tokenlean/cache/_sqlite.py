@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenlean.core import ConfigError
+from tokenlean.core.sqlite import open_shared_sqlite
 
 from ._entry import Entry
 from ._index import VectorIndex
@@ -58,15 +59,10 @@ class SQLiteStore:
             raise ConfigError("max_entries must be a positive integer or None")
         self.path = str(path)
         self.max_entries = max_entries
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False,
-                                   isolation_level=None)
-        self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
-        if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = open_shared_sqlite(self.path, _SCHEMA, timeout_s=timeout_s)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open cache store {self.path}: {exc}") from exc
         self._lock = threading.RLock()
         self._index = VectorIndex(ann_from=ann_from)
         self._seen = 0

@@ -32,6 +32,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from .errors import ConfigError, TokenleanWarning
 from .records import CallRecord
+from .sqlite import open_shared_sqlite
 
 __all__ = [
     "JSONLLedger",
@@ -133,12 +134,7 @@ class SQLiteLedger:
     def __init__(self, path: str | Path | None = None, *, timeout_s: float = 30.0) -> None:
         self.path = Path(path) if path is not None else default_ledger_path()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False,
-                                         isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(self._SCHEMA)
+            self._conn = open_shared_sqlite(self.path, self._SCHEMA, timeout_s=timeout_s)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open ledger {self.path}: {exc}") from exc
         self._lock = threading.Lock()
