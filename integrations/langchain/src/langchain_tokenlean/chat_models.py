@@ -110,7 +110,7 @@ class LeanChatModel(BaseChatModel):
         """The runnable, messages and kwargs to call ``inner`` with for ``request``."""
         runnable = self.inner
         call_kwargs = {k: v for k, v in kwargs.items()
-                       if k not in {"tools", "tool_choice", "model", *_PER_CALL}}
+                       if k not in {"tools", "tool_choice", *_PER_CALL}}
         if request.tools:
             bind = {"tool_choice": kwargs["tool_choice"]} if kwargs.get("tool_choice") else {}
             runnable = self.inner.bind_tools(list(request.tools), **bind)  # type: ignore[attr-defined]
