@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "tokenlean_costs": "callbacks",
     "lean_prompt": "prompts",
     "BudgetCallbackHandler": "budget",
+    "TokenleanMiddleware": "middleware",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -147,8 +147,10 @@ class LeanChatModel(BaseChatModel):
             meta["cost_usd"] = None if record.cost_usd is None else float(record.cost_usd)
         return meta
 
-    def _message(self, response: Response, request: Request, record: Any) -> AIMessage:
-        meta = self._tokenlean_meta(request, response, record)
+    @staticmethod
+    def _message(response: Response, request: Request, record: Any) -> AIMessage:
+        """The answer as LangChain's ``AIMessage`` (the inner model's own on a miss)."""
+        meta = LeanChatModel._tokenlean_meta(request, response, record)
         if isinstance(response.raw, AIMessage) and not response.cached:
             message = response.raw.model_copy()
         else:
@@ -296,10 +298,19 @@ def lean(chat_model: Runnable[Any, Any], *, layers: Sequence[Any] | None = None,
     ``layers=[...]`` replaces the preset entirely. ``ledger`` defaults to
     ``~/.tokenlean/ledger.sqlite``; pass ``False`` for none.
     """
+    chosen, sink = resolve(layers=layers, cache=cache, compress=compress, templates=templates,
+                           budget=budget, preset=preset, ledger=ledger)
+    return LeanChatModel(inner=chat_model, layers=chosen, ledger=sink, tenant=tenant,
+                         model=model)
+
+
+def resolve(*, layers: Sequence[Any] | None, cache: LayerChoice, compress: LayerChoice,
+            templates: LayerChoice, budget: LayerChoice, preset: str,
+            ledger: Any) -> tuple[list[Any], Any]:
+    """The layers and ledger ``lean()`` / ``TokenleanMiddleware`` keywords ask for."""
     chosen = list(layers) if layers is not None else build_layers(
         preset=preset, cache=cache, compress=compress, templates=templates, budget=budget)
     from tokenlean.core import SQLiteLedger
 
     sink = None if ledger is False else (ledger if ledger is not None else SQLiteLedger())
-    return LeanChatModel(inner=chat_model, layers=chosen, ledger=sink, tenant=tenant,
-                         model=model)
+    return chosen, sink
