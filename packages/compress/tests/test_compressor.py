@@ -48,6 +48,22 @@ def test_tiny_budget_keeps_a_window_of_the_best_sentence(context: str) -> None:
     assert result.kept and result.kept[0].partial
 
 
+def test_an_answer_sentence_longer_than_the_budget_still_gets_the_budget() -> None:
+    # The answer-bearing sentence (about 60 tokens) is longer than the 30-token
+    # budget; short unrelated sentences would fit whole. A window of the best
+    # sentence must win over them.
+    long = ("After years of delays caused by funding disputes between the regional council "
+            "and the national science agency, and two changes of architect, the observatory "
+            "opened its main telescope in 1987, when the dome was completed by the Halvorsen "
+            "engineering firm and the access road was paved.")
+    filler = " ".join(f"Item {k} is a short line about gardens." for k in range(30))
+    result = Compressor(max_tokens=30).compress(filler + " " + long,
+                                                "When did the observatory open its telescope?")
+    assert result.tokens_after <= 30
+    assert "1987" in result.text
+    assert any(span.partial for span in result.kept)
+
+
 def test_under_budget_is_returned_as_is() -> None:
     text = "A short note. Nothing to cut."
     result = Compressor(max_tokens=100).compress(text, "anything?")

@@ -14,7 +14,7 @@ import numpy as np
 
 from tokenlean.core import ConfigError, InvalidRequestError, get_tokenizer
 
-from ._relevance import word_info
+from ._relevance import answer_cue, word_info
 from ._scorers import EmbeddingScorer, RandomScorer, SegmentScorer, TokenleanScorer
 from ._text import STOPWORDS, Segment, split_segments, stem, words
 
@@ -308,7 +308,13 @@ class Compressor:
     def _select(self, segments: Sequence[Segment], lengths: np.ndarray, order: Sequence[int],
                 budget: int, question: str | None, tokenizer: Any) -> dict[int, _Piece]:
         """Best-first under the budget; pruned copies past the best one if ``prune``;
-        then fill what is left with a window of the best sentence that did not fit."""
+        then fill what is left with a window of the best sentence that did not fit.
+
+        The best segment always gets in: when it alone is over the budget, its
+        window around the question's words takes the whole budget (at 10x a
+        long answer-bearing sentence is common, and any window of it beats
+        whole sentences that rank lower).
+        """
         pieces: dict[int, _Piece] = {}
         used = 0
         for rank, i in enumerate(order):
@@ -322,6 +328,11 @@ class Compressor:
             if used + cost <= budget:
                 pieces[i] = _Piece(text, partial, seg.start, seg.end)
                 used += cost
+            elif rank == 0:
+                window = _window(seg, question, budget - 1, tokenizer)
+                if window is not None:
+                    pieces[i] = window
+                    used += len(tokenizer.encode(window.text)) + 1
         room = budget - used - 1
         if room >= 4 or not pieces:
             for i in order:
@@ -358,32 +369,44 @@ class _Piece:
 
 
 def _window(seg: Segment, question: str | None, room: int, tokenizer: Any) -> _Piece | None:
-    """The window of ``seg`` (at most ``room`` tokens) holding most question words."""
+    """The window of ``seg`` (at most ``room`` tokens) that best covers the question:
+    each question word counts 1, each word of the answer's likely type (a year for
+    "when", a name for "who") 0.5; among equal windows, the one that centres them."""
     if room < 2:
         return None
     qstems = {stem(w) for w in words(question or "") if w not in STOPWORDS}
+    cue = answer_cue(question)
     spans = [(m.start(), m.end()) for m in _WORD_SPAN.finditer(seg.text)]
     if not spans:
         return None
     cost = [len(tokenizer.encode(" " + seg.text[s:e])) for s, e in spans]
-    hits = [1 if any(stem(w) in qstems for w in words(seg.text[s:e])) else 0 for s, e in spans]
-    best = (-1, 0, 0)
-    j = used = h = 0
+    gain = []
+    for s, e in spans:
+        token = seg.text[s:e]
+        hit = any(stem(w) in qstems for w in words(token))
+        gain.append(1.0 if hit else 0.5 if cue(token) else 0.0)
+    positions = [k for k, g in enumerate(gain) if g]
+    best: tuple[float, float, int, int] | None = None
+    j = 0
+    used = 0
+    h = 0.0
     for i in range(len(spans)):  # two pointers over word windows
         if j < i:
-            j, used, h = i, 0, 0
+            j, used, h = i, 0, 0.0
         while j < len(spans) and used + cost[j] <= room:
             used += cost[j]
-            h += hits[j]
+            h += gain[j]
             j += 1
-        if j > i and h > best[0]:
-            best = (h, i, j)
         if j > i:
+            inside = [k for k in positions if i <= k < j]
+            centred = -abs((i + j - 1) / 2 - sum(inside) / len(inside)) if inside else 0.0
+            if best is None or (h, centred) > best[:2]:
+                best = (h, centred, i, j)
             used -= cost[i]
-            h -= hits[i]
-    if best[0] < 0:
+            h -= gain[i]
+    if best is None:
         return None
-    _, i, j = best
+    _, _, i, j = best
     start, end = seg.start + spans[i][0], seg.start + spans[j - 1][1]
     return _Piece(seg.text[spans[i][0]:spans[j - 1][1]], True, start, end)
 

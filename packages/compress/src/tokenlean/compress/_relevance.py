@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +27,7 @@ import numpy as np
 
 from ._text import STOPWORDS, Segment, stem, words
 
-__all__ = ["FEATURES", "Features", "Ranker", "features", "word_info"]
+__all__ = ["FEATURES", "Features", "Ranker", "answer_cue", "features", "word_info"]
 
 _lock = threading.Lock()
 
@@ -91,6 +91,20 @@ def _cue(qtype: str, text: str, qwords: frozenset[str]) -> float:
                 return 1.0
         return 0.0
     return 0.0
+
+
+def answer_cue(question: str | None) -> Callable[[str], bool]:
+    """Does a single word look like this question's answer type? (a year or month
+    for "when", a number for "how many", a capitalised name for "who"/"where")."""
+    qtype = _qtype(question or "")
+    if qtype == "time":
+        return lambda w: bool(_YEAR.search(w) or _MONTH.search(w))
+    if qtype == "number":
+        return lambda w: bool(_NUMBER.search(w))
+    if qtype in ("person", "place"):
+        qwords = frozenset(words(question or ""))
+        return lambda w: w[:1].isupper() and w.strip(".,;:()'\"").lower() not in qwords
+    return lambda w: False
 
 
 FEATURES = ("lexical", "lexical_rel", "cover", "semantic", "semantic_rel", "bigram", "cue",
