@@ -22,7 +22,7 @@ def test_prompt_template_rewritten_and_still_formats():
     assert set(lean.input_variables) == {"city", "question"}
     text = lean.format(city="Rome", question="Where to eat?")
     assert text.startswith("Act as a travel guide for Rome. Suggest places to visit to help me.")
-    assert "Do not write explanations or use emojis." in text
+    assert "Don't write explanations or use emojis." in text
     assert text.endswith("Question: Where to eat?")
     assert report[0].saved_tokens > 5
     assert prompt.template.startswith("I want you")  # the original is untouched

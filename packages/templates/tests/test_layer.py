@@ -37,7 +37,7 @@ def test_layer_rewrites_system_only_and_notes_passes():
     layer = TemplatesLayer(scorer=None)
     out = layer.process(_request())
     assert out.messages[0].text.startswith("Act as a travel guide. Suggest places")
-    assert "Do not write explanations or use emojis." in out.messages[0].text
+    assert "Don't write explanations or use emojis." in out.messages[0].text
     assert out.messages[1].text == USER  # what the user typed is left alone
     note = out.notes[-1]
     assert isinstance(note, LayerNote) and note.layer == "templates"

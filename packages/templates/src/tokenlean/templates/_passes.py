@@ -54,9 +54,15 @@ def _at_sentence_start(text: str, pos: int) -> bool:
     return bool(_AT_START.search(text[max(0, pos - 8):pos])) or pos == 0
 
 
+_EMPHASIS = re.compile(r"\b(?:NOT|NEVER|MUST|ONLY|ALWAYS|DO|NO|SHOULD|WILL|IMPORTANT|YOU|ARE"
+                       r"|IS|PLEASE|ACT|WANT)\b")
+
+
 def _run_rules(rules: list[tuple[re.Pattern[str], str, bool]], text: str) -> str:
     for pattern, repl in ((p, r) for p, r, _start in rules):
         def replace(m: re.Match[str], repl: str = repl) -> str:
+            if _EMPHASIS.search(m.group(0)):
+                return m.group(0)  # "DO NOT", "do NOT": capitals are emphasis, kept
             out = m.expand(repl)
             if m.group(0)[:1].isupper() and _at_sentence_start(m.string, m.start()):
                 if not out:
@@ -172,6 +178,29 @@ _FILLER = [
     _rule(r"\b(?:which|that) (?:has|have) the potential to\b", "that can"),
     _rule(r"\bI would like (?:for )?you to\s+", ""),
     _rule(r"\bI want you to\s+", ""),
+    _rule(r"\bI (?:need|would like|want) you to\s+", ""),
+    # "You should only reply with X, and nothing else" -> "Only reply with X"
+    _rule(r"(?:You|you) (?:should|will|are to|are going to|need to|have to) only\b", "Only",
+          start=True),
+    _rule(r"(\bonly\b[^.!?\n]{1,200}?),? and nothing else\b", r"\1"),
+    _rule(r"(?:You are|You're) tasked with\s+", "Task: ", start=True),
+    _rule(r"\byou are tasked with\b", "your task is"),
+    _rule(r"(?:In this role|In this capacity|As such),? you (?:will|should)\s+(?=[a-z])", "",
+          start=True),
+    _rule(r"(?:Make|Be) sure (?:to|that you)\s+(?=[a-z])", "", start=True),
+    _rule(r"\b(and|then|also|always) (?:make|be) sure (?:to|that you)\s+(?=[a-z])", r"\1 "),
+    _rule(r"(?:Remember|Don't forget|Do not forget) to\s+(?=[a-z])", "", start=True),
+    _rule(r"(?:Feel free|You are (?:free|welcome)) to\b", "You may", start=True),
+    _rule(r"\bfeel free to\b", "you may"),
+    _rule(r"(?:Do not|Don't) hesitate to\s+(?=[a-z])", "", start=True),
+    _rule(r"It is (?:very |extremely |really )?(?:important|essential|crucial|vital|critical)"
+          r" (?:for you )?to\s+(?=[a-z])", "", start=True),
+    _rule(r"(?:Your|The) (?:response|responses|answer|answers|reply|replies|output) should"
+          r" (?!not\b|never\b|only\b|always\b)", "", start=True),
+    _rule(r"\b(provide|give|send) (me|you|us|them|him|her|the user) with\b", r"\1 \2"),
+    _rule(r"\bprovide (me|you|us|them|the user) (?=(?:a|an|the|some|your|my)\b)", r"give \1 "),
+    _rule(r"(?:Here (?:is|are)|The following (?:is|are)) (?:a |an |the |some )?(?:list of )?"
+          r"(?=[^.!?\n]{1,80}:)", "", start=True),
 ]
 
 _POLITENESS = [
@@ -194,6 +223,12 @@ _HEDGES = [
     _rule(r"(?:of course|needless to say|as you know|it goes without saying that),?[ \t]*", "",
           start=True),
     _rule(r"\bI think (?:that )?", "", start=True),
+    _rule(r"\b(?:very|extremely|incredibly) (?!much\b|many\b|few\b|little\b|well\b|first\b"
+          r"|last\b|end\b|beginning\b|same\b|own\b|best\b|least\b|most\b|thing\b|large\b"
+          r"|small\b|high\b|low\b|long\b|short\b|good\b|bad\b|important\b|simple\b"
+          r"|different\b|detailed\b|realistic\b)(?=[a-z]+\b)", ""),
+    _rule(r"(?:To be honest|Honestly|Frankly|Simply put|In other words|At the end of the day|"
+          r"In a nutshell|All in all),[ \t]*", "", start=True),
 ]
 
 _CONNECTIVES = [
@@ -237,7 +272,59 @@ _CONNECTIVES = [
     _rule(r"\bin a (?:timely|prompt) manner\b", "promptly"),
     _rule(r"\bin a clear and concise manner\b", "clearly and concisely"),
     _rule(r"\bas (?:soon|quickly) as possible\b", "promptly"),
+    _rule(r"\ba number of\b", "several"),
+    _rule(r"\bwith the help of\b", "with"),
+    _rule(r"\bby means of\b", "by"),
+    _rule(r"\bin the context of\b", "in"),
+    _rule(r"\bin addition to\b", "besides"),
+    _rule(r"\bin accordance with\b", "per"),
+    _rule(r"\bon the basis of\b", "based on"),
+    _rule(r"\bwith the (?:goal|aim|purpose|intention) of\b", "for"),
+    _rule(r"\bin such a way that\b", "so that"),
+    _rule(r"\bin a way that\b", "so that"),
+    _rule(r"\bfor the sake of\b", "for"),
+    _rule(r"\bat all times\b", "always"),
+    _rule(r"\b(?:is|are|am) going to (?=(?:be|act|help|provide|give|write|create|ask|send|receive"
+          r"|play|pretend|respond|answer|reply|generate|use|make|work|need|have|explain|review"
+          r"|analy[sz]e|describe|tell|show|list)\b)", "will "),
+    _rule(r"\bthe fact that\b", "that"),
+    _rule(r"\bit is possible (?:for you )?to\b", "you can"),
+    _rule(r"\bhave the option to\b", "can"),
+    _rule(r"\bis capable of\b", "can"),
+    _rule(r"\bare capable of\b", "can"),
+    _rule(r"\bin an? (simp)le (?:way|manner)\b", r"\1ly"),
+    _rule(r"\bin an? (clear|concise|professional|creative|respectful|humorous|informative"
+          r"|engaging|natural|polite|friendly|formal|casual|concise|logical|systematic"
+          r"|objective|accurate|efficient) (?:way|manner)\b", r"\1ly"),
+    _rule(r"\bfirst and foremost\b", "first"),
+    _rule(r"\bone and only\b", "only"),
+    _rule(r"\bup to date\b", "current"),
+    _rule(r"\bup-to-date\b", "current"),
+    _rule(r"\bcarry out\b", "do"),
+    _rule(r"\bcarries out\b", "does"),
 ]
+
+
+# contractions: one token instead of two ("do not" -> "don't"); never at a clause end
+# ("who you are." stays) nor after a wh-word ("what it is and ..." stays)
+_NOT_AFTER_WH = r"(?<!\bwhat )(?<!\bwho )(?<!\bhow )(?<!\bwhere )(?<!\bwhatever )(?<!\bhere )"
+_CONTRACTIONS = [
+    _rule(r"\b(do|does|did|is|are|was|were|should|would|could|has|have|had) not\b(?= [a-z])",
+          r"\1n't"),
+    _rule(r"\bwill not\b(?= [a-z])", "won't"),
+    _rule(_NOT_AFTER_WH + r"\bI am\b(?= [a-z])(?! (?:and|or|but|not|so|if)\b)", "I'm"),
+    _rule(_NOT_AFTER_WH + r"\b(I|you|we|they|it|he|she|that|there) will\b(?= [a-z])"
+          r"(?! (?:and|or|but|not|so|if)\b)", r"\1'll"),
+    _rule(_NOT_AFTER_WH + r"\b(you|we|they) are\b(?= [a-z])(?! (?:and|or|but|not|so|if|in|at"
+          r"|on|to|with|for|from|now|here|there|today)\b)", r"\1're"),
+    _rule(_NOT_AFTER_WH + r"\b(it|that|there|he|she) is\b(?= [a-z])(?! (?:and|or|but|not|so"
+          r"|if|in|at|on|to|with|for|from|now|here|there|today)\b)", r"\1's"),
+    _rule(r"\blet us\b(?= [a-z])", "let's"),
+]
+
+
+def _contractions(text: str, _unmask: Callable[[str], str]) -> str:
+    return _run_rules(_CONTRACTIONS, text)
 
 
 def _filler(text: str, _unmask: Callable[[str], str]) -> str:
@@ -380,9 +467,11 @@ PASSES: dict[str, Pass] = {
              "verbose connectives: 'in order to' -> 'to', 'utilize' -> 'use', ..."),
         Pass("constraints", _constraints, False,
              "a constraint stated again is dropped; 'Do not X. Do not Y.' -> 'Do not X or Y.'"),
+        Pass("contractions", _contractions, True,
+             "'do not' -> 'don't', 'I will' -> 'I'll', 'you are' -> 'you're' (one token for two)"),
     )
 }
 SAFE_PASSES: tuple[str, ...] = ("whitespace", "decoration", "json", "duplicates", "filler",
                                 "politeness",
-                                "hedges", "connectives", "constraints")
+                                "hedges", "connectives", "constraints", "contractions")
 WHITESPACE_PASSES: tuple[str, ...] = ("whitespace",)
