@@ -365,6 +365,32 @@ def test_prediction_only_layer_needs_no_price_and_no_store() -> None:
     assert kept.max_tokens == 50  # an explicit max_tokens is never raised
 
 
+def test_prediction_uses_the_model_and_is_exposed_for_middleware() -> None:
+    """The predictor hears the request's model; the figure is on the request's metadata
+    (not in ``params``, which go to the provider's body) for middleware to read."""
+    from tokenlean.budget import PREDICTED_MAX_TOKENS_KEY, LengthPredictor
+
+    predictor = LengthPredictor.default()
+    layer = BudgetLayer(predictor=predictor, set_max_tokens=False)
+    ask = "Give me three tips for a job interview."
+    terse = req(ask, model="text-davinci-003", max_tokens=None)
+    verbose = req(ask, model="gpt-4-1106-preview", max_tokens=None)
+    assert predictor.knows_model("text_davinci_003") and predictor.knows_model("gpt4_1106_preview")
+    low, high = layer.predict_max_tokens(terse), layer.predict_max_tokens(verbose)
+    assert low is not None and high is not None and low < high
+    out = layer.process(verbose)
+    assert out.max_tokens is None  # set_max_tokens=False: the request keeps its own
+    assert out.metadata[PREDICTED_MAX_TOKENS_KEY] == high
+    assert PREDICTED_MAX_TOKENS_KEY not in out.to_openai()
+    assert BudgetLayer().predict_max_tokens(terse) is None
+
+    class MessagesOnly:  # a user's predictor without the model keyword still works
+        def predict(self, messages):  # noqa: ANN001, ANN202
+            return 42
+
+    assert BudgetLayer(predictor=MessagesOnly()).process(terse).max_tokens == 42
+
+
 def test_cli_show_and_reset(tmp_path) -> None:
     import json as _json
 

@@ -13,6 +13,7 @@ def test_public_api_is_pinned() -> None:
         "FEATURE_NAMES",
         "LengthModel",
         "LengthPredictor",
+        "PREDICTED_MAX_TOKENS_KEY",
         "Plan",
         "RedisBudgetStore",
         "SQLiteBudgetStore",

@@ -88,8 +88,8 @@ def test_train_roundtrip_and_coverage(synthetic_file: Path, tmp_path: Path) -> N
     out = tmp_path / "model.json"
     out.write_text(json.dumps(artefact), encoding="utf-8")
     predictor = LengthPredictor.load(out)
-    short = predictor.predict(user("Answer in one word: what colour is item 99999?"))
-    long = predictor.predict(user("Write a detailed 800 word essay about topic 99999."))
+    short = predictor.predict(user("Answer in one word: what colour is item 777?"))
+    long = predictor.predict(user("Write a detailed 800 word essay about topic 777."))
     assert short < 60 < 600 < long
     assert predictor.predict(user("Write a detailed 800 word essay about topic 7."),
                              quantile=0.5) <= long
@@ -110,7 +110,7 @@ def test_artefact_with_other_features_is_refused() -> None:
 
 def test_shipped_predictor_reads_the_prompt() -> None:
     predictor = LengthPredictor.default()
-    assert predictor.quantile == 0.9 and 0.5 in predictor.available_quantiles
+    assert predictor.quantile == 0.92 and 0.5 in predictor.available_quantiles
     essay = predictor.predict(user("Write a 1500 word essay on the history of Rome."))
     one = predictor.predict(user("What is 2+2? Reply with only the number."))
     assert 16 <= one < essay <= 16384
@@ -119,6 +119,41 @@ def test_shipped_predictor_reads_the_prompt() -> None:
     low = predictor.predict_many(chats, quantile=0.5)
     high = predictor.predict_many(chats, quantile=0.95)
     assert all(lo <= hi for lo, hi in zip(low, high, strict=True))
+
+
+def test_model_table_reads_the_answering_model(synthetic_file: Path) -> None:
+    # model "terse" answers every prompt in a few words, "verbose" at length
+    rows = [json.loads(line) for line in synthetic_file.read_text().splitlines()]
+    for row in rows:
+        if row["model"] == "a":
+            row["model"], row["response"] = "terse-2024-01-01", "word " * 3
+        else:
+            row["model"] = "verbose"
+    path = synthetic_file.with_name("models.jsonl")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    predictor = LengthPredictor(train_length_predictor(load_examples([path]), quantiles=[0.9],
+                                                       default_quantile=0.9, n_estimators=40))
+    assert set(predictor.model_table or {}) == {"terse", "verbose"}
+    assert predictor.knows_model("openai/terse") and not predictor.knows_model("other")
+    essay = user("Write a detailed 800 word essay about topic 777.")
+    terse = predictor.predict(essay, model="terse")
+    verbose = predictor.predict(essay, model="verbose")
+    unknown = predictor.predict(essay, model="never-seen")
+    assert terse < 100 < 600 < verbose
+    # a model it never saw gets the model-agnostic bound: it covers the verbose answers too
+    assert unknown >= 600 and unknown == predictor.predict(essay)
+    hidden = evaluate_length_predictor(predictor, load_examples([path]), use_model=False)
+    assert hidden["model_known_share"] == 0.0 and hidden["coverage"] >= 0.8
+
+
+def test_version_1_artefact_without_model_table_still_loads(synthetic_file: Path) -> None:
+    artefact = train_length_predictor(load_examples([synthetic_file]), quantiles=[0.9],
+                                      n_estimators=20, use_model=False)
+    assert "model_table" not in artefact and "model_log_length" not in artefact["feature_names"]
+    predictor = LengthPredictor(artefact)
+    assert predictor.model_table is None
+    assert predictor.predict(user("Name a colour."), model="gpt-4o") == \
+        predictor.predict(user("Name a colour."))
 
 
 def test_bench_command_prints_json(synthetic_file: Path) -> None:

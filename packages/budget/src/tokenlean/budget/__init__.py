@@ -9,7 +9,7 @@ from ._concise import length_instruction, with_length_instruction
 from ._continue import ContinuingProvider
 from ._features import FEATURE_NAMES
 from ._features import features as prompt_features
-from ._layer import BudgetLayer, LengthModel, Plan
+from ._layer import PREDICTED_MAX_TOKENS_KEY, BudgetLayer, LengthModel, Plan
 from ._predictor import LengthPredictor
 from ._redis import RedisBudgetStore
 from ._spec import Budget
@@ -29,6 +29,7 @@ __all__ = [
     "FEATURE_NAMES",
     "LengthModel",
     "LengthPredictor",
+    "PREDICTED_MAX_TOKENS_KEY",
     "Plan",
     "RedisBudgetStore",
     "SQLiteBudgetStore",

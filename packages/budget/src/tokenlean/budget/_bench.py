@@ -31,17 +31,22 @@ def bench(
                                          "first N prompts, with and without concise mode (slow)."),
     local_cap: int = typer.Option(512, "--local-cap",
                                   help="max_new_tokens of the local baseline run."),
+    no_model: bool = typer.Option(False, "--no-model",
+                                  help="Hide each row's model from the predictor (its path for "
+                                       "models it has never seen)."),
 ) -> None:
     """Coverage, truncation rate and budget size of predicted max_tokens (prints JSON)."""
     try:
-        _run(data, quantile, limit, split, fixed_cap, artefact, cv, local_model, local_cap)
+        _run(data, quantile, limit, split, fixed_cap, artefact, cv, local_model, local_cap,
+             not no_model)
     except TokenleanError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
 
 
 def _run(data: str, quantile: float | None, limit: int | None, split: str, fixed_cap: int,
-         artefact: str | None, cv: int, local_model: int, local_cap: int) -> None:
+         artefact: str | None, cv: int, local_model: int, local_cap: int,
+         use_model: bool = True) -> None:
     predictor = LengthPredictor.load(artefact) if artefact else LengthPredictor.default()
     if quantile is not None:
         predictor = predictor.with_quantile(quantile)
@@ -55,7 +60,8 @@ def _run(data: str, quantile: float | None, limit: int | None, split: str, fixed
         return
     examples = load_examples([data], limit=limit)
     if cv > 1:
-        typer.echo(json.dumps(_cross_validate(examples, cv, predictor.quantile, fixed_cap)))
+        typer.echo(json.dumps(_cross_validate(examples, cv, predictor.quantile, fixed_cap,
+                                              use_model)))
         return
     trained_on = set(predictor.artefact.get("training", {}).get("sources", []))
     if split == "auto":
@@ -64,21 +70,24 @@ def _run(data: str, quantile: float | None, limit: int | None, split: str, fixed
         raise InvalidRequestError("--split must be auto, test or all")
     rows = [e for e in examples if e.split == TEST] if split == "test" else examples
     result = {"data": data, "split": split, "artefact_version": predictor.version,
-              **evaluate(predictor, rows, fixed_cap=fixed_cap)}
-    result["per_source"] = _per_source(predictor, rows, fixed_cap)
+              **evaluate(predictor, rows, fixed_cap=fixed_cap, use_model=use_model)}
+    result["per_source"] = _per_source(predictor, rows, fixed_cap, use_model)
     typer.echo(json.dumps(result))
 
 
-def _per_source(predictor: LengthPredictor, rows: list, fixed_cap: int) -> dict:
+def _per_source(predictor: LengthPredictor, rows: list, fixed_cap: int,
+                use_model: bool = True) -> dict:
     groups: dict[str, list] = defaultdict(list)
     for row in rows:
         groups[row.source or "-"].append(row)
     keys = ("rows", "coverage", "mean_predicted", "mean_actual", "predicted_over_actual")
-    return {name: {k: v for k, v in evaluate(predictor, group, fixed_cap=fixed_cap).items()
+    return {name: {k: v for k, v in evaluate(predictor, group, fixed_cap=fixed_cap,
+                                                        use_model=use_model).items()
                    if k in keys} for name, group in sorted(groups.items()) if len(group) >= 20}
 
 
-def _cross_validate(examples: list, folds: int, quantile: float, fixed_cap: int) -> dict:
+def _cross_validate(examples: list, folds: int, quantile: float, fixed_cap: int,
+                    use_model: bool = True) -> dict:
     """Retrain per fold (split by prompt hash); each fold's rows are predicted by a model
     that never saw their prompt."""
     out = []
@@ -90,13 +99,14 @@ def _cross_validate(examples: list, folds: int, quantile: float, fixed_cap: int)
             return "calibrate" if bucket == (fold + 1) % folds else TRAIN
 
         assigned = [dataclasses.replace(e, split=role(e)) for e in examples]
-        model = LengthPredictor(train(assigned, quantiles=[quantile], default_quantile=quantile))
+        model = LengthPredictor(train(assigned, quantiles=[quantile], default_quantile=quantile,
+                                      use_model=use_model))
         out.append(evaluate(model, [e for e in assigned if e.split == TEST],
-                            fixed_cap=fixed_cap))
+                            fixed_cap=fixed_cap, use_model=use_model))
     total = sum(r["rows"] for r in out)
     def weighted(key: str) -> float:
         return round(sum(r[key] * r["rows"] for r in out) / total, 4)
-    return {"cv_folds": folds, "quantile": quantile, "rows": total,
+    return {"cv_folds": folds, "quantile": quantile, "rows": total, "use_model": use_model,
             "coverage": weighted("coverage"), "mean_predicted": weighted("mean_predicted"),
             "mean_actual": weighted("mean_actual"),
             "predicted_over_actual": round(weighted("mean_predicted") / weighted("mean_actual"), 3),

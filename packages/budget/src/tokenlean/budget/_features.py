@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from tokenlean.core import Message, count_tokens
 
-__all__ = ["FEATURE_NAMES", "FEATURE_VERSION", "features", "prompt_text"]
+__all__ = ["FEATURE_NAMES", "FEATURE_VERSION", "features", "model_key", "prompt_text"]
 
 FEATURE_VERSION = 1
 
@@ -149,3 +149,19 @@ def features(messages: Sequence[Message], *, count_model: str = "gpt-4o") -> lis
         float(min(len(re.findall(r"^\s*(?:[-*•]|\d+[.)])\s", text, re.M)), 30)),
     ]
     return row
+
+
+_DATE_SUFFIX = re.compile(r"(?:[-@](?:\d{4}-?\d{2}-?\d{2}|\d{4}))+$")
+
+
+def model_key(model: str | None) -> str:
+    """The name a model is looked up under in the predictor's model table.
+
+    Lower case, ``_`` as ``-``, without a provider prefix (``openai/``) or a
+    date/snapshot suffix (``-2024-05-13``, ``-0613``): ``"gpt-4o-2024-05-13"``
+    and ``"openai/gpt-4o"`` are both ``"gpt-4o"``.
+    """
+    if not model:
+        return ""
+    key = model.strip().lower().replace("_", "-").rsplit("/", 1)[-1]
+    return _DATE_SUFFIX.sub("", key) or key

@@ -20,6 +20,7 @@ provider may have billed tokens the layer never saw (``on_abort``).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import uuid
 import warnings
@@ -46,16 +47,31 @@ from tokenlean.core.prices import default_price_table
 from ._spec import NANO, Budget, to_nano
 from ._store import Account, BudgetStore, Claim, ClaimRejected, SQLiteBudgetStore
 
-__all__ = ["BudgetLayer", "LengthModel", "Plan"]
+__all__ = ["PREDICTED_MAX_TOKENS_KEY", "BudgetLayer", "LengthModel", "Plan"]
 
 CONTINUATION_KEY = "tokenlean_continuation"
+#: ``Request.metadata`` key under which the layer exposes the predictor's ``max_tokens``
+#: (metadata, not ``params``: ``params`` are sent to the provider as body fields)
+PREDICTED_MAX_TOKENS_KEY = "tokenlean_predicted_max_tokens"
 _ABORTS = (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)
 
 
 class LengthModel(Protocol):
-    """Predicts ``max_tokens`` for a prompt (see :class:`LengthPredictor`)."""
+    """Predicts ``max_tokens`` for a prompt (see :class:`LengthPredictor`).
+
+    A ``predict`` that also takes a ``model`` keyword gets the request's model.
+    """
 
     def predict(self, messages: Sequence[Message]) -> int: ...
+
+
+def _takes_model(predictor: Any) -> bool:
+    try:
+        parameters = inspect.signature(predictor.predict).parameters
+    except (TypeError, ValueError):
+        return False
+    return "model" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +129,7 @@ class BudgetLayer:
             SQLiteBudgetStore() if stored else None)
         self.prices = prices or default_price_table()
         self.predictor = predictor
+        self._predictor_takes_model = predictor is not None and _takes_model(predictor)
         self.default_max_tokens = default_max_tokens
         self.set_max_tokens = set_max_tokens
         self.concise = concise
@@ -144,12 +161,28 @@ class BudgetLayer:
         return count_messages(request.messages, model=self.count_model or model,
                               tools=request.tools).tokens
 
+    def predict_max_tokens(self, request: Request) -> int | None:
+        """The predictor's ``max_tokens`` for ``request`` (its model included), or None.
+
+        What middleware reads to set ``max_tokens`` itself; after
+        :meth:`process` the same figure is in the request's metadata under
+        :data:`PREDICTED_MAX_TOKENS_KEY` (and in this layer's note).
+        """
+        if self.predictor is None:
+            return None
+        if self._predictor_takes_model:
+            predicted = self.predictor.predict(request.messages,  # type: ignore[call-arg]
+                                               model=request.model)
+        else:
+            predicted = self.predictor.predict(request.messages)
+        return max(1, int(predicted))
+
     def requested_output(self, request: Request) -> tuple[int, int | None]:
         """(output tokens to allow, the predictor's figure or None)."""
         if request.max_tokens is not None:
             return request.max_tokens, None
-        if self.predictor is not None:
-            predicted = max(1, int(self.predictor.predict(request.messages)))
+        predicted = self.predict_max_tokens(request)
+        if predicted is not None:
             return min(predicted, self.default_max_tokens), predicted
         return self.default_max_tokens, None
 
@@ -286,6 +319,7 @@ class BudgetLayer:
         }
         if predicted is not None:
             detail["predicted_max_tokens"] = predicted
+            out = replace(out, metadata={**out.metadata, PREDICTED_MAX_TOKENS_KEY: predicted})
         if plan.clamped_from is not None:
             detail["clamped_from"] = plan.clamped_from
         if plan.routed_from is not None:

@@ -3,7 +3,16 @@
 The artefact holds gradient-boosted regression trees (one ensemble per
 quantile) predicting ``log1p`` of the answer's length in gpt-4o tokens, plus
 a conformal offset per quantile measured on a calibration split, so that
-*held-out* coverage matches the quantile. Inference is numpy only; training
+*held-out* coverage matches the quantile (on every source it was calibrated
+on, not only on their mix).
+
+Since version 2 the artefact also holds a *model table*: the typical answer
+length (log) of each model seen in training, looked up by the request's model
+name (:func:`~tokenlean.budget._features.model_key`). The model is known
+before the call and explains much of the spread (the same prompt gets 200
+tokens from one model and 600 from another). An unknown model gets the
+``unknown`` value, which training also saw (every training row once more
+with its model hidden), and its own, wider conformal offset. Inference is numpy only; training
 (``scripts/train_length_predictor.py`` / :func:`tokenlean.budget.train`)
 needs scikit-learn.
 """
@@ -21,12 +30,21 @@ import numpy as np
 
 from tokenlean.core import ConfigError, InvalidRequestError, Message
 
-from ._features import FEATURE_NAMES, FEATURE_VERSION, features
+from ._features import FEATURE_NAMES, FEATURE_VERSION, features, model_key
 
 __all__ = ["DEFAULT_ARTEFACT", "LengthPredictor"]
 
-DEFAULT_ARTEFACT = Path(__file__).parent / "_data" / "length_predictor_v1.json"
+DEFAULT_ARTEFACT = Path(__file__).parent / "_data" / "length_predictor_v2.json"
 FORMAT = "tokenlean.length_predictor"
+MODEL_FEATURE = "model_log_length"
+UNKNOWN_MODEL = -1.0  # the model column's value for a model not in the table (lengths are >= 0)
+
+
+def model_column(table: Mapping[str, float] | None, models: Sequence[str | None]) -> np.ndarray:
+    """The model feature for each row: the table's value, or ``UNKNOWN_MODEL``."""
+    table = table or {}
+    return np.asarray([table.get(model_key(m), UNKNOWN_MODEL) if m else UNKNOWN_MODEL
+                       for m in models], dtype=np.float64)
 
 
 class _Ensemble:
@@ -36,6 +54,7 @@ class _Ensemble:
         self.init = float(spec["init"])
         self.learning_rate = float(spec["learning_rate"])
         self.offset = float(spec.get("offset", 0.0))
+        self.offset_unknown = float(spec.get("offset_unknown", self.offset))
         trees = spec["trees"]
         self.depth = max(int(t.get("depth", 8)) for t in trees) if trees else 0
         # one flat node table for all trees: node ids shifted per tree
@@ -89,13 +108,17 @@ class LengthPredictor:
                  count_model: str = "gpt-4o") -> None:
         if artefact.get("format") != FORMAT:
             raise ConfigError(f"not a length-predictor artefact (format {artefact.get('format')!r})")
+        table = artefact.get("model_table")
+        expected = FEATURE_NAMES + ((MODEL_FEATURE,) if table is not None else ())
         if artefact.get("feature_version") != FEATURE_VERSION or \
-                tuple(artefact.get("feature_names", ())) != FEATURE_NAMES:
+                tuple(artefact.get("feature_names", ())) != expected:
             raise ConfigError(
                 f"the artefact was trained on feature version {artefact.get('feature_version')}, "
                 f"this tokenlean-budget computes version {FEATURE_VERSION}; retrain it with "
                 "scripts/train_length_predictor.py")
         self.artefact = artefact
+        self.model_table: dict[str, float] | None = None if table is None else {
+            str(k): float(v) for k, v in table.items()}
         self.version = str(artefact.get("version", ""))
         self._ensembles = {float(q): spec for q, spec in artefact["quantiles"].items()}
         q = float(artefact.get("default_quantile", 0.9)) if quantile is None else float(quantile)
@@ -135,34 +158,59 @@ class LengthPredictor:
             self._built[quantile] = _Ensemble(self._ensembles[quantile])
         return self._built[quantile]
 
-    def featurize(self, chats: Sequence[Sequence[Message]]) -> np.ndarray:
-        return np.asarray([features(c, count_model=self.count_model) for c in chats],
-                          dtype=np.float64).reshape(len(chats), len(FEATURE_NAMES))
+    def knows_model(self, model: str | None) -> bool:
+        """Whether ``model`` is in the artefact's model table (else: the model-agnostic path)."""
+        return bool(model) and model_key(model) in (self.model_table or {})
+
+    def with_model_column(self, x: np.ndarray, models: Sequence[str | None] | None) -> np.ndarray:
+        """``x`` (prompt features) with the model column appended when the artefact has one."""
+        if self.model_table is None:
+            return x
+        column = model_column(self.model_table, models or [None] * x.shape[0])
+        return np.column_stack([x, column])
+
+    def featurize(self, chats: Sequence[Sequence[Message]],
+                  models: Sequence[str | None] | None = None) -> np.ndarray:
+        """The predictor's input rows: prompt features (+ the model column)."""
+        if models is not None and len(models) != len(chats):
+            raise InvalidRequestError("models must have one entry per chat")
+        x = np.asarray([features(c, count_model=self.count_model) for c in chats],
+                       dtype=np.float64).reshape(len(chats), len(FEATURE_NAMES))
+        return self.with_model_column(x, models)
 
     def predict_matrix(self, x: np.ndarray, *, quantile: float | None = None) -> np.ndarray:
-        """Token predictions for a feature matrix (rows of :func:`features`)."""
+        """Token predictions for rows of :meth:`featurize`."""
         q = self.quantile if quantile is None else float(quantile)
         if q not in self._ensembles:
             raise ConfigError(f"quantile {q} is not in the artefact; available: "
                               f"{self.available_quantiles}")
+        unknown = x[:, -1] == UNKNOWN_MODEL if self.model_table is not None else \
+            np.zeros(x.shape[0], dtype=bool)
+
+        def bound(lower: float) -> np.ndarray:
+            ensemble = self._ensemble(lower)
+            return ensemble.raw(x) + np.where(unknown, ensemble.offset_unknown, ensemble.offset)
+
         # no quantile crossing: a higher quantile never predicts less than a lower one
-        logs = np.max([self._ensemble(lower).raw(x) + self._ensemble(lower).offset
-                       for lower in self.available_quantiles if lower <= q], axis=0)
+        logs = np.max([bound(lower) for lower in self.available_quantiles if lower <= q], axis=0)
         tokens = np.ceil(np.expm1(np.clip(logs, 0, math.log(self.max_tokens + 1))))
         return np.clip(tokens, self.min_tokens, self.max_tokens).astype(np.int64)
 
-    def predict_many(self, chats: Sequence[Sequence[Message]], *,
-                     quantile: float | None = None) -> list[int]:
+    def predict_many(self, chats: Sequence[Sequence[Message]], *, quantile: float | None = None,
+                     models: Sequence[str | None] | None = None) -> list[int]:
+        """``max_tokens`` per chat; ``models``: the model answering each (None: unknown)."""
         if not chats:
             return []
-        return [int(v) for v in self.predict_matrix(self.featurize(chats), quantile=quantile)]
+        return [int(v) for v in self.predict_matrix(self.featurize(chats, models),
+                                                    quantile=quantile)]
 
-    def predict(self, messages: Sequence[Message], *, quantile: float | None = None) -> int:
-        """``max_tokens`` for one chat."""
+    def predict(self, messages: Sequence[Message], *, quantile: float | None = None,
+                model: str | None = None) -> int:
+        """``max_tokens`` for one chat answered by ``model`` (None or unknown: model-agnostic)."""
         messages = tuple(m if isinstance(m, Message) else Message.from_openai(m) for m in messages)
         if not messages:
             raise InvalidRequestError("predict needs at least one message")
-        return self.predict_many([messages], quantile=quantile)[0]
+        return self.predict_many([messages], quantile=quantile, models=[model])[0]
 
 
 @lru_cache(maxsize=1)

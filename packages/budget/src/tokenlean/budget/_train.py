@@ -5,6 +5,14 @@ Data: JSONL rows of the *prompts* shape ``{"id", "messages", "response",
 prompts and the answers they got. Rows with the same messages are one
 *prompt*; splits are by prompt (a hash of its messages), so no prompt is in
 two splits: buckets 0-5 train, 6-7 calibrate (the conformal offset), 8-9 test.
+
+Besides the prompt features the model gets the answering model's typical
+length (a table fitted on the training rows, looked up by model name); each
+training row is used twice, once with its model and once with the model
+hidden, so the same trees also serve models not in the table. Conformal
+offsets are taken per *source family* of the calibration rows (the part of
+``source`` before ``/``) and the largest is kept, so the quantile holds on
+each kind of traffic, not only on the mix.
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ import numpy as np
 
 from tokenlean.core import InvalidRequestError, Message, MissingExtraError, count_tokens
 
-from ._features import FEATURE_NAMES, FEATURE_VERSION, features
-from ._predictor import FORMAT, LengthPredictor, _Ensemble
+from ._features import FEATURE_NAMES, FEATURE_VERSION, features, model_key
+from ._predictor import FORMAT, MODEL_FEATURE, UNKNOWN_MODEL, LengthPredictor, _Ensemble, \
+    model_column
 
 __all__ = ["Example", "evaluate", "load_examples", "split_of", "train"]
 
@@ -110,11 +119,43 @@ def _conformal(residuals: np.ndarray, q: float) -> float:
     return float(np.quantile(residuals, level, method="higher"))
 
 
+def _group_conformal(residuals: np.ndarray, groups: Sequence[str], q: float,
+                     min_rows: int) -> float:
+    """The largest conformal offset over the pooled rows and each group of >= min_rows."""
+    labels = np.asarray(groups)
+    offsets = [_conformal(residuals, q)]
+    for group in sorted(set(groups)):
+        mask = labels == group
+        if mask.sum() >= min_rows:
+            offsets.append(_conformal(residuals[mask], q))
+    return max(offsets)
+
+
+def _model_table(examples: Sequence[Example], min_rows: int,
+                 shrink: float = 20.0) -> dict[str, float]:
+    """Mean log1p(length) per model (shrunk toward the overall mean), models with >= min_rows."""
+    y = np.log1p([e.response_tokens for e in examples])
+    overall = float(y.mean())
+    by_model: dict[str, list[float]] = {}
+    for ex, value in zip(examples, y, strict=True):
+        if ex.model:
+            by_model.setdefault(model_key(ex.model), []).append(float(value))
+    return {key: round((sum(v) + shrink * overall) / (len(v) + shrink), 4)
+            for key, v in sorted(by_model.items()) if len(v) >= min_rows}
+
+
 def train(examples: Sequence[Example], *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
           default_quantile: float = 0.9, n_estimators: int = 150, max_depth: int = 3,
           learning_rate: float = 0.05, count_model: str = "gpt-4o",
-          version: str = "1", sources: Sequence[str] = ()) -> dict[str, Any]:
-    """Fit one boosted-tree ensemble per quantile; returns the artefact (a dict)."""
+          version: str = "1", sources: Sequence[str] = (), use_model: bool = True,
+          min_model_rows: int = 30, min_group_rows: int = 100) -> dict[str, Any]:
+    """Fit one boosted-tree ensemble per quantile; returns the artefact (a dict).
+
+    ``use_model``: add the model table and the model column (see the module
+    docstring); ``min_model_rows``: training rows a model needs to get an
+    entry; ``min_group_rows``: calibration rows a source family needs to get
+    its own conformal offset.
+    """
     try:
         from sklearn.ensemble import GradientBoostingRegressor
     except ImportError as exc:
@@ -129,6 +170,17 @@ def train(examples: Sequence[Example], *, quantiles: Sequence[float] = DEFAULT_Q
     x_fit, x_cal = _matrix(fit, count_model), _matrix(cal, count_model)
     y_fit = np.log1p([e.response_tokens for e in fit])
     y_cal = np.log1p([e.response_tokens for e in cal])
+    table = _model_table(fit, min_model_rows) if use_model else None
+    x_cal_unknown = x_cal
+    if table is not None:
+        # every training row twice: with its model's value and with the model hidden
+        x_fit = np.vstack([
+            np.column_stack([x_fit, model_column(table, [e.model for e in fit])]),
+            np.column_stack([x_fit, np.full(len(fit), UNKNOWN_MODEL)])])
+        y_fit = np.concatenate([y_fit, y_fit])
+        x_cal_unknown = np.column_stack([x_cal, np.full(len(cal), UNKNOWN_MODEL)])
+        x_cal = np.column_stack([x_cal, model_column(table, [e.model for e in cal])])
+    groups = [e.source.split("/", 1)[0] for e in cal]
     ensembles: dict[str, Any] = {}
     for q in quantiles:
         model = GradientBoostingRegressor(loss="quantile", alpha=q, n_estimators=n_estimators,
@@ -140,14 +192,18 @@ def train(examples: Sequence[Example], *, quantiles: Sequence[float] = DEFAULT_Q
         spec = {"init": init, "learning_rate": learning_rate, "offset": 0.0,
                 "trees": _export(model)}
         if len(cal):
-            raw = _Ensemble(spec).raw(x_cal)
-            spec["offset"] = round(_conformal(y_cal - raw, q), 6)
+            ensemble = _Ensemble(spec)
+            spec["offset"] = round(_group_conformal(y_cal - ensemble.raw(x_cal), groups, q,
+                                                    min_group_rows), 6)
+            if table is not None:
+                spec["offset_unknown"] = round(_group_conformal(
+                    y_cal - ensemble.raw(x_cal_unknown), groups, q, min_group_rows), 6)
         ensembles[str(q)] = spec
-    return {
+    artefact: dict[str, Any] = {
         "format": FORMAT,
         "version": version,
         "feature_version": FEATURE_VERSION,
-        "feature_names": list(FEATURE_NAMES),
+        "feature_names": list(FEATURE_NAMES) + ([MODEL_FEATURE] if table is not None else []),
         "target": f"log1p(response tokens, {count_model} tokenizer)",
         "default_quantile": default_quantile,
         "quantiles": ensembles,
@@ -162,16 +218,27 @@ def train(examples: Sequence[Example], *, quantiles: Sequence[float] = DEFAULT_Q
             "split": "sha1(messages) % 10: 0-5 train, 6-7 calibrate, 8-9 test",
             "model": f"sklearn GradientBoostingRegressor(loss='quantile', n_estimators="
                      f"{n_estimators}, max_depth={max_depth}, learning_rate={learning_rate})",
+            "calibration": f"split conformal, largest offset over source families with >= "
+                           f"{min_group_rows} calibration rows and the pooled rows",
         },
     }
+    if table is not None:
+        artefact["model_table"] = table
+    return artefact
 
 
 def evaluate(predictor: LengthPredictor, examples: Sequence[Example], *,
-             fixed_cap: int = 4096, quantile: float | None = None) -> dict[str, Any]:
-    """Coverage and budget size of ``predictor`` on ``examples`` (one row = one answer)."""
+             fixed_cap: int = 4096, quantile: float | None = None,
+             use_model: bool = True) -> dict[str, Any]:
+    """Coverage and budget size of ``predictor`` on ``examples`` (one row = one answer).
+
+    ``use_model=False`` hides each row's model from the predictor (its
+    model-agnostic path, as for a model it has never seen).
+    """
     if not examples:
         raise InvalidRequestError("no examples to evaluate")
-    x = _matrix(examples, predictor.count_model)
+    x = predictor.with_model_column(_matrix(examples, predictor.count_model),
+                                    [e.model for e in examples] if use_model else None)
     predicted = predictor.predict_matrix(x, quantile=quantile).astype(np.float64)
     actual = np.asarray([e.response_tokens for e in examples], dtype=np.float64)
     covered = actual <= predicted
@@ -196,6 +263,8 @@ def evaluate(predictor: LengthPredictor, examples: Sequence[Example], *,
         "rows": int(actual.size),
         "prompts": len(keys),
         "quantile": q_used,
+        "model_known_share": round(float(np.mean(
+            [use_model and predictor.knows_model(e.model) for e in examples])), 4),
         "coverage": round(float(covered.mean()), 4),
         "truncation_rate": round(float(1 - covered.mean()), 4),
         "mean_predicted": round(float(predicted.mean()), 1),
