@@ -6,7 +6,8 @@ import llama_index.callbacks.tokenlean as pkg
 
 
 def test_all_is_pinned() -> None:
-    assert pkg.__all__ == ["TokenleanEventHandler", "TokenleanSpanHandler", "instrument"]
+    assert pkg.__all__ == ["TokenleanEventHandler", "TokenleanSpanHandler", "instrument",
+                           "TokenleanBudgetHandler", "enforce_budget"]
 
 
 def test_pep420_namespace() -> None:

@@ -11,4 +11,7 @@ from llama_index.callbacks.tokenlean.base import (
     instrument,
 )
 
-__all__ = ["TokenleanEventHandler", "TokenleanSpanHandler", "instrument"]
+from llama_index.callbacks.tokenlean.budget import TokenleanBudgetHandler, enforce_budget
+
+__all__ = ["TokenleanEventHandler", "TokenleanSpanHandler", "instrument",
+           "TokenleanBudgetHandler", "enforce_budget"]
