@@ -40,6 +40,13 @@ from ._convert import from_li_messages, to_li_message, usage_from_li
 __all__ = ["LeanLLM", "lean", "lean_query_engine"]
 
 
+def _limits(request: Request, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's keyword arguments with the max_tokens the layers set (a budget's bound)."""
+    if request.max_tokens is None:
+        return kwargs
+    return {**kwargs, "max_tokens": request.max_tokens}
+
+
 def _estimate(request: Request, text: str) -> Usage:
     """Usage the inner LLM did not report, counted the way the model is billed."""
     return Usage(input_tokens=count_messages(request.messages, model=request.model).tokens,
@@ -98,22 +105,26 @@ class LeanLLM(LLM):
 
     def _chat_provider(self, kwargs: dict[str, Any]) -> FunctionProvider:
         def call(req: Request) -> Response:
-            out = self.inner.chat([to_li_message(m) for m in req.messages], **kwargs)
+            out = self.inner.chat([to_li_message(m) for m in req.messages],
+                                  **_limits(req, kwargs))
             return self._response(req, out.message.content or "", out.raw, out.additional_kwargs)
 
         async def acall(req: Request) -> Response:
-            out = await self.inner.achat([to_li_message(m) for m in req.messages], **kwargs)
+            out = await self.inner.achat([to_li_message(m) for m in req.messages],
+                                         **_limits(req, kwargs))
             return self._response(req, out.message.content or "", out.raw, out.additional_kwargs)
 
         return FunctionProvider(call, afunc=acall, name="llamaindex")
 
     def _completion_provider(self, formatted: bool, kwargs: dict[str, Any]) -> FunctionProvider:
         def call(req: Request) -> Response:
-            out = self.inner.complete(req.last_user_text, formatted=formatted, **kwargs)
+            out = self.inner.complete(req.last_user_text, formatted=formatted,
+                                      **_limits(req, kwargs))
             return self._response(req, out.text, out.raw, out.additional_kwargs)
 
         async def acall(req: Request) -> Response:
-            out = await self.inner.acomplete(req.last_user_text, formatted=formatted, **kwargs)
+            out = await self.inner.acomplete(req.last_user_text, formatted=formatted,
+                                             **_limits(req, kwargs))
             return self._response(req, out.text, out.raw, out.additional_kwargs)
 
         return FunctionProvider(call, afunc=acall, name="llamaindex")
@@ -228,8 +239,8 @@ class _StreamingInner:
 
     def _args(self, request: Request) -> tuple[Any, dict[str, Any]]:
         if self.chat:
-            return [to_li_message(m) for m in request.messages], self.kwargs
-        return request.last_user_text, self.kwargs
+            return [to_li_message(m) for m in request.messages], _limits(request, self.kwargs)
+        return request.last_user_text, _limits(request, self.kwargs)
 
     def _delta_text(self, piece: Any) -> str:
         return piece.delta or ""
