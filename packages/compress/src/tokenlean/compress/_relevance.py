@@ -110,7 +110,7 @@ def answer_cue(question: str | None) -> Callable[[str], bool]:
 FEATURES = ("lexical", "lexical_rel", "cover", "semantic", "semantic_rel", "bigram", "cue",
             "cue_cover", "neighbour", "paragraph", "loglen", "novel", "first", "soft",
             "soft_rel", "rank_lexical", "rank_semantic", "rank_soft", "lexical_x_semantic",
-            "soft_x_paragraph")
+            "soft_x_paragraph", "local", "local_rel", "rank_local", "numbers")
 
 
 def _question_terms(question: str) -> dict[str, float]:
@@ -145,6 +145,28 @@ def _bm25(qterms: dict[str, float], bags: list[list[str]], k1: float = 1.2,
         lex[i] = sum(qterms[t] * (c * (k1 + 1)) / (c + norm) for t, c in tf.items())
         cover[i] = sum(qterms[t] for t in tf)
     return lex / (total * (k1 + 1) / (1 + k1)), cover / total
+
+
+def _local_terms(qterms: dict[str, float], bags: list[list[str]]) -> dict[str, float]:
+    """Question terms re-weighted by how rare they are *in this context*: the
+    article's topic word ("Warsaw" in every sentence) tells sentences apart less
+    than a year or a name that occurs once."""
+    n = len(bags)
+    df = dict.fromkeys(qterms, 0)
+    for bag in bags:
+        for t in set(bag) & df.keys():
+            df[t] += 1
+    norm = math.log(n + 1.5) or 1.0
+    return {t: w * math.log((n - df[t] + 0.5) / (df[t] + 0.5) + 1) / norm
+            for t, w in qterms.items()}
+
+
+def _number_match(question: str, seg_words: list[list[str]]) -> np.ndarray:
+    """Share of the question's numbers ("1901", "50") that a segment repeats."""
+    qnums = {w for w in words(question) if any(c.isdigit() for c in w)}
+    if not qnums:
+        return np.zeros(len(seg_words))
+    return np.array([len(qnums & set(ws)) / len(qnums) for ws in seg_words])
 
 
 def _bigrams(ws: list[str]) -> set[tuple[str, str]]:
@@ -265,6 +287,7 @@ def features(question: str, segments: Sequence[Segment]) -> Features:
     seg_words = [words(s.text) for s in segments]
     bags = [[stem(w) for w in ws if w not in STOPWORDS] for ws in seg_words]
     lex, cover = _bm25(qterms, bags)
+    local, _ = _bm25(_local_terms(qterms, bags), bags)
     # paragraph-level relevance (the passage a sentence sits in)
     para_ids: dict[tuple[int, int], int] = {}
     para_of = [para_ids.setdefault((s.doc, s.para), len(para_ids)) for s in segments]
@@ -304,7 +327,8 @@ def features(question: str, segments: Sequence[Segment]) -> Features:
         lex, lex / (lex.max() or 1.0), cover, sem, sem - sem.max(), bigram, cue, cue * cover,
         neighbour, paragraph, loglen, novel, first, soft, soft / (soft.max() or 1.0),
         _rank_feature(lex), _rank_feature(sem), _rank_feature(soft), lex * sem,
-        soft * paragraph,
+        soft * paragraph, local, local / (local.max() or 1.0), _rank_feature(local),
+        _number_match(question, seg_words),
     ], axis=1)
     return Features(matrix, [_entities(s.text, qstems) for s in segments])
 
