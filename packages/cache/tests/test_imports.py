@@ -3,10 +3,12 @@ import tokenlean.cache as cache
 
 def test_all_is_pinned():
     assert sorted(cache.__all__) == [
-        "CacheHit", "Embedder", "Entry", "FalseHitGuard", "FunctionEmbedder", "GuardVerdict",
+        "CacheHit", "Embedder", "Entry", "FalseHitGuard", "FunctionEmbedder",
+        "GPTCacheEmbedding", "GuardEvaluation", "GuardVerdict",
         "MiniLMEmbedder", "PostgresStore", "RedisStore", "RequestKeys", "ResponseCache",
         "SQLiteStore", "Store",
-        "WordLlamaEmbedder", "get_embedder", "keys_for",
+        "WordLlamaEmbedder", "get_embedder", "import_gptcache_sqlite", "keys_for",
+        "read_gptcache_sqlite",
     ]
     for name in cache.__all__:
         assert getattr(cache, name) is not None
@@ -18,6 +20,6 @@ def test_no_heavy_imports_at_import_time():
 
     code = ("import sys, tokenlean.cache; "
             "print(sorted(m for m in ('torch', 'sentence_transformers', 'redis', 'wordllama', "
-            "'usearch', 'psycopg') if m in sys.modules))")
+            "'usearch', 'psycopg', 'gptcache', 'faiss', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -3,8 +3,8 @@
 Exact hits need the same tenant, model, output-changing parameters, messages
 and tools. Semantic hits need all of that except the last user turn, which must
 mean the same: a vector search proposes candidates and a false-hit guard (a
-small learned verifier over a second embedder, token alignment and lexical
-checks) decides. Entries live in an embedded SQLite file with an in-process
+number rule, then a MiniLM cross-encoder with a small delta trained on
+development pairs) decides. Entries live in an embedded SQLite file with an in-process
 vector index, in Redis (exact hits, TTLs) or in PostgreSQL + pgvector.
 
     from tokenlean.cache import ResponseCache
@@ -16,6 +16,12 @@ vector index, in Redis (exact hits, TTLs) or in PostgreSQL + pgvector.
 
 from ._embed import Embedder, FunctionEmbedder, MiniLMEmbedder, WordLlamaEmbedder, get_embedder
 from ._entry import Entry, Store
+from ._gptcache import (
+    GPTCacheEmbedding,
+    GuardEvaluation,
+    import_gptcache_sqlite,
+    read_gptcache_sqlite,
+)
 from ._guard import FalseHitGuard, GuardVerdict
 from ._keys import RequestKeys, keys_for
 from ._layer import CacheHit, ResponseCache
@@ -29,6 +35,8 @@ __all__ = [
     "Entry",
     "FalseHitGuard",
     "FunctionEmbedder",
+    "GPTCacheEmbedding",
+    "GuardEvaluation",
     "GuardVerdict",
     "MiniLMEmbedder",
     "PostgresStore",
@@ -39,5 +47,7 @@ __all__ = [
     "Store",
     "WordLlamaEmbedder",
     "get_embedder",
+    "import_gptcache_sqlite",
     "keys_for",
+    "read_gptcache_sqlite",
 ]

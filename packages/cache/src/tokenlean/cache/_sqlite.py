@@ -3,7 +3,10 @@
 Several processes may share one file: SQLite's WAL mode serialises writers and
 lets readers run alongside; each process keeps its own vector index and, before
 every search, appends the rows other processes wrote since (rows carry an
-increasing ``seq``). Rows deleted elsewhere are noticed when a candidate is
+increasing ``seq``). That sync costs one ``PRAGMA data_version`` read when
+nothing changed (SQLite bumps it only when another connection commits), so a
+lookup is: the exact-key read, that check, the index search and one read of
+the few candidate rows -- no statement that scans. Rows deleted elsewhere are noticed when a candidate is
 fetched and dropped from the index then. Eviction past ``max_entries`` removes
 the oldest entries first.
 """
@@ -67,10 +70,16 @@ class SQLiteStore:
         self._index = VectorIndex(ann_from=ann_from)
         self._seen = 0
         self._puts = 0
+        self._version: int | None = None  # PRAGMA data_version at the last sync
+        self._dirty = True  # this connection wrote since the last sync
 
     # ---- index sync ---------------------------------------------------------
 
     def _sync(self) -> None:
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._version and not self._dirty:
+            return  # no commit by anyone since the last sync
+        self._version, self._dirty = version, False
         rows = self._db.execute(
             "SELECT seq, tenant, context, key, vector FROM tokenlean_cache "
             "WHERE seq > ? AND vector IS NOT NULL ORDER BY seq", (self._seen,)).fetchall()
@@ -108,6 +117,7 @@ class SQLiteStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (entry.tenant, entry.id, entry.model, entry.context, entry.query,
                  entry.response, entry.created_at, entry.expires_at, blob))
+            self._dirty = True
             self._puts += 1
             if self.max_entries is not None and self._puts % 16 == 0:
                 self._evict()
@@ -124,11 +134,15 @@ class SQLiteStore:
         with self._lock:
             self._sync()
             found = self._index.search(tenant, context, vector, k, min_score)
+            if not found:
+                return []
+            marks = ", ".join("?" * len(found))
+            rows = {row[1]: row for row in self._db.execute(
+                f"SELECT {_COLS} FROM tokenlean_cache WHERE tenant = ? AND key IN ({marks})",
+                (tenant, *(key for key, _ in found)))}
             out = []
             for key, score in found:
-                row = self._db.execute(
-                    f"SELECT {_COLS} FROM tokenlean_cache WHERE tenant = ? AND key = ?",
-                    (tenant, key)).fetchone()
+                row = rows.get(key)
                 if row is None or row[3] != context:  # deleted (maybe by another process)
                     self._index.remove(tenant, context, key)
                     continue
@@ -142,6 +156,7 @@ class SQLiteStore:
         with self._lock:
             self._db.executemany("DELETE FROM tokenlean_cache WHERE tenant = ? AND key = ?",
                                  [(tenant, k) for k in keys])
+            self._dirty = True
 
     def invalidate(self, *, tenant: str | None = None, model: str | None = None,
                    older_than: float | None = None) -> int:
@@ -155,7 +170,7 @@ class SQLiteStore:
         with self._lock:
             removed = self._db.execute(sql, args).rowcount
             self._index.clear()
-            self._seen = 0
+            self._seen, self._dirty = 0, True
         return removed
 
     def purge_expired(self, now: float) -> int:
@@ -188,6 +203,7 @@ class SQLiteStore:
                         (entry.tenant, entry.id, entry.model, entry.context, entry.query,
                          entry.response, entry.created_at, entry.expires_at, blob))
                 self._db.execute("COMMIT")
+                self._dirty = True
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
