@@ -1,0 +1,127 @@
+"""The issue's concurrency target with *streamed* calls, on SQLite and on Redis.
+
+32 threads stream at once through four store connections against one $ budget
+worth about ten calls. Half the streams report usage, half report none (the
+layer counts their text). The budget is never exceeded by more than one call
+(with ``max_tokens`` enforced: not at all) and every stream that ran is
+charged exactly what it used -- never $0.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tokenlean.budget import Budget, BudgetLayer, BudgetStore, RedisBudgetStore, SQLiteBudgetStore
+from tokenlean.core import (
+    BudgetExceeded,
+    Chunk,
+    Message,
+    ModelPrice,
+    Pipeline,
+    PriceTable,
+    Request,
+    Response,
+    Usage,
+    count_messages,
+    count_tokens,
+)
+
+PRICES = PriceTable(overrides={
+    "gpt-4o": ModelPrice(input_per_mtok=Decimal(1), output_per_mtok=Decimal(2))})
+ANSWER = ["word "] * 80
+OUT_TOKENS = count_tokens("".join(ANSWER), model="gpt-4o").tokens
+
+
+def ask(i: int) -> Request:
+    return Request(messages=(Message(role="user", content=f"question {i}"),), model="gpt-4o",
+                   max_tokens=100, tenant="acme")
+
+
+def prompt_tokens(i: int) -> int:
+    return count_messages(ask(i).messages, model="gpt-4o").tokens
+
+
+class SlowStream:
+    """Streams 80 words with pauses; reports usage only for even question numbers."""
+
+    name = "slow-stream"
+
+    def complete(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def acomplete(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def stream(self, request: Request) -> Iterator[Chunk]:
+        for n, word in enumerate(ANSWER):
+            if n % 20 == 0:
+                time.sleep(0.005)
+            yield Chunk(text=word)
+        number = int(request.last_user_text.split()[-1])
+        usage = Usage(input_tokens=count_messages(request.messages, model="gpt-4o").tokens,
+                      output_tokens=OUT_TOKENS) if number % 2 == 0 else Usage()
+        yield Chunk(response=Response(text="".join(ANSWER), usage=usage, model=request.model))
+
+    async def astream(self, request: Request):  # noqa: ANN201
+        for chunk in self.stream(request):
+            yield chunk
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.server)])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[BudgetStore]]:
+    if request.param == "sqlite":
+        path = tmp_path / "shared.sqlite"
+        made: list[BudgetStore] = [SQLiteBudgetStore(path) for _ in range(4)]
+    else:
+        url = request.getfixturevalue("redis_url")
+        prefix = f"streams-{uuid.uuid4().hex[:8]}:"
+        made = [RedisBudgetStore(url=url, prefix=prefix) for _ in range(4)]
+    yield made
+    for store in made:
+        store.close()
+
+
+def test_32_concurrent_streams_never_overshoot_and_are_all_charged(
+        stores: list[BudgetStore]) -> None:
+    limit = Decimal("0.002")
+    budget = Budget(name="pool", max_usd=limit, scope="global", period="day")
+    layers = [BudgetLayer(budgets=[budget], store=s, prices=PRICES) for s in stores]
+    pipes = [Pipeline(provider=SlowStream(), layers=[layer], prices=PRICES) for layer in layers]
+    done: list[int] = []
+    refused: list[int] = []
+    barrier = threading.Barrier(32)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            text = "".join(chunk.text for chunk in pipes[i % 4].stream(ask(i)))
+        except BudgetExceeded:
+            refused.append(i)
+        else:
+            assert text == "".join(ANSWER)
+            done.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(done) + len(refused) == 32 and refused and len(done) >= 7
+    assert any(i % 2 for i in done) and any(i % 2 == 0 for i in done)  # both kinds ran
+    left = layers[0].remaining(ask(0))["pool"]
+    spent = Decimal(str(left["spent_usd"]))
+    one_call = Decimal(max(prompt_tokens(i) for i in range(32)) + 2 * 100) / Decimal(1_000_000)
+    assert left["reserved_usd"] == 0
+    assert spent <= limit + one_call
+    assert spent <= limit  # max_tokens is enforced, so the reserved worst case bounds each call
+    # every stream that ran was charged what it used, with or without reported usage
+    expected = sum(Decimal(prompt_tokens(i) + 2 * OUT_TOKENS) for i in done) / Decimal(1_000_000)
+    assert float(spent) == pytest.approx(float(expected), abs=1e-9 * len(done))
