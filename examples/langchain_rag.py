@@ -11,7 +11,7 @@ model (``ChatOpenAI``) pointed at tokenlean's local OpenAI-compatible server
 Both runs are priced as gpt-4o (``model=`` only names the price list and the
 tokenizer: the answers come from the local model). Run:
 
-    .venv/bin/python examples/langchain_rag.py [--questions N]
+    .venv/bin/python examples/langchain_rag.py [--questions N] [--base-url URL]
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from langchain_openai import ChatOpenAI
 
 from langchain_tokenlean import TokenleanCompressor, lean
 from tokenlean.core import SQLiteLedger
-from tokenlean.server import DEFAULT_MODEL_NAME, Engine, ServerThread, create_app, load_model
+from tokenlean.server import DEFAULT_MODEL_NAME
+
+from _local_server import local_server
 
 CORPUS = [
     "Aurora Bikes was founded in 2011 in Porto by two former bicycle couriers. The company "
@@ -106,14 +108,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=len(QUESTIONS))
     parser.add_argument("--max-tokens", type=int, default=40)
+    parser.add_argument("--base-url", help="a running `tokenlean serve` (default: start one)")
     args = parser.parse_args(argv)
     questions = QUESTIONS[: args.questions]
     documents = [Document(page_content=text, metadata={"id": i}) for i, text in enumerate(CORPUS)]
 
-    model, tokenizer = load_model()
-    app = create_app(Engine(model, tokenizer), model_name=DEFAULT_MODEL_NAME)
-    with ServerThread(app) as server, tempfile.TemporaryDirectory() as tmp:
-        chat = ChatOpenAI(model=DEFAULT_MODEL_NAME, base_url=f"{server.url}/v1", api_key="local",
+    with local_server(args.base_url) as base_url, tempfile.TemporaryDirectory() as tmp:
+        chat = ChatOpenAI(model=DEFAULT_MODEL_NAME, base_url=base_url, api_key="local",
                           temperature=0, max_tokens=args.max_tokens)
         retriever = KeywordRetriever(documents=documents)
 
