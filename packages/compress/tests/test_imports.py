@@ -6,6 +6,8 @@ def test_all_is_pinned() -> None:
         "CompressLayer",
         "CompressResult",
         "Compressor",
+        "HistoryCompressor",
+        "HistoryResult",
         "Method",
         "Span",
         "compress",

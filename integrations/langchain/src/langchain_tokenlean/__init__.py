@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "LeanChatModel": "chat_models",
     "TokenleanCache": "cache",
     "TokenleanCompressor": "document_compressors",
+    "compress_messages": "message_compressors",
     "TokenleanCostHandler": "callbacks",
     "AsyncTokenleanCostHandler": "callbacks",
     "tokenlean_costs": "callbacks",

@@ -16,12 +16,15 @@ are methods of the same interface. :class:`CompressLayer` plugs it into a
 """
 
 from ._compressor import CompressResult, Compressor, Method, Span, compress
+from ._history import HistoryCompressor, HistoryResult
 from ._layer import CompressLayer
 
 __all__ = [
     "CompressLayer",
     "CompressResult",
     "Compressor",
+    "HistoryCompressor",
+    "HistoryResult",
     "Method",
     "Span",
     "compress",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from tokenlean.core import ConfigError, LayerNote, Message, Request, count_tokens
 
 from ._compressor import CompressResult, Compressor, Method
+from ._history import HistoryCompressor, HistoryResult
 
 __all__ = ["CompressLayer"]
 
@@ -31,6 +32,10 @@ class CompressLayer:
     prompt "context … question"). Non-text content parts are kept. The pipeline
     measures the input tokens saved; the layer adds a note with the quality proxy
     ``{"retention": …}`` (the token-weighted estimate over compressed messages).
+
+    ``history`` (a :class:`HistoryCompressor`) first fits a long conversation
+    into its budget, oldest turns first; its retention is noted as
+    ``history_retention``.
     """
 
     name = "compress"
@@ -38,7 +43,10 @@ class CompressLayer:
     def __init__(self, *, compressor: Compressor | None = None, method: Method = "tokenlean",
                  ratio: float | None = None, max_tokens: int | None = None,
                  roles: Sequence[str] = ("system", "user", "tool"), min_tokens: int = 300,
-                 model: str | None = None) -> None:
+                 model: str | None = None, history: HistoryCompressor | None = None) -> None:
+        if history is not None and not isinstance(history, HistoryCompressor):
+            raise ConfigError("history must be a tokenlean.compress.HistoryCompressor")
+        self.history = history
         if compressor is not None and not isinstance(compressor, Compressor):
             raise ConfigError("compressor must be a tokenlean.compress.Compressor")
         if compressor is not None and (ratio is not None or max_tokens is not None):
@@ -60,8 +68,7 @@ class CompressLayer:
         model = self._model or request.model
         last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"),
                         default=None)
-        question = request.metadata.get("question")
-        question = question if isinstance(question, str) and question.strip() else None
+        question = _question_of(request)
         jobs: list[_Job] = []
         for i, message in enumerate(request.messages):
             if message.role not in self.roles:
@@ -99,14 +106,29 @@ class CompressLayer:
         )
         return request.with_messages(messages).with_note(note)
 
+    def _apply_history(self, request: Request, result: HistoryResult | None) -> Request:
+        if result is None or not result.changed:
+            return request
+        note = LayerNote(
+            layer=self.name, quality={"history_retention": result.retention},
+            detail={"history_compressed": len(result.compressed),
+                    "history_dropped": len(result.dropped), "history_fits": result.fits})
+        return request.with_messages(result.messages).with_note(note)
+
     # ---- the layer contract -------------------------------------------------
 
     def process(self, request: Request) -> Request:
+        if self.history is not None:
+            request = self._apply_history(request, self.history.compress(
+                request.messages, _question_of(request)))
         jobs, question = self._plan(request)
         results = [self.compressor.compress(job.head, question) for job in jobs]
         return self._apply(request, jobs, results)
 
     async def aprocess(self, request: Request) -> Request:
+        if self.history is not None:
+            request = self._apply_history(request, await self.history.acompress(
+                request.messages, _question_of(request)))
         jobs, question = self._plan(request)
         results = list(await asyncio.gather(
             *(self.compressor.acompress(job.head, question) for job in jobs)))
@@ -114,6 +136,11 @@ class CompressLayer:
 
     def __repr__(self) -> str:
         return f"CompressLayer({self.compressor!r}, roles={sorted(self.roles)})"
+
+
+def _question_of(request: Request) -> str | None:
+    question = request.metadata.get("question")
+    return question if isinstance(question, str) and question.strip() else None
 
 
 def _question_cut(text: str) -> int:
