@@ -46,3 +46,26 @@ def test_bench_rejects_bad_files(tmp_path) -> None:
     assert out.exit_code == 2
     out = CliRunner().invoke(app, ["bench", "compress", "--qa", str(bad), "--ratio", "0.5"])
     assert out.exit_code == 2
+
+
+def test_summary_overlap_is_content_word_recall() -> None:
+    from tokenlean.compress._bench import summary_overlap
+
+    reference = "The committee discussed the budget and the new school buildings."
+    assert summary_overlap(reference, reference) == 1.0
+    assert summary_overlap(reference, "nothing related here") == 0.0
+    half = summary_overlap(reference, "committee discussed budgets")  # 3 of 6 content words
+    assert half == pytest.approx(0.5)
+
+
+def test_bench_reports_summary_overlap_for_summary_answers(tmp_path, context) -> None:
+    path = tmp_path / "meetings.jsonl"
+    path.write_text(json.dumps({"id": "m", "context": context, "question": "Summarise Bach.",
+                                "answers": ["Bach, a German Baroque composer, was born in "
+                                            "Eisenach and died in Leipzig."]}) + "\n")
+    out = CliRunner().invoke(app, ["bench", "compress", str(path), "--ratio", "4"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert 0 < data["summary_overlap"] <= data["summary_overlap_full"] <= 1
+    assert data["summary_overlap_kept"] == pytest.approx(
+        data["summary_overlap"] / data["summary_overlap_full"], abs=1e-3)
