@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -49,11 +47,11 @@ from tokenlean.core import (
     LayerReport,
     PriceTable,
     TokenleanError,
-    TokenleanWarning,
     Usage,
     count_messages,
     count_tokens,
 )
+from tokenlean.core._tally import SinkOutage, Tally, cache_hit
 from tokenlean.core.prices import default_price_table
 
 from ._convert import from_lc_messages, usage_from_lc
@@ -138,43 +136,8 @@ def _estimate(prompt: Any, response: LLMResult, model: str) -> tuple[Usage, bool
             counted.exact and answer.exact)
 
 
-class _Totals:
+class _Totals(Tally):
     """Running sums, shared by both handlers (``get_openai_callback``-style names too)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.cached_calls = 0
-        self.unpriced_calls = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.cache_read_tokens = 0
-        self.cache_write_tokens = 0
-        self.reasoning_tokens = 0
-        self.cost_usd = Decimal(0)
-        self.saved_usd = Decimal(0)
-
-    def _add(self, record: CallRecord) -> None:
-        usage = record.usage
-        self.calls += 1
-        self.cached_calls += int(record.cached)
-        self.unpriced_calls += int(record.cost is None and not record.cached)
-        self.input_tokens += usage.input_tokens
-        self.output_tokens += usage.output_tokens
-        self.cache_read_tokens += usage.cache_read_tokens
-        self.cache_write_tokens += usage.cache_write_tokens
-        self.reasoning_tokens += usage.reasoning_tokens
-        self.cost_usd += record.cost_usd or 0
-        self.saved_usd += sum((r.saved_usd or Decimal(0) for r in record.layers), Decimal(0))
-
-    def _merge(self, other: _Totals) -> None:
-        for name in ("calls", "cached_calls", "unpriced_calls", "input_tokens", "output_tokens",
-                     "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd",
-                     "saved_usd"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
 
     # get_openai_callback names, for drop-in use
     @property
@@ -211,7 +174,7 @@ class _CostCore(_Totals):
 
     def __init__(self, *, ledger: Any = None, prices: PriceTable | None = None,
                  tenant: str = "default", keep_records: bool = False) -> None:
-        super().__init__()
+        Tally.__init__(self)
         if ledger is not None and not callable(getattr(ledger, "record", None)):
             raise ConfigError("ledger must have a record(record) method (a ledger or exporter)")
         if prices is not None and not isinstance(prices, PriceTable):
@@ -226,7 +189,7 @@ class _CostCore(_Totals):
         self._runs: dict[UUID, _Run] = {}
         self._seen_messages: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
-        self._ledger_down = False
+        self._outage = SinkOutage()
 
     # ---- events -> state ----------------------------------------------------
 
@@ -301,7 +264,7 @@ class _CostCore(_Totals):
                 self._seen_messages[message_id] = None
                 while len(self._seen_messages) > _SEEN_LIMIT:
                     self._seen_messages.popitem(last=False)
-            self._add(record)
+            self.add(record)
             if self.keep_records:
                 self.records.append(record)
         return record
@@ -325,12 +288,8 @@ class _CostCore(_Totals):
         layers: tuple[LayerReport, ...] = ()
         billed = usage
         if cached:  # the cache answered: nothing was spent, the whole call was saved
-            billed = Usage()
-            would_cost = self.prices.price(usage, model=model, provider=provider)
-            layers = (LayerReport(
-                layer=cache_layer, saved_input_tokens=usage.input_tokens,
-                saved_output_tokens=usage.output_tokens,
-                saved_usd=None if would_cost is None else would_cost.total_usd),)
+            billed, layers = cache_hit(self.prices, usage, model=model, provider=provider,
+                                       layer=cache_layer)
         cost = self.prices.price(billed, model=model, provider=provider)
         finish = str(response_meta.get("finish_reason") or response_meta.get("stop_reason")
                      or "stop")
@@ -346,34 +305,11 @@ class _CostCore(_Totals):
 
     # ---- the sink -------------------------------------------------------------
 
-    def _sink_failed(self, exc: BaseException) -> None:
-        if not self._ledger_down:
-            self._ledger_down = True
-            warnings.warn(f"writing the cost ledger failed ({type(exc).__name__}: {exc}); "
-                          "rows are dropped until it recovers (one warning per outage), "
-                          "the calls are unaffected", TokenleanWarning, stacklevel=4)
-
     def _write(self, record: CallRecord) -> None:
-        if self.ledger is None:
-            return
-        try:
-            self.ledger.record(record)
-        except Exception as exc:
-            self._sink_failed(exc)
-        else:
-            self._ledger_down = False
+        self._outage.write(self.ledger, record)
 
     async def _awrite(self, record: CallRecord) -> None:
-        arecord = getattr(self.ledger, "arecord", None)
-        if arecord is None:
-            self._write(record)
-            return
-        try:
-            await arecord(record)
-        except Exception as exc:
-            self._sink_failed(exc)
-        else:
-            self._ledger_down = False
+        await self._outage.awrite(self.ledger, record)
 
 
 class TokenleanCostHandler(_CostCore, BaseCallbackHandler):
@@ -487,5 +423,5 @@ def tokenlean_costs(*, ledger: Any = None, prices: PriceTable | None = None,
         _costs_var.reset(token)
         if parent is not None:
             with parent._lock:
-                parent._merge(handler)
+                parent.merge(handler)
                 parent.records.extend(handler.records)

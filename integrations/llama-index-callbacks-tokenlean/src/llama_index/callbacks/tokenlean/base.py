@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,11 +44,11 @@ from tokenlean.core import (
     CallRecord,
     ConfigError,
     PriceTable,
-    TokenleanWarning,
     Usage,
     count_messages,
     count_tokens,
 )
+from tokenlean.core._tally import SinkOutage, cache_hit, tally
 from tokenlean.core.prices import default_price_table
 
 from ._convert import messages_from_llama, model_from_dict, usage_from_response
@@ -138,6 +137,7 @@ class TokenleanEventHandler(BaseEventHandler):
     records: list[CallRecord] = Field(default_factory=list)
 
     calls: int = 0
+    cached_calls: int = 0
     unpriced_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -145,10 +145,11 @@ class TokenleanEventHandler(BaseEventHandler):
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
+    saved_usd: Decimal = Decimal(0)
 
     _runs: OrderedDict[str, _Run] = PrivateAttr(default_factory=OrderedDict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _ledger_down: bool = PrivateAttr(default=False)
+    _outage: SinkOutage = PrivateAttr(default_factory=SinkOutage)
     _attached: list[tuple[Dispatcher, Any]] = PrivateAttr(default_factory=list)
 
     def __init__(self, **data: Any) -> None:
@@ -239,6 +240,14 @@ class TokenleanEventHandler(BaseEventHandler):
             return None
         model = run.model or "unknown"
         table = self.prices or default_price_table()
+        lean_meta = (getattr(response, "additional_kwargs", None) or {}).get("tokenlean") or {}
+        cached, layers = bool(lean_meta.get("cached")), ()
+        if cached:  # lean()'s cache answered: nothing was spent, the whole call was saved
+            saved, usage = usage, Usage()
+            if run.model:
+                usage, layers = cache_hit(table, saved, model=model, provider=None,
+                                          layer=next(iter(lean_meta.get("saved_tokens") or {}),
+                                                     "cache"))
         cost = table.price(usage, model=model) if run.model else None
         meta: dict[str, Any] = {"usage_source": source, "llm_event": run.kind}
         if not exact:
@@ -247,7 +256,7 @@ class TokenleanEventHandler(BaseEventHandler):
             meta["trace_span_id"] = run.root
         record = CallRecord(
             request_id=span_id, model=model, provider=None if cost is None else cost.provider,
-            tenant=self.tenant, usage=usage, cost=cost,
+            tenant=self.tenant, usage=usage, cost=cost, cached=cached, layers=layers,
             latency_s=time.perf_counter() - run.started, started_at=run.wall,
             run_id=span_id, parent_run_id=run.parent,
             tags=tuple(str(k) for k in (event.tags or {})), metadata=meta)
@@ -273,31 +282,12 @@ class TokenleanEventHandler(BaseEventHandler):
         return Usage(input_tokens=prompt.tokens, output_tokens=completion.tokens), exact
 
     def _add(self, record: CallRecord) -> None:
-        usage = record.usage
-        self.calls += 1
-        self.unpriced_calls += int(record.cost is None)
-        self.input_tokens += usage.input_tokens
-        self.output_tokens += usage.output_tokens
-        self.cache_read_tokens += usage.cache_read_tokens
-        self.cache_write_tokens += usage.cache_write_tokens
-        self.reasoning_tokens += usage.reasoning_tokens
-        self.cost_usd += record.cost_usd or 0
+        tally(self, record)
         if self.keep_records:
             self.records.append(record)
 
     def _write(self, record: CallRecord) -> None:
-        if self.ledger is None:
-            return
-        try:
-            self.ledger.record(record)
-        except Exception as exc:  # an outage of the ledger must not fail the call
-            if not self._ledger_down:
-                self._ledger_down = True
-                warnings.warn(f"writing the cost ledger failed ({type(exc).__name__}: {exc}); "
-                              "rows are dropped until it recovers (one warning per outage), "
-                              "the calls are unaffected", TokenleanWarning, stacklevel=2)
-        else:
-            self._ledger_down = False
+        self._outage.write(self.ledger, record)  # an outage of the ledger never fails the call
 
     # ---- attach / detach ---------------------------------------------------------
 

@@ -70,7 +70,11 @@ class LeanLLM(LLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        return self.inner.metadata  # type: ignore[no-any-return]
+        """The inner LLM's, named after ``model`` when one was given (so cost handlers
+        price calls as the ledger does)."""
+        inner: LLMMetadata = self.inner.metadata
+        return inner.model_copy(update={"model_name": self.model_name}) if self.model_name \
+            else inner
 
     @property
     def _model(self) -> str:
