@@ -30,11 +30,16 @@ _ROLE_OF_TEMPLATE = {SystemMessagePromptTemplate: "system", HumanMessagePromptTe
 _ROLE_OF_MESSAGE = {SystemMessage: "system", HumanMessage: "human", AIMessage: "ai"}
 
 
+_REWRITERS: dict[str, Any] = {}  # one memoising rewriter per mode, shared by every call
+
+
 def _rewriter(mode: str, rewriter: Any) -> Any:
     if rewriter is not None:
         return rewriter
-    templates = require("tokenlean.templates", extra="templates", feature="lean_prompt")
-    return templates.TemplateRewriter(mode=mode)
+    if mode not in _REWRITERS:
+        templates = require("tokenlean.templates", extra="templates", feature="lean_prompt")
+        _REWRITERS[mode] = templates.TemplateRewriter(mode=mode)
+    return _REWRITERS[mode]
 
 
 def _lean_string_prompt(prompt: PromptTemplate, rewriter: Any, results: list[Any]
@@ -76,22 +81,23 @@ def _lean_chat_prompt(prompt: ChatPromptTemplate, rewriter: Any, roles: frozense
 
 
 @overload
-def lean_prompt(prompt: P, *, mode: Literal["safe", "whitespace"] = ...,
+def lean_prompt(prompt: P, *, mode: Literal["safe", "whitespace", "all"] = ...,
                 roles: Sequence[str] = ..., rewriter: Any = ...,
                 with_report: Literal[False] = ...) -> P: ...
 
 
 @overload
-def lean_prompt(prompt: P, *, mode: Literal["safe", "whitespace"] = ...,
+def lean_prompt(prompt: P, *, mode: Literal["safe", "whitespace", "all"] = ...,
                 roles: Sequence[str] = ..., rewriter: Any = ...,
                 with_report: Literal[True]) -> tuple[P, list[Any]]: ...
 
 
-def lean_prompt(prompt: P, *, mode: Literal["safe", "whitespace"] = "safe",
+def lean_prompt(prompt: P, *, mode: Literal["safe", "whitespace", "all"] = "safe",
                 roles: Sequence[str] = ("system", "human"), rewriter: Any = None,
                 with_report: bool = False) -> P | tuple[P, list[Any]]:
     """A copy of ``prompt`` (a ``PromptTemplate`` or ``ChatPromptTemplate``) whose
-    text is rewritten by the safe passes of :mod:`tokenlean.templates`.
+    text is rewritten by :mod:`tokenlean.templates` (``mode="safe"`` by default;
+    ``"all"`` adds the structural passes).
 
     ``roles`` picks which chat messages are rewritten (``"system"``, ``"human"``,
     ``"ai"``); placeholders are never touched. ``rewriter`` is a

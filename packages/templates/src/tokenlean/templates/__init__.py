@@ -2,7 +2,8 @@
 
 ``rewrite(template)`` runs the safe passes (whitespace, decoration, duplicate
 sentences, filler, politeness, hedges, verbose connectives, repeated
-constraints). Every pass is checked against the invariants (variables, code,
+constraints, contractions); ``mode="all"`` adds the opt-in structural passes
+(markdown, role / input / task labels, telegraphic style). Every pass is checked against the invariants (variables, code,
 quoted strings, numbers, URLs, JSON / XML examples, explicit constraints) and
 skipped for a template it would break; the rewrite must keep MiniLM similarity
 above a documented floor. ``TemplatesLayer`` applies it to system messages in a
@@ -29,6 +30,7 @@ from ._llamaindex import lean_llamaindex_prompts, lean_llamaindex_template
 from ._rewrite import (
     DEFAULT_SIMILARITY_FLOOR,
     PASS_DESCRIPTIONS,
+    STRUCTURAL_SIMILARITY_FLOOR,
     PassReport,
     RewriteResult,
     TemplateRewriter,
@@ -48,6 +50,7 @@ __all__ = [
     "PASS_DESCRIPTIONS",
     "MiniLMScorer",
     "PassReport",
+    "STRUCTURAL_SIMILARITY_FLOOR",
     "RewriteResult",
     "Selection",
     "SimilarityScorer",

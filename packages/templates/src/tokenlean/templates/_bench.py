@@ -10,7 +10,9 @@ from typing import Any
 import typer
 
 from ._protect import check_invariants, find_variables
-from ._rewrite import DEFAULT_SIMILARITY_FLOOR, TemplateRewriter
+from ._rewrite import TemplateRewriter
+
+_MODES = ("safe", "whitespace", "all")
 
 
 def _load(path: Path) -> list[dict[str, Any]]:
@@ -52,8 +54,56 @@ def llamaindex_corpus() -> list[dict[str, Any]]:
     return [r for r in rows if not (r["template"] in seen or seen.add(r["template"]))]
 
 
+def langchain_corpus() -> list[dict[str, Any]]:
+    """Every prompt template the installed LangChain ships: the ``*prompt*`` modules of
+    ``langchain_classic`` (chains, agents, evaluation, ...) and ``langchain_core``."""
+    import importlib
+    import pkgutil
+    import warnings
+
+    from langchain_core.prompts import BasePromptTemplate
+
+    rows: list[dict[str, Any]] = []
+    for package_name in ("langchain_classic", "langchain_core"):
+        try:
+            package = importlib.import_module(package_name)
+        except ImportError:
+            continue
+        with warnings.catch_warnings():  # walking imports packages; some warn on import
+            warnings.simplefilter("ignore")
+            names = [m.name for m in pkgutil.walk_packages(
+                package.__path__, package_name + ".", onerror=lambda _name: None)
+                if "prompt" in m.name.rsplit(".", 1)[-1]]
+        for module_name in sorted(names):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    module = importlib.import_module(module_name)
+            except Exception:  # an optional dependency of that module is missing
+                continue
+            for name in sorted(vars(module)):
+                value = getattr(module, name)
+                if name.startswith("_") or not isinstance(value, BasePromptTemplate):
+                    continue
+                rows.extend(_langchain_texts(f"{module_name}.{name}", value))
+    seen: set[str] = set()
+    return [r for r in rows if not (r["template"] in seen or seen.add(r["template"]))]
+
+
+def _langchain_texts(key: str, prompt: Any) -> list[dict[str, Any]]:
+    if isinstance(getattr(prompt, "template", None), str):
+        return [{"id": key, "template": prompt.template}]
+    out = []
+    for i, message in enumerate(getattr(prompt, "messages", None) or []):
+        inner = getattr(getattr(message, "prompt", None), "template", None)
+        content = inner if isinstance(inner, str) else getattr(message, "content", None)
+        if isinstance(content, str) and content.strip():
+            out.append({"id": f"{key}[{i}]", "template": content})
+    return out
+
+
 def run_bench(rows: list[dict[str, Any]], *, mode: str = "safe", model: str = "gpt-4o",
-              similarity: bool = True, floor: float = DEFAULT_SIMILARITY_FLOOR,
+              similarity: bool = True, floor: float | None = None,
               batch: int = 64) -> dict[str, Any]:
     """The benchmark's numbers for ``rows`` (templates shape)."""
     rewriter = TemplateRewriter(mode=mode, model=model,  # type: ignore[arg-type]
@@ -78,6 +128,7 @@ def run_bench(rows: list[dict[str, Any]], *, mode: str = "safe", model: str = "g
     variables_lost = sum(len(set(find_variables(r.original)) - set(find_variables(r.text)))
                          for r in results)
     sims = [r.similarity for r in results if r.similarity is not None and r.changed]
+    floor = rewriter.similarity_floor
     by_type: dict[str, dict[str, Any]] = {}
     for row, r in zip(rows, results):
         entry = by_type.setdefault(str(row.get("type", "-")),
@@ -103,8 +154,10 @@ def run_bench(rows: list[dict[str, Any]], *, mode: str = "safe", model: str = "g
         "invariant_violations": violations,
         "variables_lost": variables_lost,
         "similarity_floor": floor if similarity else None,
+        "min_similarity": round(min(sims), 4) if sims else None,
         "similarity_min": round(min(sims), 4) if sims else None,
         "similarity_mean": round(statistics.mean(sims), 4) if sims else None,
+        "similarity_p05": round(sorted(sims)[len(sims) // 20], 4) if sims else None,
         "backed_off": sum(any("backed off" in n for n in r.notes) for r in results),
         "per_pass": per_pass,
         "by_type": by_type,
@@ -112,34 +165,50 @@ def run_bench(rows: list[dict[str, Any]], *, mode: str = "safe", model: str = "g
 
 
 def bench(
-    file: str = typer.Argument(..., help="JSONL of templates {id, name, template, type}, "
-                                         "or 'llamaindex' (llama-index-core's default prompts)."),
-    mode: str = typer.Option("safe", "--mode", help="safe | whitespace"),
+    file: str = typer.Argument(None, help="JSONL of templates {id, name, template, type}, "
+                                          "'llamaindex' or 'langchain' (the frameworks' own "
+                                          "prompts); or give it as --corpus."),
+    corpus: str | None = typer.Option(None, "--corpus", help="Same as FILE."),
+    passes: str | None = typer.Option(None, "--passes",
+                                      help="safe | all (safe + structural) | whitespace"),
+    mode: str = typer.Option("safe", "--mode", help="Older name of --passes."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use the first N rows."),
     split: str = typer.Option("all", "--split",
-                              help="all | tune (index % 5 != 4) | holdout (index % 5 == 4)"),
+                              help="all | tune (index % 5 != 4) | holdout (index % 5 == 4) | "
+                                   "even | odd (index % 2)"),
     model: str = typer.Option("gpt-4o", "--model", help="Tokenizer to count with."),
     no_similarity: bool = typer.Option(False, "--no-similarity",
                                        help="Skip the MiniLM meaning check (faster)."),
-    floor: float = typer.Option(DEFAULT_SIMILARITY_FLOOR, "--floor", min=0.0, max=1.0,
-                                help="Similarity floor."),
+    floor: float | None = typer.Option(None, "--floor", min=0.0, max=1.0,
+                                       help="Similarity floor (default: the mode's floor)."),
+    as_json: bool = typer.Option(True, "--json/--no-json",
+                                 help="Print JSON (always; kept for the documented command)."),
 ) -> None:
-    """Templates layer: tokens saved by the safe rewrite, invariants, MiniLM similarity."""
-    if mode not in ("safe", "whitespace"):
-        raise typer.BadParameter("--mode must be safe or whitespace")
-    if split not in ("all", "tune", "holdout"):
-        raise typer.BadParameter("--split must be all, tune or holdout")
-    if file == "llamaindex":
+    """Templates layer: tokens saved by the rewrite passes, invariants, MiniLM similarity."""
+    del as_json  # the output is always one JSON object
+    mode = passes or mode
+    source = corpus or file
+    if source is None:
+        raise typer.BadParameter("give the templates file (or llamaindex / langchain)")
+    if mode not in _MODES:
+        raise typer.BadParameter("--passes must be safe, all or whitespace")
+    if split not in ("all", "tune", "holdout", "even", "odd"):
+        raise typer.BadParameter("--split must be all, tune, holdout, even or odd")
+    if source == "llamaindex":
         rows = llamaindex_corpus()
+    elif source == "langchain":
+        rows = langchain_corpus()
     else:
-        path = Path(file)
+        path = Path(source)
         if not path.is_file():
-            raise typer.BadParameter(f"{file} is not a file (or 'llamaindex')")
+            raise typer.BadParameter(f"{source} is not a file (or 'llamaindex' / 'langchain')")
         rows = _load(path)
-    if split != "all":
+    if split in ("tune", "holdout"):
         rows = [r for i, r in enumerate(rows) if (i % 5 == 4) == (split == "holdout")]
+    elif split in ("even", "odd"):
+        rows = [r for i, r in enumerate(rows) if i % 2 == (split == "odd")]
     if limit is not None:
         rows = rows[:limit]
     out = run_bench(rows, mode=mode, model=model, similarity=not no_similarity, floor=floor)
-    out = {"data": file, "split": split, "limit": limit, **out}
+    out = {"data": source, "split": split, "limit": limit, **out}
     typer.echo(json.dumps(out))

@@ -34,11 +34,57 @@ def _templates(path: Path) -> list[tuple[str, str]]:
     return [(path.name, text)]
 
 
+def _object_templates(target: str, framework: str) -> list[tuple[str, str]]:
+    """Templates of ``module:attr`` (a prompt, or an object with ``get_prompts()``), or of
+    every prompt the framework ships (``installed``)."""
+    import importlib
+
+    from ._bench import _langchain_texts, langchain_corpus, llamaindex_corpus
+
+    if target == "installed":
+        rows = langchain_corpus() if framework == "langchain" else llamaindex_corpus()
+        return [(r["id"], r["template"]) for r in rows]
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise typer.BadParameter(f"--from-{framework} takes module:attr or 'installed'")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise typer.BadParameter(f"cannot load {target}: {exc}") from None
+    prompts = obj.get_prompts() if hasattr(obj, "get_prompts") else {attr: obj}
+    out = []
+    for key, prompt in prompts.items():
+        if framework == "llamaindex":
+            out.extend((f"{target}:{key}", t) for t in _llamaindex_texts(prompt))
+        else:
+            out.extend((r["id"], r["template"]) for r in _langchain_texts(f"{target}:{key}",
+                                                                           prompt))
+    return out
+
+
+def _llamaindex_texts(prompt: object) -> list[str]:
+    default = getattr(prompt, "default_template", None)
+    if default is not None:
+        return _llamaindex_texts(default)
+    for attr in ("template_str", "template"):
+        if isinstance(getattr(prompt, attr, None), str):
+            return [getattr(prompt, attr)]
+    return [m.content for m in getattr(prompt, "message_templates", None) or []
+            if isinstance(getattr(m, "content", None), str) and m.content.strip()]
+
+
 @app.command("lint")
 def lint(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False,
-                                help="A template text file, or JSONL rows with 'template'."),
-    mode: str = typer.Option("safe", "--mode", help="safe | whitespace"),
+    file: Path | None = typer.Argument(None, exists=True, dir_okay=False,
+                                       help="A template text file, or JSONL rows with "
+                                            "'template'."),
+    from_langchain: str | None = typer.Option(
+        None, "--from-langchain", help="module:attr of a LangChain prompt, or 'installed' "
+                                       "(every prompt the installed LangChain ships)."),
+    from_llamaindex: str | None = typer.Option(
+        None, "--from-llamaindex", help="module:attr of a LlamaIndex prompt or of an object "
+                                        "with get_prompts(), or 'installed'."),
+    mode: str = typer.Option("safe", "--mode", "--passes", help="safe | all | whitespace"),
     limit: int | None = typer.Option(None, "--limit", min=1, help="First N templates only."),
     no_similarity: bool = typer.Option(False, "--no-similarity", help="Skip the MiniLM check."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per template."),
@@ -46,9 +92,16 @@ def lint(
                                       help="Write the rewrite of a single text template here."),
 ) -> None:
     """Show what the rewrite saves on each template, with a word diff."""
-    if mode not in ("safe", "whitespace"):
-        raise typer.BadParameter("--mode must be safe or whitespace")
-    rows = _templates(file)[:limit]
+    if mode not in ("safe", "whitespace", "all"):
+        raise typer.BadParameter("--passes must be safe, all or whitespace")
+    if sum(x is not None for x in (file, from_langchain, from_llamaindex)) != 1:
+        raise typer.BadParameter("give one of FILE, --from-langchain, --from-llamaindex")
+    if from_langchain is not None:
+        rows = _object_templates(from_langchain, "langchain")[:limit]
+    elif from_llamaindex is not None:
+        rows = _object_templates(from_llamaindex, "llamaindex")[:limit]
+    else:
+        rows = _templates(file)[:limit]  # type: ignore[arg-type]  # checked: exactly one given
     rewriter = TemplateRewriter(mode=mode,  # type: ignore[arg-type]
                                 scorer=None if no_similarity else "minilm")
     results = rewriter.rewrite_many([t for _, t in rows])

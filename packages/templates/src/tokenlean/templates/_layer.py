@@ -8,7 +8,7 @@ from typing import Literal
 
 from tokenlean.core import ConfigError, LayerNote, Message, Request
 
-from ._rewrite import DEFAULT_SIMILARITY_FLOOR, RewriteResult, TemplateRewriter
+from ._rewrite import RewriteResult, TemplateRewriter
 from ._similarity import SimilarityScorer
 
 __all__ = ["TemplatesLayer"]
@@ -26,9 +26,9 @@ class TemplatesLayer:
 
     name = "templates"
 
-    def __init__(self, *, mode: Literal["safe", "whitespace"] = "safe",
+    def __init__(self, *, mode: Literal["safe", "whitespace", "all"] = "safe",
                  roles: Sequence[str] = ("system", "developer"),
-                 similarity_floor: float = DEFAULT_SIMILARITY_FLOOR,
+                 similarity_floor: float | None = None,
                  scorer: SimilarityScorer | Literal["minilm"] | None = "minilm",
                  rewriter: TemplateRewriter | None = None) -> None:
         if isinstance(roles, str) or not roles:

@@ -13,13 +13,16 @@ from typing import Literal
 
 from tokenlean.core import ConfigError, InvalidRequestError, count_tokens
 
-from ._passes import PASSES, SAFE_PASSES, WHITESPACE_PASSES, Pass, split_sentences
+from ._passes import PASSES as _SAFE_PASS_TABLE
+from ._passes import SAFE_PASSES, WHITESPACE_PASSES, Pass, split_sentences
 from ._protect import Masked, Violation, check_invariants, find_variables, mask
 from ._similarity import SimilarityScorer, default_scorer
+from ._structural import STRUCTURAL_PASS_LIST, STRUCTURAL_PASSES
 
 __all__ = [
     "DEFAULT_SIMILARITY_FLOOR",
     "PASS_DESCRIPTIONS",
+    "STRUCTURAL_SIMILARITY_FLOOR",
     "PassReport",
     "RewriteResult",
     "TemplateRewriter",
@@ -27,11 +30,17 @@ __all__ = [
     "rewrite",
 ]
 
-Mode = Literal["safe", "whitespace"]
+Mode = Literal["safe", "whitespace", "all"]
+PASSES: dict[str, Pass] = {**_SAFE_PASS_TABLE, **{p.name: p for p in STRUCTURAL_PASS_LIST}}
+_MODE_PASSES: dict[str, tuple[str, ...]] = {
+    "safe": SAFE_PASSES, "whitespace": WHITESPACE_PASSES, "all": SAFE_PASSES + STRUCTURAL_PASSES}
 # Chosen on the tuning part of templates_prompts_chat_dev.jsonl (docs/benchmarks/templates.md):
 # safe rewrites there mostly score 0.87-1.0 with MiniLM; a rewrite below the floor is
 # backed off pass by pass until it is above it.
 DEFAULT_SIMILARITY_FLOOR = 0.85
+# mode="all" (safe + structural passes): labelled, telegraphic text moves MiniLM further from
+# the prose original while keeping its content; floor chosen on the same tuning split.
+STRUCTURAL_SIMILARITY_FLOOR = 0.80
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,24 +194,29 @@ class TemplateRewriter:
     """Rewrites prompt templates with the safe passes, memoised per template text.
 
     ``mode="safe"`` runs every safe pass; ``"whitespace"`` only the whitespace
-    pass; ``passes=`` picks passes by name (see :data:`PASS_DESCRIPTIONS`).
+    pass; ``"all"`` the safe passes then the opt-in structural ones (markdown,
+    structure, telegraphic); ``passes=`` picks passes by name (see
+    :data:`PASS_DESCRIPTIONS`).
     Every pass is checked against the invariants (variables, code, quotes,
     numbers, URLs, JSON / XML examples, explicit constraints) and skipped for a
     template it would break; the whole rewrite must stay above
-    ``similarity_floor`` (MiniLM cosine), else passes are backed off one at a
-    time, latest first. ``scorer=None`` turns the meaning check off (the
-    result's ``similarity`` is then None).
+    ``similarity_floor`` (MiniLM cosine; default :data:`DEFAULT_SIMILARITY_FLOOR`,
+    or :data:`STRUCTURAL_SIMILARITY_FLOOR` with ``mode="all"``), else passes are
+    backed off one at a time, latest first. ``scorer=None`` turns the meaning
+    check off (the result's ``similarity`` is then None).
     """
 
     def __init__(self, *, mode: Mode = "safe", passes: Sequence[str] | None = None,
-                 model: str = "gpt-4o", similarity_floor: float = DEFAULT_SIMILARITY_FLOOR,
+                 model: str = "gpt-4o", similarity_floor: float | None = None,
                  scorer: SimilarityScorer | Literal["minilm"] | None = "minilm",
                  cache_size: int = 4096) -> None:
-        if mode not in ("safe", "whitespace"):
-            raise ConfigError("mode must be 'safe' or 'whitespace' (structural rewriting is "
-                              "not part of this release)")
-        names = tuple(passes) if passes is not None else (
-            SAFE_PASSES if mode == "safe" else WHITESPACE_PASSES)
+        if mode not in _MODE_PASSES:
+            raise ConfigError(f"mode must be one of {sorted(_MODE_PASSES)} ('all' adds the "
+                              "structural passes to the safe ones)")
+        if similarity_floor is None:
+            similarity_floor = (STRUCTURAL_SIMILARITY_FLOOR if mode == "all"
+                                else DEFAULT_SIMILARITY_FLOOR)
+        names = tuple(passes) if passes is not None else _MODE_PASSES[mode]
         unknown = [n for n in names if n not in PASSES]
         if unknown:
             raise ConfigError(f"unknown passes {unknown}; known: {list(PASSES)}")
