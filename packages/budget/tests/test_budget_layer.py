@@ -374,7 +374,7 @@ def test_prediction_uses_the_model_and_is_exposed_for_middleware() -> None:
     layer = BudgetLayer(predictor=predictor, set_max_tokens=False)
     ask = "Give me three tips for a job interview."
     terse = req(ask, model="text-davinci-003", max_tokens=None)
-    verbose = req(ask, model="gpt-4-1106-preview", max_tokens=None)
+    verbose = req(ask, model="gpt4_1106_preview", max_tokens=None)
     assert predictor.knows_model("text_davinci_003") and predictor.knows_model("gpt4_1106_preview")
     low, high = layer.predict_max_tokens(terse), layer.predict_max_tokens(verbose)
     assert low is not None and high is not None and low < high
