@@ -293,22 +293,33 @@ class TokenleanEventHandler(BaseEventHandler):
 
     def attach(self, dispatcher: Dispatcher | None = None) -> TokenleanEventHandler:
         """Add this handler (and its span handler) to ``dispatcher`` (default: the root)."""
-        target = dispatcher or get_dispatcher()
-        target.add_event_handler(self)
-        self._attached.append((target, self))
-        if self.span_handler is not None:
-            target.add_span_handler(self.span_handler)
-            self._attached.append((target, self.span_handler))
+        attach_handlers(self, self.span_handler, self._attached, dispatcher)
         return self
 
     def detach(self) -> None:
         """Remove everything :meth:`attach` added."""
-        while self._attached:
-            target, handler = self._attached.pop()
-            handlers = (target.span_handlers if isinstance(handler, BaseSpanHandler)
-                        else target.event_handlers)
-            if handler in handlers:
-                handlers.remove(handler)
+        detach_handlers(self._attached)
+
+
+def attach_handlers(handler: BaseEventHandler, span_handler: BaseSpanHandler | None,
+                    attached: list[tuple[Any, Any]], dispatcher: Dispatcher | None) -> None:
+    """Add an event handler (and its span handler) to ``dispatcher``; note them in ``attached``."""
+    target = dispatcher or get_dispatcher()
+    target.add_event_handler(handler)
+    attached.append((target, handler))
+    if span_handler is not None:
+        target.add_span_handler(span_handler)
+        attached.append((target, span_handler))
+
+
+def detach_handlers(attached: list[tuple[Any, Any]]) -> None:
+    """Remove what :func:`attach_handlers` noted in ``attached``."""
+    while attached:
+        target, handler = attached.pop()
+        handlers = (target.span_handlers if isinstance(handler, BaseSpanHandler)
+                    else target.event_handlers)
+        if handler in handlers:
+            handlers.remove(handler)
 
 
 def instrument(*, ledger: Any = None, prices: PriceTable | None = None, tenant: str = "default",

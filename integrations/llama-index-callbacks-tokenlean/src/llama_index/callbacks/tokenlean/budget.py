@@ -37,7 +37,6 @@ from typing import Any
 
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.callbacks.base_handler import BaseCallbackHandler
-from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.dispatcher import Dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
@@ -54,7 +53,7 @@ from tokenlean.core import ConfigError, Message, Request, Response, Usage
 from tokenlean.core._optional import require
 
 from ._convert import messages_from_llama, model_from_dict, usage_from_response
-from .base import TokenleanSpanHandler
+from .base import TokenleanSpanHandler, attach_handlers, detach_handlers
 
 __all__ = ["TokenleanBudgetHandler", "enforce_budget"]
 
@@ -126,6 +125,7 @@ class TokenleanBudgetHandler(BaseEventHandler):
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _gate: _Gate | None = PrivateAttr(default=None)
     _attached: list[tuple[Any, Any]] = PrivateAttr(default_factory=list)
+    _managers: list[CallbackManager] = PrivateAttr(default_factory=list)
 
     def __init__(self, **data: Any) -> None:
         layer, tenant = data.get("layer"), data.get("tenant", "default")
@@ -241,26 +241,15 @@ class TokenleanBudgetHandler(BaseEventHandler):
                 manager = CallbackManager([])
                 llm.callback_manager = manager
             manager.add_handler(self.callback)
-            self._attached.append((manager, self.callback))
-        target = dispatcher or get_dispatcher()
-        target.add_event_handler(self)
-        self._attached.append((target, self))
-        if self.span_handler is not None:
-            target.add_span_handler(self.span_handler)
-            self._attached.append((target, self.span_handler))
+            self._managers.append(manager)
+        attach_handlers(self, self.span_handler, self._attached, dispatcher)
         return self
 
     def detach(self) -> None:
         """Remove everything :meth:`attach` added."""
-        while self._attached:
-            target, handler = self._attached.pop()
-            if isinstance(target, CallbackManager):
-                target.remove_handler(handler)
-                continue
-            handlers = (target.span_handlers if handler is self.span_handler
-                        else target.event_handlers)
-            if handler in handlers:
-                handlers.remove(handler)
+        while self._managers:
+            self._managers.pop().remove_handler(self.callback)
+        detach_handlers(self._attached)
 
 
 def enforce_budget(layer: Any, *llms: Any, tenant: str = "default",
