@@ -25,20 +25,11 @@ from llama_index.core.llms.callbacks import llm_completion_callback
 
 from llama_index.callbacks.tokenlean import TokenleanBudgetHandler, enforce_budget
 from tokenlean.budget import Budget, BudgetLayer, LengthPredictor, SQLiteBudgetStore
-from tokenlean.core import (
-    BudgetExceeded,
-    ConfigError,
-    Message,
-    ModelPrice,
-    PriceTable,
-    Request,
-    count_messages,
-    count_tokens,
-)
+from tokenlean import core
 
-PRICES = PriceTable(overrides={
-    "gpt-4o": ModelPrice(input_per_mtok=Decimal(1), output_per_mtok=Decimal(2)),
-    "gpt-4o-mini": ModelPrice(input_per_mtok=Decimal("0.1"), output_per_mtok=Decimal("0.2")),
+PRICES = core.PriceTable(overrides={
+    "gpt-4o": core.ModelPrice(input_per_mtok=Decimal(1), output_per_mtok=Decimal(2)),
+    "gpt-4o-mini": core.ModelPrice(input_per_mtok=Decimal("0.1"), output_per_mtok=Decimal("0.2")),
 })
 
 
@@ -102,7 +93,8 @@ def attached(layer: BudgetLayer, llm: WordsLLM, **options: Any) -> Iterator[Toke
 
 
 def remaining(layer: BudgetLayer, name: str, tenant: str = "default") -> dict[str, Any]:
-    probe = Request(messages=(Message(role="user", content="x"),), model="gpt-4o", tenant=tenant)
+    probe = core.Request(messages=(core.Message(role="user", content="x"),), model="gpt-4o",
+                         tenant=tenant)
     return layer.remaining(probe)[name]
 
 
@@ -118,7 +110,7 @@ def test_reserves_settles_with_reported_usage_and_raises_before_the_call(
         left = remaining(layer, "t")
         assert left["tokens"] == 400 - 2 * 41  # the nested complete is budgeted once
         calls = len(llm.seen)
-        with pytest.raises(BudgetExceeded, match="tokens left"):
+        with pytest.raises(core.BudgetExceeded, match="tokens left"):
             llm.complete("Now a very long one.", max_tokens=5000)
         assert len(llm.seen) == calls  # refused before the model ran
         assert remaining(layer, "t")["tokens"] == 400 - 2 * 41
@@ -134,8 +126,9 @@ def test_clamp_and_prediction_reach_the_model_as_max_tokens(store: SQLiteBudgetS
     for _ in attached(layer, llm):
         prompt = "Say something."
         out = llm.complete(prompt)
-        wanted = predictor.predict([Message(role="user", content=prompt)], model="gpt-4o")
-        asked = count_messages((Message(role="user", content=prompt),), model="gpt-4o").tokens
+        wanted = predictor.predict([core.Message(role="user", content=prompt)], model="gpt-4o")
+        asked = core.count_messages((core.Message(role="user", content=prompt),),
+                                    model="gpt-4o").tokens
         # 60 tokens left: the predicted bound is clamped to what fits after the prompt
         assert llm.seen[-1]["max_tokens"] == min(wanted, 60 - asked) < wanted
         assert len(out.text.split()) == llm.seen[-1]["max_tokens"]
@@ -143,7 +136,7 @@ def test_clamp_and_prediction_reach_the_model_as_max_tokens(store: SQLiteBudgetS
     for _ in attached(no_budget, llm):
         llm.complete("Write a detailed essay on the history of Lisbon.")
         expected = predictor.predict(
-            [Message(role="user", content="Write a detailed essay on the history of Lisbon.")],
+            [core.Message(role="user", content="Write a detailed essay on the history of Lisbon.")],
             model="gpt-4o")
         assert llm.seen[-1]["max_tokens"] == expected
         llm.complete("Name a colour.", max_tokens=7)
@@ -162,9 +155,9 @@ def test_streamed_calls_are_charged_never_zero(store: SQLiteBudgetStore, llm: Wo
         before = remaining(layer, "usd")["spent_usd"]
         list(llm.stream_complete("Stream again."))
         counted = remaining(layer, "usd")["spent_usd"] - before
-        prompt = count_messages((Message(role="user", content="Stream again."),),
-                                model="gpt-4o").tokens
-        output = count_tokens(" ".join(["word"] * 30), model="gpt-4o").tokens
+        prompt = core.count_messages((core.Message(role="user", content="Stream again."),),
+                                     model="gpt-4o").tokens
+        output = core.count_tokens(" ".join(["word"] * 30), model="gpt-4o").tokens
         assert counted == pytest.approx((prompt + 2 * output) / 1e6)
         assert remaining(layer, "usd")["reserved_usd"] == 0
 
@@ -178,7 +171,8 @@ def test_abandoned_stream_is_charged_its_reservation(store: SQLiteBudgetStore,
         next(stream)
         stream.close()  # the consumer stopped: the provider may have billed the tokens
         left = remaining(layer, "t")
-        prompt = count_messages((Message(role="user", content="Go on."),), model="gpt-4o").tokens
+        prompt = core.count_messages((core.Message(role="user", content="Go on."),),
+                                     model="gpt-4o").tokens
         assert left["tokens"] == 1000 - (prompt + 40)
 
 
@@ -210,7 +204,7 @@ def test_async_calls_and_per_call_tenant(store: SQLiteBudgetStore, llm: WordsLLM
 
 
 def test_refuses_what_is_not_a_budget_layer(llm: WordsLLM) -> None:
-    with pytest.raises(ConfigError, match="BudgetLayer"):
+    with pytest.raises(core.ConfigError, match="BudgetLayer"):
         TokenleanBudgetHandler(layer=object())
-    with pytest.raises(ConfigError, match="attach"):
+    with pytest.raises(core.ConfigError, match="attach"):
         TokenleanBudgetHandler(layer=BudgetLayer()).attach()

@@ -19,33 +19,21 @@ from pathlib import Path
 import pytest
 
 from tokenlean.budget import Budget, BudgetLayer, BudgetStore, RedisBudgetStore, SQLiteBudgetStore
-from tokenlean.core import (
-    BudgetExceeded,
-    Chunk,
-    Message,
-    ModelPrice,
-    Pipeline,
-    PriceTable,
-    Request,
-    Response,
-    Usage,
-    count_messages,
-    count_tokens,
-)
+from tokenlean import core
 
-PRICES = PriceTable(overrides={
-    "gpt-4o": ModelPrice(input_per_mtok=Decimal(1), output_per_mtok=Decimal(2))})
+PRICES = core.PriceTable(overrides={
+    "gpt-4o": core.ModelPrice(input_per_mtok=Decimal(1), output_per_mtok=Decimal(2))})
 ANSWER = ["word "] * 80
-OUT_TOKENS = count_tokens("".join(ANSWER), model="gpt-4o").tokens
+OUT_TOKENS = core.count_tokens("".join(ANSWER), model="gpt-4o").tokens
 
 
-def ask(i: int) -> Request:
-    return Request(messages=(Message(role="user", content=f"question {i}"),), model="gpt-4o",
-                   max_tokens=100, tenant="acme")
+def ask(i: int) -> core.Request:
+    return core.Request(messages=(core.Message(role="user", content=f"question {i}"),),
+                        model="gpt-4o", max_tokens=100, tenant="acme")
 
 
 def prompt_tokens(i: int) -> int:
-    return count_messages(ask(i).messages, model="gpt-4o").tokens
+    return core.count_messages(ask(i).messages, model="gpt-4o").tokens
 
 
 class SlowStream:
@@ -53,23 +41,25 @@ class SlowStream:
 
     name = "slow-stream"
 
-    def complete(self, request: Request) -> Response:
+    def complete(self, request: core.Request) -> core.Response:
         raise NotImplementedError
 
-    async def acomplete(self, request: Request) -> Response:
+    async def acomplete(self, request: core.Request) -> core.Response:
         raise NotImplementedError
 
-    def stream(self, request: Request) -> Iterator[Chunk]:
+    def stream(self, request: core.Request) -> Iterator[core.Chunk]:
         for n, word in enumerate(ANSWER):
             if n % 20 == 0:
                 time.sleep(0.005)
-            yield Chunk(text=word)
+            yield core.Chunk(text=word)
         number = int(request.last_user_text.split()[-1])
-        usage = Usage(input_tokens=count_messages(request.messages, model="gpt-4o").tokens,
-                      output_tokens=OUT_TOKENS) if number % 2 == 0 else Usage()
-        yield Chunk(response=Response(text="".join(ANSWER), usage=usage, model=request.model))
+        prompt = core.count_messages(request.messages, model="gpt-4o").tokens
+        usage = core.Usage(input_tokens=prompt, output_tokens=OUT_TOKENS) if number % 2 == 0 \
+            else core.Usage()
+        yield core.Chunk(response=core.Response(text="".join(ANSWER), usage=usage,
+                                                model=request.model))
 
-    async def astream(self, request: Request):  # noqa: ANN201
+    async def astream(self, request: core.Request):  # noqa: ANN201
         for chunk in self.stream(request):
             yield chunk
 
@@ -93,7 +83,8 @@ def test_32_concurrent_streams_never_overshoot_and_are_all_charged(
     limit = Decimal("0.002")
     budget = Budget(name="pool", max_usd=limit, scope="global", period="day")
     layers = [BudgetLayer(budgets=[budget], store=s, prices=PRICES) for s in stores]
-    pipes = [Pipeline(provider=SlowStream(), layers=[layer], prices=PRICES) for layer in layers]
+    pipes = [core.Pipeline(provider=SlowStream(), layers=[layer], prices=PRICES)
+             for layer in layers]
     done: list[int] = []
     refused: list[int] = []
     barrier = threading.Barrier(32)
@@ -102,7 +93,7 @@ def test_32_concurrent_streams_never_overshoot_and_are_all_charged(
         barrier.wait()
         try:
             text = "".join(chunk.text for chunk in pipes[i % 4].stream(ask(i)))
-        except BudgetExceeded:
+        except core.BudgetExceeded:
             refused.append(i)
         else:
             assert text == "".join(ANSWER)
