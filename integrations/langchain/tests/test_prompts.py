@@ -64,3 +64,19 @@ def test_bad_input():
         lean_prompt("a string")  # type: ignore[type-var]
     with pytest.raises(InvalidRequestError):
         lean_prompt(PromptTemplate.from_template("{x}"), roles="system")
+
+
+def test_all_mode_structural_rewrite_keeps_variables_and_placeholder():
+    chat = ChatPromptTemplate.from_messages([
+        ("system", "I want you to act as a tour guide for {city}. I will give you the "
+                   "traveller's budget and you will plan the day. Do not book anything."),
+        MessagesPlaceholder("history"),
+        ("human", "{question}"),
+    ])
+    lean, report = lean_prompt(chat, rewriter=templates.TemplateRewriter(mode="all", scorer=None),
+                               with_report=True)
+    assert set(lean.input_variables) == {"city", "question", "history"}
+    text = lean.format_messages(city="Rome", question="Where?", history=[])[0].content
+    assert text == ("Role: tour guide for Rome. Input: traveller's budget. Task: plan day. "
+                    "Don't book anything.")
+    assert report[0].saved_ratio > 0.3
