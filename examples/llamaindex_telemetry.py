@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     run_app(app_llm, questions)
                 finally:
                     handler.detach()
-                result[name] = {"calls": handler.calls, "input_tokens": handler.input_tokens,
+                result[name] = {"calls": handler.calls, "cache_hits": handler.cached_calls,
+                                "input_tokens": handler.input_tokens,
                                 "output_tokens": handler.output_tokens,
                                 "cost_usd": float(handler.cost_usd)}
         meter_provider.force_flush()
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                   if line.startswith("tokenlean_") and 'tenant="' in line]
     result["otel_spans"] = console.getvalue().count('"gen_ai.usage.input_tokens"')
     print(f"{'':14}{'raw':>14}{'lean':>14}")
-    for key in ("calls", "input_tokens", "output_tokens", "cost_usd"):
+    for key in ("calls", "cache_hits", "input_tokens", "output_tokens", "cost_usd"):
         fmt = "{:>14.6f}" if key == "cost_usd" else "{:>14}"
         print(f"{key:14}" + fmt.format(result["raw"][key]) + fmt.format(result["lean"][key]))
     print(f"\nOpenTelemetry spans with token usage: {result['otel_spans']}")
