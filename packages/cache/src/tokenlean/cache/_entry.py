@@ -41,18 +41,26 @@ def response_to_json(response: Response) -> str:
                   "cache_read_tokens": u.cache_read_tokens,
                   "cache_write_tokens": u.cache_write_tokens,
                   "reasoning_tokens": u.reasoning_tokens},
+        # a streamed answer's chunk texts, so a replay streams like the original
+        **({"chunks": list(response.chunks)}
+           if response.chunks and "".join(response.chunks) == response.text else {}),
     }, ensure_ascii=False)
 
 
 def response_from_json(blob: str | bytes, *, score: float, raw: Any = None) -> Response:
     """The cached :class:`Response` (``cached=True``, original usage); raises
-    :class:`CorruptEntry` when ``blob`` is not what :func:`response_to_json` wrote."""
+    :class:`CorruptEntry` when ``blob`` is not what :func:`response_to_json` wrote.
+    Entries written before chunks were kept (no ``"chunks"``) replay as one chunk."""
     try:
         data = json.loads(blob)
+        chunks = data.get("chunks", [])
+        if not isinstance(chunks, list) or (chunks and "".join(chunks) != data["text"]):
+            raise ValueError("its chunks do not add up to its text")
         return Response(text=data["text"], finish_reason=data["finish_reason"],
                         usage=Usage(**data["usage"]), model=data["model"], cached=True,
-                        cache_score=score, tool_calls=tuple(data["tool_calls"]), raw=raw)
-    except (ValueError, KeyError, TypeError) as exc:
+                        cache_score=score, tool_calls=tuple(data["tool_calls"]), raw=raw,
+                        chunks=tuple(chunks))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptEntry(f"cached entry is corrupt: {exc}") from None
 
 

