@@ -40,9 +40,10 @@ class PostgresStore:
             raise ConfigError("dim must be positive")
         psycopg = require("psycopg", extra="cache", feature="PostgresStore")
         self.dim, self.table = dim, table
-        self._db: Any = psycopg.connect(dsn, autocommit=True,
-                                        connect_timeout=max(1, int(timeout_s)),
-                                        options=f"-c statement_timeout={int(timeout_s * 1000)}")
+        self._connect = lambda: psycopg.connect(
+            dsn, autocommit=True, connect_timeout=max(1, int(timeout_s)),
+            options=f"-c statement_timeout={int(timeout_s * 1000)}")
+        self._db: Any = self._connect()
         self._lock = threading.Lock()
         t = table
         with self._lock:
@@ -56,13 +57,21 @@ class PostgresStore:
             self._db.execute(f"CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} "
                              "USING hnsw (embedding vector_cosine_ops)")
 
+    def _live(self) -> Any:
+        """The connection (under the lock); a broken one (server restarted) is
+        replaced, so the store recovers when the server is back."""
+        if self._db.broken or self._db.closed:
+            self._db.close()
+            self._db = self._connect()
+        return self._db
+
     def _row(self, row: Sequence[Any]) -> Entry:
         return Entry(tenant=row[0], id=row[1], model=row[2], context=row[3], query=row[4],
                      response=row[5], created_at=row[6], expires_at=row[7])
 
     def get(self, tenant: str, key: str, now: float) -> Entry | None:
         with self._lock:
-            row = self._db.execute(
+            row = self._live().execute(
                 f"SELECT {_COLS} FROM {self.table} WHERE tenant = %s AND key = %s "
                 "AND (expires_at IS NULL OR expires_at > %s)", (tenant, key, now)).fetchone()
         return None if row is None else self._row(row)
@@ -71,7 +80,7 @@ class PostgresStore:
         if vector is not None and len(vector) != self.dim:
             vector = None  # another embedder's vector: keep the exact entry only
         with self._lock:
-            self._db.execute(
+            self._live().execute(
                 f"INSERT INTO {self.table} ({_COLS}, embedding) VALUES "
                 "(%s, %s, %s, %s, %s, %s, %s, %s, %s::vector) ON CONFLICT (tenant, key) DO UPDATE "
                 "SET model = EXCLUDED.model, context = EXCLUDED.context, query = EXCLUDED.query, "
@@ -86,7 +95,7 @@ class PostgresStore:
         if len(vector) != self.dim:
             return []
         v = _literal(vector)
-        with self._lock, self._db.transaction():
+        with self._lock, self._live().transaction():
             self._db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             rows = self._db.execute(
                 f"SELECT {_COLS}, 1 - (embedding <=> %s::vector) AS score FROM {self.table} "
@@ -98,8 +107,8 @@ class PostgresStore:
 
     def delete(self, tenant: str, keys: Sequence[str]) -> None:
         with self._lock:
-            self._db.execute(f"DELETE FROM {self.table} WHERE tenant = %s AND key = ANY(%s)",
-                             (tenant, list(keys)))
+            self._live().execute(f"DELETE FROM {self.table} WHERE tenant = %s AND key = ANY(%s)",
+                                 (tenant, list(keys)))
 
     def invalidate(self, *, tenant: str | None = None, model: str | None = None,
                    older_than: float | None = None) -> int:
@@ -111,14 +120,15 @@ class PostgresStore:
                 args.append(value)
         sql = f"DELETE FROM {self.table}" + (" WHERE " + " AND ".join(where) if where else "")
         with self._lock:
-            return int(self._db.execute(sql, args).rowcount)
+            return int(self._live().execute(sql, args).rowcount)
 
     def count(self, tenant: str | None = None) -> int:
         with self._lock:
+            db = self._live()
             if tenant is None:
-                return int(self._db.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0])
-            return int(self._db.execute(f"SELECT count(*) FROM {self.table} WHERE tenant = %s",
-                                        (tenant,)).fetchone()[0])
+                return int(db.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0])
+            return int(db.execute(f"SELECT count(*) FROM {self.table} WHERE tenant = %s",
+                                  (tenant,)).fetchone()[0])
 
     def close(self) -> None:
         with self._lock:
