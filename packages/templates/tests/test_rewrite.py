@@ -41,7 +41,7 @@ def test_safe_rewrite_saves_tokens_and_keeps_invariants():
     assert r.tokens_before == count_tokens(VERBOSE, model="gpt-4o").tokens
     assert check_invariants(VERBOSE, r.text) == [] and r.violations == ()
     by_pass = {p.name: p.saved_tokens for p in r.passes}
-    assert set(by_pass) == set(PASS_DESCRIPTIONS)
+    assert set(by_pass) == set(PASS_DESCRIPTIONS) - {"markdown", "structure", "telegraphic"}
     assert by_pass["filler"] > 0 and by_pass["whitespace"] > 0 and by_pass["constraints"] > 0
     assert sum(by_pass.values()) == r.saved_tokens
     assert r.variables == ("{city}",)
