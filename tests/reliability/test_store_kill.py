@@ -105,6 +105,7 @@ def _check(log: Log, tokenlean_warnings: list[warnings.WarningMessage], store: s
         {p: len(c) for p, c in by_phase.items()}
     assert any(by_phase["up"]), "the cache served hits before the outage"
     assert any(by_phase["restarted"]), "the cache serves hits again after the restart"
+    print({p: len(c) for p, c in by_phase.items()})  # shown with -s
     messages = [str(w.message) for w in tokenlean_warnings]
     assert len(messages) == 1, messages  # one warning for the one outage
     assert store in messages[0] or "cache" in messages[0]
@@ -128,4 +129,26 @@ def test_postgres_killed_and_restarted_under_load(postgres_server: Any) -> None:
     pipe = Pipeline(provider=FunctionProvider(_answer), layers=[cache])
     log, caught = _soak_with_outage(pipe, postgres_server.kill, postgres_server.start)
     _check(log, caught, "cache")
+    cache.close()
+
+
+def test_redis_cache_and_budget_store_killed_together(redis_server: Any) -> None:
+    """The cache and a tenant $ budget share the killed Redis: calls go on."""
+    from tokenlean.budget import Budget, BudgetLayer, RedisBudgetStore
+    from tokenlean.cache import RedisStore
+
+    cache = ResponseCache(store=RedisStore(redis_server.url), semantic=False)
+    budget = BudgetLayer(budgets=[Budget(name="t", max_usd=1000, scope="tenant")],
+                         store=RedisBudgetStore(url=redis_server.url), prices=PRICES)
+    pipe = Pipeline(provider=FunctionProvider(_answer), layers=[cache, budget], prices=PRICES)
+    log, caught = _soak_with_outage(pipe, redis_server.kill, redis_server.start)
+    cache_warnings = [w for w in caught if "cache" in str(w.message)]
+    budget_warnings = [w for w in caught if "budget" in str(w.message)]
+    _check(log, cache_warnings, "cache")
+    print(f"budget warnings during one outage: {len(budget_warnings)}")  # shown with -s
+    assert budget_warnings  # the outage is reported ...
+    # ... and the budget counts again after the restart
+    spent = budget.remaining(Request(messages=[{"role": "user", "content": "x"}],
+                                     model="gpt-4o", tenant="acme"))["t"]["spent_usd"]
+    assert spent and spent > 0
     cache.close()
