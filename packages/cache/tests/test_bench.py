@@ -37,7 +37,27 @@ def test_bench_prints_one_json_object_with_counts(tmp_path):
     # bag-of-words cosine: the exact repeat hits and the reversed flight is a false hit
     assert labels["1"]["hit"] >= 1 and labels["0"]["hit"] >= 1
     assert set(out["plain_cosine"]) == {"0.80", "0.90", "0.95"}
-    assert out["latency"]["entries"] == 300 and out["latency"]["lookup_ms_p99"] > 0
+    latency = out["latency"]
+    assert latency["entries"] == 300 and latency["lookup_ms_p99"] > 0
+    # exact scan at 300 entries: the perturbed stored vector is always a candidate
+    assert latency["neighbour_recall"] == 1.0
+    assert set(latency["step_ms_p50"]) == {"exact_get", "sync_check", "ann_search",
+                                           "candidate_rows"}
+
+
+def test_bench_runs_gptcache_default_beside_ours(tmp_path, monkeypatch):
+    import pytest
+
+    pytest.importorskip("gptcache")
+    pytest.importorskip("faiss")
+    pytest.importorskip("wordllama")
+    monkeypatch.chdir(tmp_path)  # GPTCache must not leave files in the working directory
+    out = _run(tmp_path, "--no-guard", "--gptcache")
+    gpt = out["gptcache_default"]
+    assert gpt["per_label"]["1"]["hit"] + gpt["per_label"]["1"]["miss"] == 2
+    # its cosine >= 0.6 rule serves the reversed flight (a false hit) and the repeat
+    assert gpt["per_label"]["0"]["hit"] >= 1 and gpt["per_label"]["1"]["hit"] >= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.jsonl"]
 
 
 def test_held_out_split_is_stable():

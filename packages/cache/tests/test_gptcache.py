@@ -29,8 +29,10 @@ from gptcache.similarity_evaluation import SearchDistanceEvaluation  # noqa: E40
 
 
 def _gptcache(tmp_path, embedding, evaluation) -> Cache:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     manager = get_data_manager(CacheBase("sqlite", sql_url=f"sqlite:///{tmp_path}/gpt.db"),
-                               VectorBase("faiss", dimension=embedding.dimension))
+                               VectorBase("faiss", dimension=embedding.dimension,
+                                          index_path=str(tmp_path / "faiss.index")))
     cache = Cache()
     cache.init(pre_embedding_func=get_prompt, embedding_func=embedding.to_embeddings,
                data_manager=manager, similarity_evaluation=evaluation, config=Config())

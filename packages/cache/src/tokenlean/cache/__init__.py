@@ -3,8 +3,8 @@
 Exact hits need the same tenant, model, output-changing parameters, messages
 and tools. Semantic hits need all of that except the last user turn, which must
 mean the same: a vector search proposes candidates and a false-hit guard (a
-number rule, then a MiniLM cross-encoder with a small delta trained on
-development pairs) decides. Entries live in an embedded SQLite file with an in-process
+number rule, a small learned verifier over lexical checks, and a second
+embedder) decides. Entries live in an embedded SQLite file with an in-process
 vector index, in Redis (exact hits, TTLs) or in PostgreSQL + pgvector.
 
     from tokenlean.cache import ResponseCache

@@ -3,9 +3,15 @@ lookup latency at N stored entries. Prints one JSON object."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +56,7 @@ def _request(text: str, tenant: str) -> Request:
 def run_pairs(cache: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Store ``a`` then look up ``b`` for each pair, each pair in its own tenant
     (so a pair can only hit its own ``a``), through the real cache API."""
-    counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    outcomes = []
     lookup_s = []
     for row in rows:
         tenant = f"pair:{row['id']}"
@@ -59,21 +65,84 @@ def run_pairs(cache: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
         started = time.perf_counter()
         hit = cache.lookup(_request(row["b"], tenant))
         lookup_s.append(time.perf_counter() - started)
-        key = ("t" if (hit is not None) == bool(row["label"]) else "f") + (
-            "p" if hit is not None else "n")
-        counts[key] += 1
-    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
+        outcomes.append((hit is not None, int(row["label"])))
     return {
-        "precision": round(tp / (tp + fp), 4) if tp + fp else None,
-        "recall": round(tp / (tp + fn), 4) if tp + fn else None,
-        "hits": tp + fp,
-        "per_label": {"1": {"hit": tp, "miss": fn}, "0": {"hit": fp, "miss": counts["tn"]}},
+        **_counts(outcomes),
         "lookup_ms_mean_incl_embedding_and_guard": round(1000 * float(np.mean(lookup_s)), 3)
         if lookup_s else None,
     }
 
 
-def _latency(embedder: Any, entries: int, queries: int = 2000) -> dict[str, Any]:
+def _counts(outcomes: list[tuple[bool, int]]) -> dict[str, Any]:
+    """precision / recall / per-label counts of (hit, label) outcomes."""
+    tp = sum(h and y for h, y in outcomes)
+    fp = sum(h and not y for h, y in outcomes)
+    fn = sum(not h and y for h, y in outcomes)
+    tn = len(outcomes) - tp - fp - fn
+    return {"precision": round(tp / (tp + fp), 4) if tp + fp else None,
+            "recall": round(tp / (tp + fn), 4) if tp + fn else None, "hits": tp + fp,
+            "per_label": {"1": {"hit": tp, "miss": fn}, "0": {"hit": fp, "miss": tn}}}
+
+
+def run_gptcache(embedder: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """GPTCache's documented semantic setup, untouched (SQLite + faiss,
+    ``SearchDistanceEvaluation``, default ``Config``: similarity_threshold
+    0.8), with our embedder; a fresh cache per pair, as ours uses a tenant."""
+    import warnings
+
+    from tokenlean.core._optional import require
+
+    require("gptcache", extra="gptcache", feature="the GPTCache baseline")
+    require("faiss", extra="gptcache", feature="the GPTCache baseline")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from gptcache import Cache, Config
+        from gptcache.adapter.api import get, put
+        from gptcache.manager import CacheBase, VectorBase, get_data_manager
+        from gptcache.processor.pre import get_prompt
+        from gptcache.similarity_evaluation import SearchDistanceEvaluation
+
+        from ._gptcache import GPTCacheEmbedding
+
+        embedding = GPTCacheEmbedding(embedder)
+        outcomes = []
+        # every GPTCache writes its faiss index file from an atexit hook: give them a
+        # folder that outlives them (hooks run last-registered first)
+        tmp = tempfile.mkdtemp(prefix="tokenlean-gptcache-")
+        atexit.register(shutil.rmtree, tmp, True)
+        for row in rows:
+            cache = Cache()
+            cache.init(pre_embedding_func=get_prompt,
+                       embedding_func=embedding.to_embeddings,
+                       data_manager=get_data_manager(
+                           CacheBase("sqlite", sql_url="sqlite://"),
+                           VectorBase("faiss", dimension=embedding.dimension,
+                                      index_path=str(Path(tmp) / "faiss.index"))),
+                       similarity_evaluation=SearchDistanceEvaluation(), config=Config())
+            put(row["a"], f"answer to {row['id']}", cache_obj=cache)
+            outcomes.append((get(row["b"], cache_obj=cache) is not None,
+                             int(row["label"])))
+    return _counts(outcomes)
+
+
+@contextlib.contextmanager
+def _raised_priority() -> Iterator[bool]:
+    """Run the block at nice -10 when allowed (root): on a machine shared with
+    CPU-bound jobs this separates the lookup's own cost from waiting for a core."""
+    try:
+        old = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, -10)
+    except (OSError, AttributeError):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, old)
+
+
+def _latency(embedder: Any, entries: int, queries: int = 2000,
+             raise_priority: bool = False) -> dict[str, Any]:
     from ._entry import Entry
     from ._sqlite import SQLiteStore
 
@@ -89,24 +158,62 @@ def _latency(embedder: Any, entries: int, queries: int = 2000) -> dict[str, Any]
     store.search("t", context, base[0], 1, 0.0, 1.0)  # load + build the index
     build_s = time.perf_counter() - started
     noise = rng.standard_normal((queries, dim)).astype(np.float32) * 0.02
-    probe = base[rng.integers(0, entries, queries)] + noise
+    source = rng.integers(0, entries, queries)
+    probe = base[source] + noise
     probe /= np.linalg.norm(probe, axis=1, keepdims=True)
-    times = []
+
+    def lookups() -> tuple[np.ndarray, float]:
+        """ms per lookup (exact read + sync check + search + candidate rows), and
+        how often the perturbed entry was among the candidates."""
+        times, found = [], 0
+        for i, vec in enumerate(probe):
+            started = time.perf_counter()
+            store.get("t", f"missing{i}", 1.0)
+            hits = store.search("t", context, vec, 4, 0.5, 1.0)
+            times.append(time.perf_counter() - started)
+            found += any(e.id == f"k{source[i]}" for e, _ in hits)
+        return np.asarray(times) * 1000, found / len(probe)
+
+    ms, neighbour_recall = lookups()
+    priority: dict[str, Any] = {}
+    if raise_priority:
+        with _raised_priority() as raised:
+            if raised:
+                pms, _ = lookups()
+                priority = {"lookup_ms_p50_nice_minus_10": round(float(np.percentile(pms, 50)), 4),
+                            "lookup_ms_p99_nice_minus_10": round(float(np.percentile(pms, 99)), 4)}
+    # where the time goes: each step of a lookup alone (same probes)
+    steps: dict[str, list[float]] = {"exact_get": [], "sync_check": [], "ann_search": [],
+                                     "candidate_rows": []}
     for i, vec in enumerate(probe):
-        started = time.perf_counter()
+        t0 = time.perf_counter()
         store.get("t", f"missing{i}", 1.0)
-        store.search("t", context, vec, 4, 0.5, 1.0)
-        times.append(time.perf_counter() - started)
+        t1 = time.perf_counter()
+        store._sync()
+        t2 = time.perf_counter()
+        found = store._index.search("t", context, vec, 4, 0.5)
+        t3 = time.perf_counter()
+        store._rows("t", [key for key, _ in found] or ["none"])
+        t4 = time.perf_counter()
+        steps["exact_get"].append(t1 - t0)
+        steps["sync_check"].append(t2 - t1)
+        steps["ann_search"].append(t3 - t2)
+        steps["candidate_rows"].append(t4 - t3)
     texts = [f"how do I configure feature number {i} of the product?" for i in range(200)]
     started = time.perf_counter()
     for text in texts:  # one at a time, as a lookup does, never seen before (no memo)
         embedder.embed([text])
     embed_ms = 1000 * (time.perf_counter() - started) / len(texts)
-    ms = np.asarray(times) * 1000
     return {"entries": entries, "lookup_ms_p50": round(float(np.percentile(ms, 50)), 4),
-            "lookup_ms_p99": round(float(np.percentile(ms, 99)), 4),
+            "lookup_ms_p99": round(float(np.percentile(ms, 99)), 4), **priority,
+            "neighbour_recall": round(neighbour_recall, 4),
             "index_build_s": round(build_s, 2), "embed_ms_mean": round(embed_ms, 3),
-            "index": "usearch HNSW" if entries >= 5000 else "exact numpy"}
+            "index": "usearch HNSW" if entries >= 5000 else "exact numpy",
+            "step_ms_p50": {k: round(1000 * float(np.percentile(v, 50)), 4)
+                            for k, v in steps.items()},
+            "step_ms_p99": {k: round(1000 * float(np.percentile(v, 99)), 4)
+                            for k, v in steps.items()},
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def bench(
@@ -117,15 +224,18 @@ def bench(
                                           "configuration); --no-guard: plain cosine"),
     threshold: float = typer.Option(0.9, help="cosine threshold with --no-guard"),
     baselines: bool = typer.Option(False, help="also report plain cosine at 0.80/0.90/0.95"),
+    gptcache: bool = typer.Option(False, help="also run GPTCache's semantic setup with the "
+                                              "same embedder (needs the [gptcache] extra)"),
     split: str = typer.Option("all", help="all | held-out (the 20% the verifier never saw) "
                                           "| train"),
     limit: int = typer.Option(0, help="use at most this many pairs (0 = all)"),
     entries: int = typer.Option(0, help="also measure lookup latency with N stored entries"),
+    priority: bool = typer.Option(False, help="with --entries: repeat the timed lookups at "
+                                              "nice -10 (root only) to separate their own "
+                                              "cost from waiting for a shared CPU"),
 ) -> None:
     """Store a, look up b for each pair through the real cache; print precision,
     recall and (with --entries) lookup latency as JSON."""
-    import os
-
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from ._embed import get_embedder
     from ._layer import ResponseCache
@@ -150,6 +260,8 @@ def bench(
             out = run_pairs(plain, rows)
             result["plain_cosine"][f"{t:.2f}"] = {k: out[k] for k in
                                                   ("precision", "recall", "hits", "per_label")}
+    if gptcache:
+        result["gptcache_default"] = run_gptcache(emb, rows)
     if entries:
-        result["latency"] = _latency(emb, entries)
+        result["latency"] = _latency(emb, entries, raise_priority=priority)
     typer.echo(json.dumps(result))

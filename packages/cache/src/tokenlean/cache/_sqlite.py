@@ -136,10 +136,7 @@ class SQLiteStore:
             found = self._index.search(tenant, context, vector, k, min_score)
             if not found:
                 return []
-            marks = ", ".join("?" * len(found))
-            rows = {row[1]: row for row in self._db.execute(
-                f"SELECT {_COLS} FROM tokenlean_cache WHERE tenant = ? AND key IN ({marks})",
-                (tenant, *(key for key, _ in found)))}
+            rows = self._rows(tenant, [key for key, _ in found])
             out = []
             for key, score in found:
                 row = rows.get(key)
@@ -151,6 +148,13 @@ class SQLiteStore:
                     continue
                 out.append((entry, score))
             return out
+
+    def _rows(self, tenant: str, keys: Sequence[str]) -> dict[str, Sequence]:  # type: ignore[type-arg]
+        """The rows of ``keys`` in one indexed query (the search's candidates)."""
+        marks = ", ".join("?" * len(keys))
+        return {row[1]: row for row in self._db.execute(
+            f"SELECT {_COLS} FROM tokenlean_cache WHERE tenant = ? AND key IN ({marks})",
+            (tenant, *keys))}
 
     def delete(self, tenant: str, keys: Sequence[str]) -> None:
         with self._lock:
