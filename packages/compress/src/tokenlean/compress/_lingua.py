@@ -20,7 +20,7 @@ from typing import Any
 from tokenlean.core import ConfigError, MissingExtraError, get_tokenizer
 from tokenlean.core._optional import require
 
-__all__ = ["LinguaCompressor", "smollm2_gguf"]
+__all__ = ["DirectLingua", "LinguaCompressor", "smollm2_gguf"]
 
 _EXTRA = "llmlingua"
 
@@ -131,6 +131,50 @@ def _local_class(base: type) -> type:
     return _LocalPromptCompressor
 
 
+def _prompt_kwargs(long: bool, docs: Sequence[str], question: str | None,
+                   target: int) -> dict[str, Any]:
+    """``compress_prompt`` arguments: LongLLMLingua's recommended settings for QA."""
+    kwargs: dict[str, Any] = {"target_token": max(1, target)}
+    if long and question:
+        kwargs.update(question=question, condition_in_question="after_condition",
+                      reorder_context="sort", dynamic_context_compression_ratio=0.3,
+                      condition_compare=True, rank_method="longllmlingua",
+                      context_budget="+100")
+    else:
+        kwargs.update(use_context_level_filter=len(docs) > 1)
+    return kwargs
+
+
+class DirectLingua:
+    """llmlingua's own ``PromptCompressor`` (its constructor, its loader, its
+    tokenizer download path pointed at a local tiktoken cache), with only the
+    transformers-5 KV-cache shim swapped in: the reference that ``bench compress
+    --direct`` compares tokenlean's path against. llmlingua's loader cannot read
+    a GGUF file, so ``model_folder`` is a Hugging Face folder (the backend's
+    converted default model, ``tokenlean.backend.loading.default_model_path()``).
+    """
+
+    def __init__(self, *, long: bool, model_folder: str | Path, tiktoken_cache: Path,
+                 device: str = "cpu") -> None:
+        import os
+
+        llmlingua = require("llmlingua", extra=_EXTRA, feature="LLMLingua compression")
+        folder = Path(model_folder)
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"{folder} is not a Hugging Face model folder (no config.json)")
+        os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(tiktoken_cache))
+        cls = type("_ShimmedPromptCompressor", (llmlingua.PromptCompressor,),
+                   {"get_ppl": _local_class(llmlingua.PromptCompressor).get_ppl})
+        self.long = long
+        self._pc = cls(model_name=str(folder), device_map=device,
+                       model_config={"local_files_only": True})
+
+    def compress(self, docs: Sequence[str], question: str | None, target: int) -> str:
+        out = self._pc.compress_prompt(list(docs), **_prompt_kwargs(self.long, docs, question,
+                                                                   target))
+        return str(out["compressed_prompt"])
+
+
 class LinguaCompressor:
     """LLMLingua (``long=False``) or LongLLMLingua (``long=True``: question-aware
     coarse ranking, reordering and dynamic ratios) behind :class:`Compressor`."""
@@ -142,15 +186,8 @@ class LinguaCompressor:
         self._pc = _prompt_compressor(model_path, device)
 
     def _call(self, docs: Sequence[str], question: str | None, target: int) -> str:
-        kwargs: dict[str, Any] = {"target_token": max(1, target)}
-        if self.long and question:
-            kwargs.update(question=question, condition_in_question="after_condition",
-                          reorder_context="sort", dynamic_context_compression_ratio=0.3,
-                          condition_compare=True, rank_method="longllmlingua",
-                          context_budget="+100")
-        else:
-            kwargs.update(use_context_level_filter=len(docs) > 1)
-        out = self._pc.compress_prompt(list(docs), **kwargs)
+        out = self._pc.compress_prompt(list(docs),
+                                       **_prompt_kwargs(self.long, docs, question, target))
         return str(out["compressed_prompt"])
 
     def compress(self, docs: Sequence[str], question: str | None, *, budget: int, before: int,
