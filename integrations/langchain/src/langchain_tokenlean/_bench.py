@@ -7,7 +7,9 @@ import statistics
 import tempfile
 import time
 from itertools import cycle
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -35,43 +37,73 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _time_pairs(bare: Callable[[str], Any], wrapped: Callable[[str], Any], texts: list[str],
+                n: int) -> list[float]:
+    """Per call: wrapped time minus bare time (ms), on prompts never seen before."""
+    for text in texts[:10]:  # warm imports, tokenizer and price caches
+        bare(text + " warmup")
+        wrapped(text + " warmup")
+    diffs: list[float] = []
+    for i in range(n):
+        text = f"{texts[i % len(texts)]} (call {i})"  # unique: every call is a miss
+        t0 = time.perf_counter()
+        bare(text)
+        t1 = time.perf_counter()
+        wrapped(text)
+        t2 = time.perf_counter()
+        diffs.append(((t2 - t1) - (t1 - t0)) * 1000)
+    return diffs
+
+
 def overhead(
     prompts: Path | None = typer.Option(None, "--prompts", help="Prompts-shape JSONL (optional)."),
     n: int = typer.Option(300, "--n", help="Calls per arm."),
     preset: str = typer.Option("safe", "--preset", help="lean() preset to measure."),
     model: str = typer.Option("gpt-4o", "--model", help="Model name for counting and prices."),
+    wrapper: str = typer.Option("lean", "--wrapper",
+                                help="'lean' (lean(chat_model)) or 'middleware' "
+                                     "(TokenleanMiddleware in a create_agent agent)."),
+    as_json: bool = typer.Option(True, "--json/--no-json",
+                                 help="Print JSON (the only output format; kept for scripts)."),
 ) -> None:
     """Per-call overhead of lean() on a cache miss, in ms over the bare model call."""
     from langchain_core.language_models import GenericFakeChatModel
-    from langchain_core.messages import AIMessage
+    from langchain_core.messages import AIMessage, HumanMessage
 
     from tokenlean.core import SQLiteLedger
 
     from .chat_models import lean
 
+    if wrapper not in {"lean", "middleware"}:
+        raise typer.BadParameter("--wrapper takes 'lean' or 'middleware'")
     answer = AIMessage(content="The parcel was late and arrived damaged; a refund was issued.",
                        usage_metadata={"input_tokens": 40, "output_tokens": 14,
                                        "total_tokens": 54})
     texts = _prompts(prompts, n)
-    bare = GenericFakeChatModel(messages=cycle([answer]))
+
+    def fake() -> GenericFakeChatModel:
+        return GenericFakeChatModel(messages=cycle([answer]))
+
     with tempfile.TemporaryDirectory() as tmp:
-        wrapped = lean(GenericFakeChatModel(messages=cycle([answer])), preset=preset,
-                       ledger=SQLiteLedger(Path(tmp) / "ledger.sqlite"), model=model)
-        for text in texts[:10]:  # warm imports, tokenizer and price caches
-            bare.invoke(text + " warmup")
-            wrapped.invoke(text + " warmup")
-        diffs: list[float] = []
-        for i in range(n):
-            text = f"{texts[i % len(texts)]} (call {i})"  # unique: every call is a miss
-            t0 = time.perf_counter()
-            bare.invoke(text)
-            t1 = time.perf_counter()
-            wrapped.invoke(text)
-            t2 = time.perf_counter()
-            diffs.append(((t2 - t1) - (t1 - t0)) * 1000)
-        layers = [layer.name for layer in wrapped.layers]
+        ledger = SQLiteLedger(Path(tmp) / "ledger.sqlite")
+        if wrapper == "lean":
+            wrapped = lean(fake(), preset=preset, ledger=ledger, model=model)
+            layers = [layer.name for layer in wrapped.layers]
+            diffs = _time_pairs(fake().invoke, wrapped.invoke, texts, n)
+        else:
+            from langchain.agents import create_agent
+
+            from .middleware import TokenleanMiddleware
+
+            middleware = TokenleanMiddleware(preset=preset, ledger=ledger, model=model)
+            layers = [layer.name for layer in middleware.layers]
+            bare_agent = create_agent(fake())
+            lean_agent = create_agent(fake(), middleware=[middleware])
+            diffs = _time_pairs(
+                lambda t: bare_agent.invoke({"messages": [HumanMessage(t)]}),
+                lambda t: lean_agent.invoke({"messages": [HumanMessage(t)]}), texts, n)
     typer.echo(json.dumps({
-        "bench": "overhead", "preset": preset, "layers": layers, "n": n,
+        "bench": "overhead", "wrapper": wrapper, "preset": preset, "layers": layers, "n": n,
         "overhead_ms_p50": round(statistics.median(diffs), 3),
         "overhead_ms_p99": round(_percentile(diffs, 0.99), 3),
         "prompts": str(prompts) if prompts else "built-in",
