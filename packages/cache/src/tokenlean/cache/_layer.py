@@ -198,13 +198,15 @@ class ResponseCache:
                       expires_at=None if self.ttl_s is None else now + self.ttl_s)
         return entry, keys
 
-    def _store(self, request: Request, response: Response) -> None:
+    def _store(self, request: Request, response: Response) -> bool:
+        """Store the answer; False when there was nothing to store (no store call)."""
         made = self._entry_for(request, response)
         if made is None:
-            return
+            return False
         entry, keys = made
         vector = None if entry.context is None else self.embedder.embed([keys.query])[0]
         self.store.put(entry, vector)
+        return True
 
     # ---- public API ------------------------------------------------------------
 
@@ -230,13 +232,14 @@ class ResponseCache:
         answers and errors are not stored)."""
         seen = self._flips
         try:
-            self._store(request, response)
+            stored = self._store(request, response)
         except TokenleanError:
             raise
         except Exception as exc:
             self._degraded("store", exc, seen)
             return
-        self._recovered(seen)
+        if stored:  # a hit's update never reaches the store: it proves nothing
+            self._recovered(seen)
 
     async def aupdate(self, request: Request, response: Response) -> None:
         await asyncio.to_thread(self.update, request, response)
