@@ -18,7 +18,6 @@ Run:
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,7 @@ from langchain_tokenlean import TokenleanMiddleware
 from tokenlean.core import SQLiteLedger
 from tokenlean.server import DEFAULT_MODEL_NAME
 
-from _local_server import PRICED_AS, local_server
-from llamaindex_rag import print_side_by_side, totals
+from _shared import PRICED_AS, local_server, parse_args, report, totals
 
 SYSTEM = ("You are the help desk of a bike shop in Porto. Shops open Tuesday to Saturday, "
           "10:00-19:00. Answer in one short sentence.")
@@ -50,11 +48,7 @@ def run_session(agent: Any, questions: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=len(QUESTIONS))
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--base-url", help="a running `tokenlean serve` (default: start one)")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, argv, questions=len(QUESTIONS), max_tokens=32)
     questions = QUESTIONS[: args.questions]
 
     with local_server(args.base_url) as base_url, tempfile.TemporaryDirectory() as tmp:
@@ -73,9 +67,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {"raw": totals(raw_ledger), "lean": totals(lean_ledger),
                                   "answers_match": raw_answers == lean_answers}
 
-    print_side_by_side(result)
-    for question, before, after in zip(questions, raw_answers, lean_answers):
-        print(f"\nQ: {question}\n  raw : {before.strip()[:120]}\n  lean: {after.strip()[:120]}")
+    report(result, questions, raw_answers, lean_answers)
     return result
 
 

@@ -16,7 +16,6 @@ tokenizer: the answers come from the local model). Run:
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from langchain_tokenlean import TokenleanCompressor, lean
 from tokenlean.core import SQLiteLedger
 from tokenlean.server import DEFAULT_MODEL_NAME
 
-from _local_server import local_server
+from _shared import local_server, parse_args, report, totals
 
 CORPUS = [
     "Aurora Bikes was founded in 2011 in Porto by two former bicycle couriers. The company "
@@ -93,23 +92,8 @@ def run_session(llm, retriever, questions: list[str]) -> list[str]:  # type: ign
     return answers
 
 
-def totals(ledger: SQLiteLedger) -> dict[str, float]:
-    rows = list(ledger.records())
-    return {
-        "calls": len(rows),
-        "input_tokens": sum(r.usage.input_tokens for r in rows),
-        "output_tokens": sum(r.usage.output_tokens for r in rows),
-        "cost_usd": float(sum(r.cost_usd or 0 for r in rows)),
-        "cache_hits": sum(r.cached for r in rows),
-    }
-
-
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=len(QUESTIONS))
-    parser.add_argument("--max-tokens", type=int, default=40)
-    parser.add_argument("--base-url", help="a running `tokenlean serve` (default: start one)")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, argv, questions=len(QUESTIONS), max_tokens=40)
     questions = QUESTIONS[: args.questions]
     documents = [Document(page_content=text, metadata={"id": i}) for i, text in enumerate(CORPUS)]
 
@@ -132,12 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         lean_answers = run_session(llm, compressing, questions)
 
         result = {"raw": totals(raw_ledger), "lean": totals(lean_ledger)}
-    print(f"{'':14}{'raw':>14}{'lean':>14}")
-    for key in ("calls", "input_tokens", "output_tokens", "cache_hits", "cost_usd"):
-        fmt = "{:>14.6f}" if key == "cost_usd" else "{:>14}"
-        print(f"{key:14}" + fmt.format(result["raw"][key]) + fmt.format(result["lean"][key]))
-    for question, raw, lean_answer in zip(questions, raw_answers, lean_answers):
-        print(f"\nQ: {question}\n  raw : {raw.strip()[:120]}\n  lean: {lean_answer.strip()[:120]}")
+    report(result, questions, raw_answers, lean_answers)
     return result
 
 

@@ -18,7 +18,6 @@ Both runs are priced as gpt-4o. Run:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 from pathlib import Path
@@ -31,8 +30,7 @@ from llama_index.llms.tokenlean import lean
 from tokenlean.core import SQLiteLedger
 from tokenlean.server import DEFAULT_MODEL_NAME
 
-from _local_server import PRICED_AS, local_server
-from llamaindex_rag import print_side_by_side, totals
+from _shared import PRICED_AS, local_server, parse_args, report, totals
 
 HOURS = {"porto": "Tuesday to Saturday, 10:00-19:00", "lisbon": "Monday to Saturday, 9:00-20:00",
          "madrid": "Tuesday to Sunday, 11:00-20:00"}
@@ -59,11 +57,7 @@ async def run_session(llm: object, questions: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=len(QUESTIONS))
-    parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument("--base-url", help="a running `tokenlean serve` (default: start one)")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, argv, questions=len(QUESTIONS), max_tokens=48)
     questions = QUESTIONS[: args.questions]
 
     with local_server(args.base_url) as base_url, tempfile.TemporaryDirectory() as tmp:
@@ -78,9 +72,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             lean(llm, budget=True, model=PRICED_AS, ledger=lean_ledger), questions))
         result = {"raw": totals(raw_ledger), "lean": totals(lean_ledger)}
 
-    print_side_by_side(result)
-    for question, before, after in zip(questions, raw_answers, lean_answers):
-        print(f"\nQ: {question}\n  raw : {before.strip()[:120]}\n  lean: {after.strip()[:120]}")
+    report(result, questions, raw_answers, lean_answers)
     return result
 
 

@@ -16,7 +16,6 @@ Both runs are priced as gpt-4o. Run:
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from tokenlean.cache import WordLlamaEmbedder
 from tokenlean.core import SQLiteLedger
 from tokenlean.server import DEFAULT_MODEL_NAME
 
-from _local_server import PRICED_AS, local_server
+from _shared import PRICED_AS, local_server, parse_args, report, totals
 
 DOCUMENTS = [
     "The Lumen 3 desk lamp has a 9 W LED that lasts about 25,000 hours. It offers five "
@@ -78,30 +77,8 @@ class WordLlamaEmbedding(BaseEmbedding):
         return self._get_text_embedding(query)
 
 
-def totals(ledger: SQLiteLedger) -> dict[str, float]:
-    rows = list(ledger.records())
-    return {
-        "calls": len(rows),
-        "input_tokens": sum(r.usage.input_tokens for r in rows),
-        "output_tokens": sum(r.usage.output_tokens for r in rows),
-        "cost_usd": float(sum(r.cost_usd or 0 for r in rows)),
-        "cache_hits": sum(r.cached for r in rows),
-    }
-
-
-def print_side_by_side(result: dict[str, dict[str, float]]) -> None:
-    print(f"{'':14}{'raw':>14}{'lean':>14}")
-    for key in ("calls", "input_tokens", "output_tokens", "cache_hits", "cost_usd"):
-        fmt = "{:>14.6f}" if key == "cost_usd" else "{:>14}"
-        print(f"{key:14}" + fmt.format(result["raw"][key]) + fmt.format(result["lean"][key]))
-
-
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=len(QUESTIONS))
-    parser.add_argument("--max-tokens", type=int, default=40)
-    parser.add_argument("--base-url", help="a running `tokenlean serve` (default: start one)")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, argv, questions=len(QUESTIONS), max_tokens=40)
     questions = QUESTIONS[: args.questions]
 
     index = VectorStoreIndex.from_documents([Document(text=t) for t in DOCUMENTS],
@@ -125,9 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         lean_answers = [str(engine.query(q)) for q in questions]
         result = {"raw": totals(raw_ledger), "lean": totals(lean_ledger)}
 
-    print_side_by_side(result)
-    for question, before, after in zip(questions, raw_answers, lean_answers):
-        print(f"\nQ: {question}\n  raw : {before.strip()[:120]}\n  lean: {after.strip()[:120]}")
+    report(result, questions, raw_answers, lean_answers)
     return result
 
 

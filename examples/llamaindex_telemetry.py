@@ -18,7 +18,6 @@ name). Run:
 
 from __future__ import annotations
 
-import argparse
 import io
 import urllib.request
 from typing import Any
@@ -35,7 +34,7 @@ from prometheus_client import start_http_server
 
 from tokenlean.exporters import Fanout, OTelExporter, PrometheusExporter
 
-from _local_server import PRICED_AS, local_server
+from _shared import PRICED_AS, local_server, parse_args, report
 
 QUESTIONS = [
     "Name one colour of the rainbow.",
@@ -50,11 +49,7 @@ def run_app(llm: Any, questions: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=len(QUESTIONS))
-    parser.add_argument("--max-tokens", type=int, default=24)
-    parser.add_argument("--base-url", help="a running `tokenlean serve` (default: start one)")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, argv, questions=len(QUESTIONS), max_tokens=24)
     questions = QUESTIONS[: args.questions]
 
     # OpenTelemetry: spans and metrics to a console exporter (here: into a buffer we print)
@@ -98,10 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["prometheus_lines"] = [line for line in metrics.splitlines()
                                   if line.startswith("tokenlean_") and 'tenant="' in line]
     result["otel_spans"] = console.getvalue().count('"gen_ai.usage.input_tokens"')
-    print(f"{'':14}{'raw':>14}{'lean':>14}")
-    for key in ("calls", "cache_hits", "input_tokens", "output_tokens", "cost_usd"):
-        fmt = "{:>14.6f}" if key == "cost_usd" else "{:>14}"
-        print(f"{key:14}" + fmt.format(result["raw"][key]) + fmt.format(result["lean"][key]))
+    report(result)
     print(f"\nOpenTelemetry spans with token usage: {result['otel_spans']}")
     print(f"Prometheus {url} (tokenlean_* series):")
     for line in result["prometheus_lines"][:12]:

@@ -1,6 +1,6 @@
 """The examples run end to end against the real local server (SmolLM2, offline).
 
-One server (``examples/_local_server.py``, the examples' own helper) serves every
+One server (``examples/_shared.py``, the examples' own helper) serves every
 example in this module; each example gets its URL through ``--base-url``.
 """
 
@@ -32,7 +32,7 @@ def load(name: str):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    with load("_local_server").local_server() as url:
+    with load("_shared").local_server() as url:
         yield url
 
 
