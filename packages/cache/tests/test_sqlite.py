@@ -78,6 +78,31 @@ def test_second_instance_sees_writes_and_deletes(tmp_path, bow):
     assert two.lookup(req("where is the train station please")) is None
 
 
+def test_lookup_skips_the_sync_query_when_nobody_wrote(tmp_path):
+    path = tmp_path / "shared.sqlite"
+    one, two = SQLiteStore(path), SQLiteStore(path)
+    vecs = _unit(np.random.default_rng(1), 3)
+    one.put(_entry(0), vecs[0])
+    statements: list[str] = []
+    two._db.set_trace_callback(statements.append)
+    assert [e.id for e, _ in two.search("t", "ctx", vecs[0], 2, 0.5, 1e9)] == ["k0"]
+    assert any("seq >" in sql for sql in statements)  # first lookup: reads the new rows
+    statements.clear()
+    for _ in range(3):
+        two.search("t", "ctx", vecs[0], 2, 0.5, 1e9)
+    # nothing written since: only the version check and the candidate row read
+    assert not any("seq >" in sql for sql in statements), statements
+    assert sum("data_version" in sql for sql in statements) == 3
+    one.put(_entry(1), vecs[1])  # another connection commits: the next lookup syncs
+    statements.clear()
+    assert two.search("t", "ctx", vecs[1], 1, 0.5, 1e9)[0][0].id == "k1"
+    assert any("seq >" in sql for sql in statements)
+    two.put(_entry(2), vecs[2])  # its own write (data_version does not move for it)
+    assert two.search("t", "ctx", vecs[2], 1, 0.5, 1e9)[0][0].id == "k2"
+    one.close()
+    two.close()
+
+
 WORKER = textwrap.dedent("""
     import hashlib, json, re, sys
     import numpy as np
