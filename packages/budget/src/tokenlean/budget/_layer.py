@@ -37,11 +37,13 @@ from tokenlean.core import (
     PriceTable,
     Request,
     Response,
+    TokenleanError,
     TokenleanWarning,
     Usage,
     count_messages,
     count_tokens,
 )
+from tokenlean.core.outage import Outage
 from tokenlean.core.prices import default_price_table
 
 from ._spec import NANO, Budget, to_nano
@@ -99,6 +101,11 @@ class BudgetLayer:
     instruction derived from the prediction (opt-in). ``set_max_tokens``:
     write the reserved output bound into the request (keep it on: without it
     a reservation is an estimate, not a bound).
+
+    A failing store (Redis down, a locked or unreadable SQLite file) never
+    fails the call: the call goes on unbudgeted (``max_tokens`` still applied
+    from the prediction), with one :class:`TokenleanWarning` per outage; its
+    note says ``"store": "down"``. Budgets fail open, like every tokenlean store.
     """
 
     name = "budget"
@@ -138,6 +145,8 @@ class BudgetLayer:
         self.name = name
         self._needs_price = any(b.max_usd is not None for b in budgets)
         self._rates_cache: dict[tuple[str, str | None], tuple[Decimal, Decimal] | None] = {}
+        self._outage = Outage("tokenlean budget store", "calls go on unbudgeted (fail open) "
+                              "until the store recovers; one warning per outage")
 
     # ---- pure helpers ------------------------------------------------------
 
@@ -342,11 +351,30 @@ class BudgetLayer:
             holder.append(self.plan(request, accounts, keys, adjust=adjust))
             return holder[-1].claims
 
+        seen = self._outage.begin()
         try:
             self.store.reserve(reservation, list(keys.values()), decide)
         except ClaimRejected as exc:  # cannot happen with one decide per transaction
             raise BudgetExceeded(f"budget key {exc} is full", budget=str(exc)) from None
+        except TokenleanError:
+            raise
+        except Exception as exc:
+            self._outage.failed(seen, exc, "reserve")
+            out = self._apply(request, self.plan(request, {}, keys, adjust=adjust), None,
+                              predicted)
+            return out.with_note(LayerNote(layer=self.name, detail={"store": "down"}))
+        self._outage.ok(seen)
         return self._apply(request, holder[-1], reservation, predicted)
+
+    def _store_call(self, operation: str, call: Any, *args: Any) -> None:
+        """A settle/release on the store; a failure is part of the outage, not the call's."""
+        seen = self._outage.begin()
+        try:
+            call(*args)
+        except Exception as exc:
+            self._outage.failed(seen, exc, operation)
+        else:
+            self._outage.ok(seen)
 
     # ---- settling ----------------------------------------------------------
 
@@ -382,16 +410,17 @@ class BudgetLayer:
         cost = None if response.cached else self.prices.price(
             usage, model=request.model, provider=request.provider)
         nano = 0 if cost is None else to_nano(cost.total_usd, up=True)
-        self.store.settle(detail["reservation"], nano, usage.total_tokens)
+        self._store_call("settle", self.store.settle, detail["reservation"], nano,
+                         usage.total_tokens)
 
     def cancel(self, request: Request, exc: BaseException | None) -> None:
         detail = self._note(request)
         if detail is None or not detail.get("reservation") or self.store is None:
             return
         if isinstance(exc, _ABORTS) and self.on_abort == "charge":
-            self.store.charge_reserved(detail["reservation"])
+            self._store_call("charge", self.store.charge_reserved, detail["reservation"])
         else:
-            self.store.release(detail["reservation"])
+            self._store_call("release", self.store.release, detail["reservation"])
 
     # ---- the layer contract --------------------------------------------------
 
