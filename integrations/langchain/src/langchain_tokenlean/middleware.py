@@ -80,8 +80,17 @@ class TokenleanMiddleware(AgentMiddleware):  # type: ignore[type-arg]
                        model=self.model or _model_name(request.model),
                        max_tokens=self._cap(request), tools=tools, tenant=self.tenant)
 
-    def _model_request(self, request: ModelRequest, sent: Request) -> ModelRequest:
-        """``request`` with what the layers changed: messages, system prompt, max_tokens."""
+    def _model_request(self, request: ModelRequest, sent: Request,
+                       asked: Request) -> ModelRequest:
+        """``request`` with what the layers changed (``asked`` -> ``sent``): messages,
+        system prompt, max_tokens. Unchanged, it is the agent's own request."""
+        settings = dict(request.model_settings)
+        if sent.max_tokens is not None and sent.max_tokens != asked.max_tokens:
+            settings["max_tokens"] = sent.max_tokens  # the budget layer's prediction
+        if sent.messages is asked.messages:  # no layer touched them
+            if settings == request.model_settings:
+                return request
+            return request.override(model_settings=settings)
         original = self._lc_messages(request)
         messages = [original[i] if i < len(original) and from_lc_message(original[i]) == new
                     else to_lc_message(new) for i, new in enumerate(sent.messages)]
@@ -89,9 +98,6 @@ class TokenleanMiddleware(AgentMiddleware):  # type: ignore[type-arg]
         if request.system_message is not None and messages \
                 and isinstance(messages[0], SystemMessage):
             system, messages = messages[0], messages[1:]
-        settings = dict(request.model_settings)
-        if sent.max_tokens is not None and sent.max_tokens != self._cap(request):
-            settings["max_tokens"] = sent.max_tokens  # the budget layer's prediction
         return request.override(messages=messages, system_message=system,
                                 model_settings=settings)
 
@@ -119,22 +125,24 @@ class TokenleanMiddleware(AgentMiddleware):  # type: ignore[type-arg]
 
     def wrap_model_call(self, request: ModelRequest, handler: Handler) -> ModelResponse:
         misses: list[ModelResponse] = []  # the agent's own response on a miss
+        asked = self._request(request)
 
         def call(sent: Request) -> Response:
-            misses.append(handler(self._model_request(request, sent)))
+            misses.append(handler(self._model_request(request, sent, asked)))
             return LeanChatModel._to_response(self._answer(misses[-1]))
 
-        return self._result(self._pipeline(call).run(self._request(request)), misses)
+        return self._result(self._pipeline(call).run(asked), misses)
 
     async def awrap_model_call(self, request: ModelRequest,
                                handler: AsyncHandler) -> ModelResponse:
         misses: list[ModelResponse] = []
+        asked = self._request(request)
 
         async def acall(sent: Request) -> Response:
-            misses.append(await handler(self._model_request(request, sent)))
+            misses.append(await handler(self._model_request(request, sent, asked)))
             return LeanChatModel._to_response(self._answer(misses[-1]))
 
-        result = await self._pipeline(_async_only, acall).arun(self._request(request))
+        result = await self._pipeline(_async_only, acall).arun(asked)
         return self._result(result, misses)
 
 
