@@ -133,3 +133,15 @@ def test_bad_preset_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError):
         TokenleanMiddleware(preset="nope", ledger=False)
+
+
+async def test_one_middleware_serves_overlapping_agent_calls(tmp_path: Path) -> None:
+    import asyncio
+
+    middleware = TokenleanMiddleware(cache=False, ledger=SQLiteLedger(tmp_path / "l.db"),
+                                     model="gpt-4o")
+    agents = {name: create_agent(answers(f"answer from {name}"), middleware=[middleware])
+              for name in ("a", "b", "c")}
+    outs = await asyncio.gather(*(agent.ainvoke({"messages": [HumanMessage(f"q {name}")]})
+                                  for name, agent in agents.items()))
+    assert [o["messages"][-1].content for o in outs] == [f"answer from {n}" for n in agents]

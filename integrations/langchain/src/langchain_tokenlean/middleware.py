@@ -23,6 +23,7 @@ the answer message only, not a ``structured_response``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
@@ -36,6 +37,9 @@ from ._convert import from_lc_message, to_lc_message
 from .chat_models import LeanChatModel, _model_name, resolve
 
 __all__ = ["TokenleanMiddleware"]
+
+# the running call's way to the agent's handler (see TokenleanMiddleware._pipeline)
+_route: ContextVar[Callable[[Request], Any]] = ContextVar("tokenlean_agent_route")
 
 Handler = Callable[[ModelRequest], ModelResponse]
 AsyncHandler = Callable[[ModelRequest], Awaitable[ModelResponse]]
@@ -59,6 +63,7 @@ class TokenleanMiddleware(AgentMiddleware):  # type: ignore[type-arg]
                                            templates=templates, budget=budget, preset=preset,
                                            ledger=ledger)
         self.tenant, self.model = tenant, model
+        self._built: Pipeline | None = None
 
     # ---- pure helpers (sync and async share them) -----------------------------
 
@@ -116,10 +121,14 @@ class TokenleanMiddleware(AgentMiddleware):  # type: ignore[type-arg]
         return ModelResponse(result=[message if m is answer else m for m in original.result],
                              structured_response=original.structured_response)
 
-    def _pipeline(self, call: Callable[[Request], Response],
-                  acall: Callable[[Request], Awaitable[Response]] | None = None) -> Pipeline:
-        return Pipeline(provider=FunctionProvider(call, afunc=acall, name="langchain-agent"),
-                        layers=self.layers, ledger=self.ledger)
+    def _pipeline(self) -> Pipeline:
+        """One pipeline for every call (built once); its provider follows ``_route``,
+        the running call's way to the agent's handler (calls may overlap)."""
+        if self._built is None:
+            self._built = Pipeline(provider=FunctionProvider(
+                lambda req: _route.get()(req), afunc=lambda req: _route.get()(req),
+                name="langchain-agent"), layers=self.layers, ledger=self.ledger)
+        return self._built
 
     # ---- the hooks ---------------------------------------------------------------
 
@@ -131,7 +140,11 @@ class TokenleanMiddleware(AgentMiddleware):  # type: ignore[type-arg]
             misses.append(handler(self._model_request(request, sent, asked)))
             return LeanChatModel._to_response(self._answer(misses[-1]))
 
-        return self._result(self._pipeline(call).run(asked), misses)
+        token = _route.set(call)
+        try:
+            return self._result(self._pipeline().run(asked), misses)
+        finally:
+            _route.reset(token)
 
     async def awrap_model_call(self, request: ModelRequest,
                                handler: AsyncHandler) -> ModelResponse:
@@ -142,9 +155,8 @@ class TokenleanMiddleware(AgentMiddleware):  # type: ignore[type-arg]
             misses.append(await handler(self._model_request(request, sent, asked)))
             return LeanChatModel._to_response(self._answer(misses[-1]))
 
-        result = await self._pipeline(_async_only, acall).arun(asked)
-        return self._result(result, misses)
-
-
-def _async_only(request: Request) -> Response:
-    raise RuntimeError("the agent's async model call has no sync twin")  # never reached
+        token = _route.set(acall)
+        try:
+            return self._result(await self._pipeline().arun(asked), misses)
+        finally:
+            _route.reset(token)
