@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from llama_index.core.agent.workflow import ReActAgent
 from llama_index.core.tools import FunctionTool
@@ -56,7 +57,7 @@ async def run_session(llm: object, questions: list[str]) -> list[str]:
     return answers
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(__doc__, argv, questions=len(QUESTIONS), max_tokens=48)
     questions = QUESTIONS[: args.questions]
 
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         lean_ledger = SQLiteLedger(Path(tmp) / "lean.sqlite")
         lean_answers = asyncio.run(run_session(
             lean(llm, budget=True, model=PRICED_AS, ledger=lean_ledger), questions))
-        result = {"raw": totals(raw_ledger), "lean": totals(lean_ledger)}
+        result = {"raw": totals(raw_ledger), "lean": totals(lean_ledger),
+                  "answers_match": raw_answers == lean_answers}
 
     report(result, questions, raw_answers, lean_answers)
     return result

@@ -79,6 +79,7 @@ def test_llamaindex_agent_raw_vs_lean(base_url: str, capsys: pytest.CaptureFixtu
     result = load("llamaindex_agent").main(["--questions", "2", "--max-tokens", "24",
                                             "--base-url", base_url])
     check_raw_vs_lean(result, 2)
+    assert result["answers_match"]  # one changed line, lossless layers: the same answers
     assert "cost_usd" in capsys.readouterr().out
 
 
