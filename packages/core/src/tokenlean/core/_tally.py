@@ -7,12 +7,10 @@ degrade the same way.
 
 from __future__ import annotations
 
-import threading
-import warnings
 from decimal import Decimal
 from typing import Any
 
-from .errors import TokenleanWarning
+from .outage import Outage
 from .records import CallRecord, LayerReport
 from .types import Usage
 
@@ -92,30 +90,27 @@ class Tally:
 class SinkOutage:
     """Writes records to a sink (a ledger, an exporter); a failing sink never fails
     the call: its rows are dropped with **one** :class:`TokenleanWarning` per
-    outage (an outage ends with the next successful write)."""
+    outage (:class:`~tokenlean.core.outage.Outage`: the next success ends it)."""
 
-    def __init__(self, what: str = "the cost ledger") -> None:
+    def __init__(self, what: str = "cost ledger") -> None:
+        self.outage = Outage("tokenlean", "rows are dropped until it recovers (one warning "
+                                          "per outage), the calls are unaffected")
         self.what = what
-        self.down = False
-        self._lock = threading.Lock()
 
-    def _failed(self, exc: BaseException) -> None:
-        with self._lock:
-            first, self.down = not self.down, True
-        if first:
-            warnings.warn(f"writing {self.what} failed ({type(exc).__name__}: {exc}); rows are "
-                          "dropped until it recovers (one warning per outage), the calls are "
-                          "unaffected", TokenleanWarning, stacklevel=4)
+    @property
+    def down(self) -> bool:
+        return self.outage.down
 
     def write(self, sink: Any, record: CallRecord) -> None:
         if sink is None:
             return
+        seen = self.outage.begin()
         try:
             sink.record(record)
         except Exception as exc:
-            self._failed(exc)
+            self.outage.failed(seen, exc, self.what)  # warns on the handler's caller
         else:
-            self.down = False
+            self.outage.ok(seen)
 
     async def awrite(self, sink: Any, record: CallRecord) -> None:
         """Awaits the sink's ``arecord`` when it has one."""
@@ -123,9 +118,10 @@ class SinkOutage:
         if arecord is None:
             self.write(sink, record)
             return
+        seen = self.outage.begin()
         try:
             await arecord(record)
         except Exception as exc:
-            self._failed(exc)
+            self.outage.failed(seen, exc, self.what)
         else:
-            self.down = False
+            self.outage.ok(seen)
