@@ -12,13 +12,13 @@ import asyncio
 import hashlib
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tokenlean.core import ConfigError, Request, Response, TokenleanError, TokenleanWarning
+from tokenlean.core import ConfigError, Request, Response, TokenleanError
+from tokenlean.core.outage import Outage
 
 from ._embed import Embedder, get_embedder
 from ._entry import CorruptEntry, Entry, Store, response_from_json, response_to_json
@@ -102,8 +102,8 @@ class ResponseCache:
         if not -1.0 <= min_score <= 1.0:
             raise ConfigError(f"min_score must be a cosine in [-1, 1], got {min_score}")
         self.min_score = float(min_score)
-        self._outage = False
-        self._flips = 0  # outage starts and ends so far: tells stale results from fresh ones
+        self._outage = Outage("tokenlean cache", "calls go to the model uncached until the "
+                              "store recovers")
         self._lock = threading.Lock()
 
     # ---- helpers shared by sync and async ------------------------------------
@@ -120,26 +120,6 @@ class ResponseCache:
         emb = self.embedder
         raw = f"{keys.context}|{emb.name}|{emb.dim}"
         return hashlib.sha256(raw.encode()).hexdigest()
-
-    def _degraded(self, what: str, exc: BaseException, seen: int) -> None:
-        """A store operation begun at flip count ``seen`` failed. It starts an outage
-        (and warns) unless one is on, or the store recovered after it began."""
-        with self._lock:
-            first = not self._outage and seen == self._flips
-            if first:
-                self._outage, self._flips = True, self._flips + 1
-        if first:
-            warnings.warn(f"tokenlean cache {what} failed ({type(exc).__name__}: {exc}); "
-                          "calls go to the model uncached until the store recovers",
-                          TokenleanWarning, stacklevel=4)
-
-    def _recovered(self, seen: int) -> None:
-        """A store operation begun at flip count ``seen`` worked: it ends the outage
-        if it began during it (one that began before the outage proves nothing)."""
-        if self._outage:
-            with self._lock:
-                if self._outage and seen == self._flips:
-                    self._outage, self._flips = False, self._flips + 1
 
     def _decode(self, entry: Entry, kind: Literal["exact", "semantic"], score: float,
                 verifier: float | None) -> CacheHit | None:
@@ -213,15 +193,15 @@ class ResponseCache:
     def lookup(self, request: Request) -> CacheHit | None:
         """The stored answer for ``request``, or None. A failing store is a miss
         (one :class:`TokenleanWarning` per outage)."""
-        seen = self._flips
+        seen = self._outage.begin()
         try:
             hit = self._lookup(request)
         except TokenleanError:
             raise
         except Exception as exc:
-            self._degraded("lookup", exc, seen)
+            self._outage.failed(seen, exc, "lookup")
             return None
-        self._recovered(seen)
+        self._outage.ok(seen)
         return hit
 
     async def alookup(self, request: Request) -> CacheHit | None:
@@ -230,16 +210,16 @@ class ResponseCache:
     def update(self, request: Request, response: Response) -> None:
         """Store ``response`` as the answer to ``request`` (hits, truncated
         answers and errors are not stored)."""
-        seen = self._flips
+        seen = self._outage.begin()
         try:
             stored = self._store(request, response)
         except TokenleanError:
             raise
         except Exception as exc:
-            self._degraded("store", exc, seen)
+            self._outage.failed(seen, exc, "store")
             return
         if stored:  # a hit's update never reaches the store: it proves nothing
-            self._recovered(seen)
+            self._outage.ok(seen)
 
     async def aupdate(self, request: Request, response: Response) -> None:
         await asyncio.to_thread(self.update, request, response)
