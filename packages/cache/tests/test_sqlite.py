@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from tokenlean.core import Pipeline
 from tokenlean.cache import Entry, FunctionEmbedder, ResponseCache, SQLiteStore
@@ -39,6 +40,22 @@ def test_exact_scan_and_ann_index_find_the_same_neighbour():
     assert agree >= 0.95 * len(range(0, 400, 7))
     assert ann._index._parts[("t", "ctx")].ann is not None
     assert small._index._parts[("t", "ctx")].ann is None
+
+
+def test_ann_scores_are_exact_cosines_and_removed_rows_never_come_back():
+    from tokenlean.cache._index import VectorIndex
+
+    rng = np.random.default_rng(3)
+    vecs = _unit(rng, 300, dim=64)
+    index = VectorIndex(ann_from=50)  # int8 HNSW graph, candidates re-scored in float32
+    index.add_many("t", "c", [f"k{i}" for i in range(300)], vecs)
+    q = vecs[7] + 0.02 * rng.standard_normal(64).astype(np.float32)
+    q /= np.linalg.norm(q)
+    (key, score), *_ = index.search("t", "c", q, 3, -1.0)
+    assert key == "k7" and score == pytest.approx(float(vecs[7] @ q), abs=1e-6)
+    index.remove("t", "c", "k7")
+    assert "k7" not in [k for k, _ in index.search("t", "c", q, 3, -1.0)]
+    assert all(s >= 0.5 for _, s in index.search("t", "c", q, 3, 0.5))
 
 
 def test_search_is_partitioned_by_tenant_and_context():

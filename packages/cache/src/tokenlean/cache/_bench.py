@@ -208,7 +208,8 @@ def _latency(embedder: Any, entries: int, queries: int = 2000,
             "lookup_ms_p99": round(float(np.percentile(ms, 99)), 4), **priority,
             "neighbour_recall": round(neighbour_recall, 4),
             "index_build_s": round(build_s, 2), "embed_ms_mean": round(embed_ms, 3),
-            "index": "usearch HNSW" if entries >= 5000 else "exact numpy",
+            "index": "usearch HNSW (int8 graph, float32 re-score)" if entries >= 5000
+            else "exact numpy",
             "step_ms_p50": {k: round(1000 * float(np.percentile(v, 50)), 4)
                             for k, v in steps.items()},
             "step_ms_p99": {k: round(1000 * float(np.percentile(v, 99)), 4)
