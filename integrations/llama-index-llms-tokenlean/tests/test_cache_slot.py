@@ -10,11 +10,10 @@ for callers that stream.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import re
+import importlib.util
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -64,13 +63,17 @@ class CountingLLM(CustomLLM):
         return gen()
 
 
-def bag_of_words(texts: list[str]) -> np.ndarray:
-    """A deterministic embedder (hashed bag of words), so no model is loaded."""
-    out = np.zeros((len(texts), 64), dtype=np.float32)
-    for i, text in enumerate(texts):
-        for word in re.findall(r"\w+", text.lower()):
-            out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % 64] += 1.0
-    return out
+def _cache_test_helpers() -> Any:
+    """The cache package's own test helpers (loaded by path, not copied)."""
+    path = Path(__file__).resolve().parents[3] / "packages/cache/tests/conftest.py"
+    spec = importlib.util.spec_from_file_location("_tokenlean_cache_test_helpers", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bag_of_words = _cache_test_helpers().bag_of_words  # deterministic, no model loaded
 
 
 @pytest.fixture
