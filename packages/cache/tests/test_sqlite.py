@@ -189,3 +189,24 @@ def test_pipeline_on_file_store_survives_reopen(tmp_path, model, ask):
     pipe2 = Pipeline(provider=model.provider(),
                      layers=[ResponseCache(store=path, semantic=False)])
     assert pipe2.run(ask("persist me")).response.cached
+
+
+def test_an_answer_with_lone_surrogates_is_stored_and_served_exactly(tmp_path, ask):
+    # found by the layer fuzzing: UTF-8 cannot hold '\ud800', which once made the
+    # store fail (and the cache warn of an outage) for that answer
+    from tokenlean.core import Response, Usage
+
+    cache = ResponseCache(store=tmp_path / "s.sqlite", semantic=False)
+    request = ask("odd bytes please")
+    answer = Response(text="caf\u00e9 \ud800 \U0001f642", usage=Usage(input_tokens=3,
+                                                                       output_tokens=2))
+    cache.update(request, answer)
+    hit = cache.lookup(request)
+    assert hit is not None and hit.response.text == answer.text
+    from tokenlean.cache._keys import keys_for
+
+    normal = ask("plain please")
+    cache.update(normal, Response(text="caf\u00e9", usage=Usage(input_tokens=3, output_tokens=1)))
+    stored = cache.store.get(normal.tenant, keys_for(normal).exact, 0.0)
+    assert stored is not None and "caf\u00e9" in stored.response  # valid text stays UTF-8
+    cache.close()

@@ -33,8 +33,11 @@ class Entry:
 
 
 def response_to_json(response: Response) -> str:
+    """The stored form of ``response``: compact UTF-8 JSON, or ASCII-escaped JSON
+    when the text holds lone surrogates (a provider can return them; UTF-8
+    cannot store them, and escaping round-trips them exactly)."""
     u = response.usage
-    return json.dumps({
+    body = {
         "text": response.text, "finish_reason": response.finish_reason, "model": response.model,
         "tool_calls": [dict(c) for c in response.tool_calls],
         "usage": {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
@@ -44,7 +47,13 @@ def response_to_json(response: Response) -> str:
         # a streamed answer's chunk texts, so a replay streams like the original
         **({"chunks": list(response.chunks)}
            if response.chunks and "".join(response.chunks) == response.text else {}),
-    }, ensure_ascii=False)
+    }
+    blob = json.dumps(body, ensure_ascii=False)
+    try:
+        blob.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(body, ensure_ascii=True)
+    return blob
 
 
 def response_from_json(blob: str | bytes, *, score: float, raw: Any = None) -> Response:
