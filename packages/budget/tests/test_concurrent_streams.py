@@ -37,9 +37,14 @@ def prompt_tokens(i: int) -> int:
 
 
 class SlowStream:
-    """Streams 80 words with pauses; reports usage only for even question numbers."""
+    """Streams 80 words with pauses; every other stream it serves reports no usage
+    (alternating by service order, so both kinds run whichever calls win the budget)."""
 
     name = "slow-stream"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.served: list[bool] = []  # per stream served: did it report usage?
 
     def complete(self, request: core.Request) -> core.Response:
         raise NotImplementedError
@@ -52,9 +57,11 @@ class SlowStream:
             if n % 20 == 0:
                 time.sleep(0.005)
             yield core.Chunk(text=word)
-        number = int(request.last_user_text.split()[-1])
+        with self._lock:
+            reports = len(self.served) % 2 == 0
+            self.served.append(reports)
         prompt = core.count_messages(request.messages, model="gpt-4o").tokens
-        usage = core.Usage(input_tokens=prompt, output_tokens=OUT_TOKENS) if number % 2 == 0 \
+        usage = core.Usage(input_tokens=prompt, output_tokens=OUT_TOKENS) if reports \
             else core.Usage()
         yield core.Chunk(response=core.Response(text="".join(ANSWER), usage=usage,
                                                 model=request.model))
@@ -83,7 +90,8 @@ def test_32_concurrent_streams_never_overshoot_and_are_all_charged(
     limit = Decimal("0.002")
     budget = Budget(name="pool", max_usd=limit, scope="global", period="day")
     layers = [BudgetLayer(budgets=[budget], store=s, prices=PRICES) for s in stores]
-    pipes = [core.Pipeline(provider=SlowStream(), layers=[layer], prices=PRICES)
+    provider = SlowStream()  # shared: it alternates usage / no usage across all four pipes
+    pipes = [core.Pipeline(provider=provider, layers=[layer], prices=PRICES)
              for layer in layers]
     done: list[int] = []
     refused: list[int] = []
@@ -106,7 +114,8 @@ def test_32_concurrent_streams_never_overshoot_and_are_all_charged(
         t.join()
 
     assert len(done) + len(refused) == 32 and refused and len(done) >= 7
-    assert any(i % 2 for i in done) and any(i % 2 == 0 for i in done)  # both kinds ran
+    assert len(provider.served) == len(done)
+    assert True in provider.served and False in provider.served  # both kinds ran
     left = layers[0].remaining(ask(0))["pool"]
     spent = Decimal(str(left["spent_usd"]))
     one_call = Decimal(max(prompt_tokens(i) for i in range(32)) + 2 * 100) / Decimal(1_000_000)
