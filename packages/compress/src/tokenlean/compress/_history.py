@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenlean.core import ConfigError, InvalidRequestError, Message, count_messages
+from tokenlean.core.tokens import REPLY_PRIMING_TOKENS
 
 from ._compressor import Compressor, check_max_tokens, check_ratio
 
@@ -103,9 +104,10 @@ class HistoryCompressor:
     def __init__(self, *, max_tokens: int, keep_last: int = 4, ratio: float = 4.0,
                  min_tokens: int = 40, drop: bool = True, compressor: Compressor | None = None,
                  model: str = "gpt-4o") -> None:
-        self.max_tokens = check_max_tokens(max_tokens)
-        if self.max_tokens is None:
+        checked = check_max_tokens(max_tokens)
+        if checked is None:
             raise ConfigError("max_tokens is required: the token budget for the conversation")
+        self.max_tokens: int = checked
         if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
             raise ConfigError(f"keep_last must be a positive integer (the last user message is "
                               f"always kept), got {keep_last!r}")
@@ -128,17 +130,20 @@ class HistoryCompressor:
                  question: str | None = None) -> HistoryResult:
         """Compress ``messages``; ``question`` defaults to the last user message."""
         msgs = list(_as_messages(messages))
-        budget = self.max_tokens or 0
-        before = count_messages(msgs, model=self.model).tokens
+        if not msgs:
+            raise InvalidRequestError("no messages to compress")
+        budget = self.max_tokens
+        # count_messages is a sum over messages plus the reply priming: count each
+        # message once and keep the total up to date as messages change or go
+        sizes = [count_messages([m], model=self.model).tokens - REPLY_PRIMING_TOKENS
+                 for m in msgs]
+        before = total = sum(sizes) + REPLY_PRIMING_TOKENS
         n = len(msgs)
         last_user = max((i for i, m in enumerate(msgs) if m.role == "user"), default=n)
-        protected = set(range(max(0, n - self.keep_last), n)) | {last_user}
-        movable = [i for i in range(n)
-                   if i not in protected and i < min(protected, default=n)
-                   and msgs[i].role not in _PINNED_ROLES]
+        first_protected = min(max(0, n - self.keep_last), last_user)
+        movable = [i for i in range(first_protected) if msgs[i].role not in _PINNED_ROLES]
         if question is None and last_user < n:
             question = msgs[last_user].text.strip() or None
-        total = before
         compressed: dict[int, tuple[int, float]] = {}  # index -> (tokens before, retention)
         dropped: list[int] = []
         if total > budget:
@@ -151,21 +156,21 @@ class HistoryCompressor:
                     continue
                 msgs[i] = m.with_text(result.text)
                 compressed[i] = (result.tokens_before, result.retention)
-                total = count_messages(msgs, model=self.model).tokens
+                new_size = count_messages([msgs[i]], model=self.model).tokens
+                total += new_size - REPLY_PRIMING_TOKENS - sizes[i]
+                sizes[i] = new_size - REPLY_PRIMING_TOKENS
                 if total <= budget:
                     break
         if total > budget and self.drop:
             for unit in _units(msgs, movable):  # step 2: oldest turns first
                 dropped.extend(unit)
-                total = count_messages([m for k, m in enumerate(msgs) if k not in dropped],
-                                       model=self.model).tokens
+                total -= sum(sizes[k] for k in unit)
                 if total <= budget:
                     break
         gone = set(dropped)
         source = tuple(k for k in range(n) if k not in gone)
         weight = sum(t for t, _ in compressed.values()) + sum(
-            count_messages([msgs[k]], model=self.model).tokens for k in dropped
-            if k not in compressed)
+            sizes[k] + REPLY_PRIMING_TOKENS for k in dropped if k not in compressed)
         kept_share = sum(t * r for k, (t, r) in compressed.items() if k not in gone)
         retention = 1.0 if not weight else kept_share / weight
         return HistoryResult(
