@@ -115,7 +115,7 @@ class Pipeline:
     each request's own model).
     """
 
-    def __init__(self, *, provider: Provider, layers: Sequence[tuple[Layer, Request]] = (),
+    def __init__(self, *, provider: Provider, layers: Sequence[Layer] = (),
                  ledger: _Ledger | None = None, prices: PriceTable | None = None,
                  count_model: str | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
@@ -224,7 +224,7 @@ class Pipeline:
             try:
                 out = layer.process(current)
             except TokenleanError:
-                self._fail(ran, current, None)
+                self._fail(ran, None)
                 raise
             except Exception as exc:
                 _warn(f"layer {layer.name!r}", exc)
@@ -234,8 +234,8 @@ class Pipeline:
                 return current, answer, reports, ran
         return current, None, reports, ran
 
-    def _fail(self, ran: Sequence[tuple[Layer, Request]], request: Request, exc: BaseException | None) -> None:
-        del request  # each layer is told about the request it processed
+    def _fail(self, ran: Sequence[tuple[Layer, Request]], exc: BaseException | None) -> None:
+        """Tell each layer that ran, about the request it processed, that the call failed."""
         for layer, seen in reversed(ran):
             hook = getattr(layer, "on_error", None)
             if hook is not None:
@@ -244,8 +244,7 @@ class Pipeline:
                 except Exception as hook_exc:
                     _warn(f"{layer.name}.on_error", hook_exc)
 
-    def _after(self, ran: Sequence[tuple[Layer, Request]], request: Request, response: Response) -> None:
-        del request
+    def _after(self, ran: Sequence[tuple[Layer, Request]], response: Response) -> None:
         for layer, seen in reversed(ran):
             hook = getattr(layer, "on_response", None)
             if hook is not None:
@@ -264,9 +263,9 @@ class Pipeline:
             try:
                 answer = self.provider.complete(final)
             except BaseException as exc:
-                self._fail(ran, final, exc)
+                self._fail(ran, exc)
                 raise
-        self._after(ran, final, answer)
+        self._after(ran, answer)
         record = self._record(request, final, answer, reports, started, wall)
         self._write(record)
         return CallResult(answer, record, final)
@@ -282,7 +281,7 @@ class Pipeline:
         else:
             for text in _replay_texts(answer):
                 yield Chunk(text=text)
-        self._after(ran, final, answer)
+        self._after(ran, answer)
         self._write(self._record(request, final, answer, reports, started, wall))
         yield Chunk(response=answer)
 
@@ -301,19 +300,19 @@ class Pipeline:
                     texts.append(chunk.text)
                     yield Chunk(text=chunk.text, raw=chunk.raw)
         except BaseException as exc:  # includes GeneratorExit when the consumer stops early
-            self._fail(ran, request, exc)
+            self._fail(ran, exc)
             raise
         if response is None:
             exc = TokenleanError(f"provider {self.provider.name!r} ended its stream "
                                  "without a final response (usage unknown)")
-            self._fail(ran, request, exc)
+            self._fail(ran, exc)
             raise exc
         return _with_chunks(response, texts)
 
     # ---- async (same helpers, awaited layer calls) -------------------------
 
     async def _arun_layers(self, request: Request) -> tuple[Request, Response | None,
-                                                            list[LayerReport], list[Layer]]:
+                                                            list[LayerReport], list[tuple[Layer, Request]]]:
         rates = self._rates(request)
         reports: list[LayerReport] = []
         ran: list[tuple[Layer, Request]] = []
@@ -323,7 +322,7 @@ class Pipeline:
             try:
                 out = await layer.aprocess(current)
             except TokenleanError:
-                await self._afail(ran, current, None)
+                await self._afail(ran, None)
                 raise
             except Exception as exc:
                 _warn(f"layer {layer.name!r}", exc)
@@ -333,9 +332,8 @@ class Pipeline:
                 return current, answer, reports, ran
         return current, None, reports, ran
 
-    async def _afail(self, ran: Sequence[tuple[Layer, Request]], request: Request,
+    async def _afail(self, ran: Sequence[tuple[Layer, Request]],
                      exc: BaseException | None) -> None:
-        del request
         for layer, seen in reversed(ran):
             hook = getattr(layer, "aon_error", None) or getattr(layer, "on_error", None)
             if hook is not None:
@@ -346,8 +344,7 @@ class Pipeline:
                 except Exception as hook_exc:
                     _warn(f"{layer.name}.on_error", hook_exc)
 
-    async def _aafter(self, ran: Sequence[tuple[Layer, Request]], request: Request, response: Response) -> None:
-        del request
+    async def _aafter(self, ran: Sequence[tuple[Layer, Request]], response: Response) -> None:
         for layer, seen in reversed(ran):
             hook = getattr(layer, "aon_response", None) or getattr(layer, "on_response", None)
             if hook is not None:
@@ -368,9 +365,9 @@ class Pipeline:
             try:
                 answer = await self.provider.acomplete(final)
             except BaseException as exc:
-                await self._afail(ran, final, exc)
+                await self._afail(ran, exc)
                 raise
-        await self._aafter(ran, final, answer)
+        await self._aafter(ran, answer)
         record = self._record(request, final, answer, reports, started, wall)
         await self._awrite(record)
         return CallResult(answer, record, final)
@@ -396,17 +393,17 @@ class Pipeline:
                     if answer is not None:
                         answer = _with_chunks(answer, texts)
             except BaseException as exc:
-                await self._afail(ran, final, exc)
+                await self._afail(ran, exc)
                 raise
             if answer is None:
                 exc = TokenleanError(f"provider {self.provider.name!r} ended its stream "
                                      "without a final response (usage unknown)")
-                await self._afail(ran, final, exc)
+                await self._afail(ran, exc)
                 raise exc
         else:
             for text in _replay_texts(answer):
                 yield Chunk(text=text)
-        await self._aafter(ran, final, answer)
+        await self._aafter(ran, answer)
         await self._awrite(self._record(request, final, answer, reports, started, wall))
         yield Chunk(response=answer)
 
