@@ -14,7 +14,7 @@ def test_load_hf_folder(tiny_dir: Path) -> None:
     model, tok = load_model(tiny_dir)
     assert not model.training
     assert model.config.num_hidden_layers == 2
-    assert model.config._attn_implementation == "sdpa"
+    assert model.config._attn_implementation == "tokenlean"  # the shared attention path (attention.py)
     ids = tok("hello world", return_tensors="pt").input_ids
     with torch.no_grad():
         logits = model(ids).logits

@@ -145,8 +145,9 @@ def load_model(path: str | Path | None = None, *, dtype: str = "float32", device
             SmolLM2-135M-Instruct (see :func:`default_model_path`).
         dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``.
         device: a torch device string, e.g. ``"cpu"`` or ``"cuda"``.
-        attn_implementation: transformers' attention implementation; ``None`` picks
-            the shared path of :func:`tokenlean.backend.select_attn_implementation`.
+        attn_implementation: transformers' attention implementation; ``None`` is
+            ``"tokenlean"``, the shared path of :mod:`tokenlean.backend.attention`
+            (FlashAttention-2 on CUDA when installed, else SDPA), registered here.
 
     Raises:
         ConfigError: the path is missing or is not a causal language model, or an
@@ -157,12 +158,12 @@ def load_model(path: str | Path | None = None, *, dtype: str = "float32", device
         raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, not {dtype!r}")
     torch = _torch("loading a local model")
     transformers = _transformers("loading a local model")
-    from .attention import select_attn_implementation
+    from .attention import register_attention
 
     folder, gguf_file = _resolve(path)
     if gguf_file is not None:
         require("gguf", extra="backend", feature="reading GGUF model files")
-    attn = attn_implementation or select_attn_implementation(device)
+    attn = attn_implementation or register_attention()
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "attn_implementation": attn}
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
