@@ -20,7 +20,22 @@ from tokenlean.core import ConfigError, TokenleanError
 
 _DEFAULT_CONTEXTS = [1024, 2048, 4096, 8192]
 _DEFAULT_IMPLS = ["eager", "sdpa", "flash_attention_2", "tokenlean"]
-_CPU_MEMORY = "peak RSS above the pre-run RSS, sampled every 2 ms from /proc/self/statm"
+_CPU_MEMORY = ("peak RSS above the pre-run RSS, sampled every 2 ms from /proc/self/statm; glibc "
+               "set to mmap blocks >= 64 KiB and trimmed before each run, so freed tensors "
+               "leave the RSS")
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def _libc() -> Any:
+    """glibc through ctypes, or None (another C library: RSS then keeps freed memory)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
 _CUDA_MEMORY = "torch.cuda.max_memory_allocated above the pre-run allocation"
 
 
@@ -88,7 +103,10 @@ def _time_prefill(model: Any, ids: Any, *, runs: int, warmup: int, keep: int, de
             times.append(time.perf_counter() - start)
         return times, logits.float().cpu(), torch.cuda.max_memory_allocated() - base
     peak: int | None = None
+    libc = _libc()
     for _ in range(runs):
+        if libc is not None:
+            libc.malloc_trim(0)
         try:
             rss: _RssPeak | None = _RssPeak()
         except (OSError, ValueError):  # no /proc (not Linux): no memory number
@@ -165,6 +183,9 @@ def bench_attention(
 
         torch = _torch("the attention benchmark")
         torch.set_num_threads(threads)
+        libc = _libc()
+        if libc is not None:  # big tensors get their own mappings, returned on free
+            libc.mallopt(_M_MMAP_THRESHOLD, 1 << 16)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device not in ("cpu", "cuda"):
             raise ConfigError(f"--device must be cpu or cuda, not {device!r}")
