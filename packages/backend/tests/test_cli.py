@@ -8,7 +8,7 @@ import transformers
 import typer
 from typer.testing import CliRunner
 
-from tokenlean.backend._bench import bench_backend
+from tokenlean.backend._bench import bench_backend, bench_prune
 from tokenlean.backend._cli import prune
 
 
@@ -61,3 +61,30 @@ def test_prune_command_reports_errors(tmp_path: Path) -> None:
         "--calib", str(tmp_path / "c.jsonl")])
     assert res.exit_code == 2
     assert "does not exist" in res.output
+
+
+def test_prune_distils_on_separate_recovery_text(tiny_dir: Path, tmp_path: Path) -> None:
+    calib = _jsonl(tmp_path / "calib.jsonl",
+                   [f"calibration sentence number {i} about rivers and hills. " * 6
+                    for i in range(20)])
+    extra = _jsonl(tmp_path / "extra.jsonl",
+                   [f"distillation text {i}: harbours, ferries and lighthouses. " * 6
+                    for i in range(20)])
+    out = tmp_path / "pruned"
+    res = CliRunner().invoke(_app(prune), [
+        "--model", str(tiny_dir), "--target", "0.3", "--out", str(out), "--calib", str(calib),
+        "--blocks", "2", "--seq-len", "32", "--threads", "1", "--recover", "--recover-steps", "3",
+        "--recover-batch", "2", "--recover-calib", str(extra), "--recover-calib", str(calib)])
+    assert res.exit_code == 0, res.output
+    recovery = json.loads(res.stdout)["recovery"]
+    assert recovery["files"] == ["extra.jsonl", "calib.jsonl"]
+    assert recovery["blocks"] == 6 and recovery["batch_size"] == 2  # 3 steps x 2, all distinct
+
+
+def test_bench_prune_refuses_to_evaluate_on_recovery_text(tmp_path: Path) -> None:
+    data = _jsonl(tmp_path / "data.jsonl", ["some held out text " * 20])
+    other = _jsonl(tmp_path / "other.jsonl", ["some calibration text " * 20])
+    res = CliRunner().invoke(_app(bench_prune), [
+        str(data), "--calib", str(other), "--recover", "--recover-calib", str(data)])
+    assert res.exit_code == 2
+    assert "never evaluate on calibration text" in res.output

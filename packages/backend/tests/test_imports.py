@@ -8,6 +8,7 @@ def test_all_is_pinned() -> None:
     assert backend.__all__ == [
         "Importance",
         "PruneReport",
+        "compare_speed",
         "count_parameters",
         "default_gguf_path",
         "default_model_path",
@@ -17,6 +18,7 @@ def test_all_is_pinned() -> None:
         "importance_scores",
         "load_model",
         "logits_match",
+        "mixed_blocks",
         "model_size",
         "plan_shape",
         "prune_model",

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from tokenlean.backend import (
+    compare_speed,
     distill,
     evaluate,
+    mixed_blocks,
     model_size,
     prune_model,
     quality,
@@ -100,3 +102,43 @@ def test_speculative_decoding_with_a_pruned_draft_is_lossless(
     result = speculative(dense, draft, tiny_tok, TEXTS, prompt_tokens=16, new_tokens=12, runs=2)
     assert result["identical"] is True
     assert result["prompts"] == 2 and result["tok_s_speculative"] > 0
+
+
+def test_mixed_blocks_interleave_files_and_skip_used_blocks(
+        tmp_path: Path, tiny_tok) -> None:  # type: ignore[no-untyped-def]
+    rivers = tmp_path / "rivers.jsonl"
+    cities = tmp_path / "cities.jsonl"
+    rivers.write_text("".join(json.dumps({"text": f"river {i} flows past the hills. " * 12}) + "\n"
+                              for i in range(6)))
+    cities.write_text("".join(json.dumps({"text": f"city {i} has trains and a port. " * 12}) + "\n"
+                              for i in range(6)))
+    own_r = token_blocks(tiny_tok, read_texts(rivers), seq_len=16)
+    own_c = token_blocks(tiny_tok, read_texts(cities), seq_len=16)
+    mixed = mixed_blocks(tiny_tok, [rivers, cities], seq_len=16, n_blocks=5, skip_blocks=2)
+    assert mixed.shape == (5, 16)
+    # round-robin, each file's first two blocks left out
+    for row, expected in zip(mixed, [own_r[2], own_c[2], own_r[3], own_c[3], own_r[4]]):
+        assert torch.equal(row, expected)
+    everything = mixed_blocks(tiny_tok, [rivers], seq_len=16, n_blocks=10_000)
+    assert torch.equal(everything, own_r)  # the text runs out: fewer blocks, no repeats
+    with pytest.raises(InvalidRequestError, match="no calibration text left"):
+        mixed_blocks(tiny_tok, [rivers], seq_len=16, n_blocks=4, skip_blocks=own_r.shape[0])
+    with pytest.raises(InvalidRequestError):
+        mixed_blocks(tiny_tok, [], seq_len=16, n_blocks=4)
+
+
+def test_compare_speed_alternates_models_on_every_prompt(
+        make_tiny, tiny_tok) -> None:  # type: ignore[no-untyped-def]
+    a, b = make_tiny(seed=1, **SHAPE), make_tiny(seed=2, **SHAPE)
+    calls: list[str] = []
+    a.model.register_forward_pre_hook(lambda *_: calls.append("a"))
+    b.model.register_forward_pre_hook(lambda *_: calls.append("b"))
+    results = compare_speed([a, b], tiny_tok, TEXTS, prompt_tokens=16, new_tokens=3, runs=2,
+                            repeats=2)
+    assert [r["timed_runs"] for r in results] == [4, 4]
+    assert all(r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0 for r in results)
+    # warm-up a, b; then per prompt: a's prefill + 3 decode forwards... then b's
+    runs = [c for i, c in enumerate(calls) if i == 0 or calls[i - 1] != c]
+    assert runs == ["a", "b"] * 5
+    with pytest.raises(ConfigError):
+        compare_speed([a], tiny_tok, TEXTS, new_tokens=1)

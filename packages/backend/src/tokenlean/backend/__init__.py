@@ -14,10 +14,10 @@ torch / transformers / gguf are optional (``pip install 'tokenlean-backend[all]'
 and imported only when a function needs them.
 """
 
-from ._data import read_texts, token_blocks
+from ._data import mixed_blocks, read_texts, token_blocks
 from ._workflow import logits_match, prune_pipeline, save_pruned
 from .attention import flash_attn_available, select_attn_implementation
-from .evaluation import evaluate, model_size, quality, speculative, speed
+from .evaluation import compare_speed, evaluate, model_size, quality, speculative, speed
 from .loading import default_gguf_path, default_model_path, load_model, tokenlean_home
 from .pruning import (
     Importance,
@@ -32,6 +32,7 @@ from .recovery import distill
 __all__ = [
     "Importance",
     "PruneReport",
+    "compare_speed",
     "count_parameters",
     "default_gguf_path",
     "default_model_path",
@@ -41,6 +42,7 @@ __all__ = [
     "importance_scores",
     "load_model",
     "logits_match",
+    "mixed_blocks",
     "model_size",
     "plan_shape",
     "prune_model",

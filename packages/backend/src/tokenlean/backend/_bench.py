@@ -22,8 +22,8 @@ def _setup(threads: int) -> Any:
 
 
 def _compare(model: Any, dense: Any, tokenizer: Any, texts: list[str], *, max_tokens: int,
-             speed_runs: int, new_tokens: int) -> dict[str, Any]:
-    from .evaluation import model_size, quality, speed
+             speed_runs: int, new_tokens: int, speed_repeats: int = 1) -> dict[str, Any]:
+    from .evaluation import compare_speed, model_size, quality
 
     size_d, size_p = model_size(dense), model_size(model)
     q = quality(model, tokenizer, texts, reference=dense, max_tokens=max_tokens)
@@ -37,8 +37,8 @@ def _compare(model: Any, dense: Any, tokenizer: Any, texts: list[str], *, max_to
         "eval_texts": len(texts), "eval_tokens": q["eval_tokens"],
     }
     if speed_runs > 0:
-        sd = speed(dense, tokenizer, texts, runs=speed_runs, new_tokens=new_tokens)
-        sp = speed(model, tokenizer, texts, runs=speed_runs, new_tokens=new_tokens)
+        sd, sp = compare_speed([dense, model], tokenizer, texts, runs=speed_runs,
+                               new_tokens=new_tokens, repeats=speed_repeats)
         result.update({
             "prefill_tok_s_dense": round(sd["prefill_tok_s"], 1),
             "prefill_tok_s_pruned": round(sp["prefill_tok_s"], 1),
@@ -46,6 +46,7 @@ def _compare(model: Any, dense: Any, tokenizer: Any, texts: list[str], *, max_to
             "decode_tok_s_pruned": round(sp["decode_tok_s"], 1),
             "decode_speedup": round(sp["decode_tok_s"] / sd["decode_tok_s"], 3),
             "prefill_speedup": round(sp["prefill_tok_s"] / sd["prefill_tok_s"], 3),
+            "speed_timed_runs": sd["timed_runs"], "speed_statistic": "median, interleaved",
         })
     return result
 
@@ -58,6 +59,8 @@ def bench_backend(
     limit: int = typer.Option(50, "--limit", help="Evaluation texts (rows of DATA)."),
     max_tokens: int = typer.Option(256, "--max-tokens", help="Tokens scored per text."),
     speed_runs: int = typer.Option(3, "--speed-runs", help="Prompts timed (0: no speed test)."),
+    speed_repeats: int = typer.Option(
+        1, "--speed-repeats", help="Times each timed prompt is run (dense and pruned alternate)."),
     new_tokens: int = typer.Option(32, "--new-tokens", help="Tokens decoded per timed prompt."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
     speculative_runs: int = typer.Option(
@@ -75,7 +78,8 @@ def bench_backend(
         result = {"model": model, "reference": reference or "default:SmolLM2-135M-Instruct",
                   "data": data, "threads": threads}
         result.update(_compare(pruned, dense, tokenizer, texts, max_tokens=max_tokens,
-                               speed_runs=speed_runs, new_tokens=new_tokens))
+                               speed_runs=speed_runs, new_tokens=new_tokens,
+                               speed_repeats=speed_repeats))
         if speculative_runs > 0:
             from .evaluation import speculative
 
@@ -104,9 +108,15 @@ def bench_prune(
     recover: bool = typer.Option(False, "--recover/--no-recover", help="Distil after pruning."),
     recover_steps: int = typer.Option(40, "--recover-steps"),
     recover_lr: float = typer.Option(1e-4, "--recover-lr"),
+    recover_batch: int = typer.Option(2, "--recover-batch", help="Blocks per distillation step."),
+    recover_calib: list[str] | None = typer.Option(
+        None, "--recover-calib",
+        help="Distillation text (repeatable; default: --calib after the importance blocks)."),
     limit: int = typer.Option(50, "--limit", help="Evaluation texts (rows of DATA)."),
     max_tokens: int = typer.Option(256, "--max-tokens", help="Tokens scored per text."),
     speed_runs: int = typer.Option(3, "--speed-runs", help="Prompts timed (0: no speed test)."),
+    speed_repeats: int = typer.Option(
+        1, "--speed-repeats", help="Times each timed prompt is run (dense and pruned alternate)."),
     new_tokens: int = typer.Option(32, "--new-tokens"),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
     as_json: bool = typer.Option(True, "--json/--no-json", help="Always JSON (accepted)."),
@@ -119,9 +129,11 @@ def bench_prune(
         from .evaluation import quality
         from .loading import load_model
 
-        if data == calib:
-            raise TokenleanError("DATA and --calib must be different files: never evaluate "
-                                 "on calibration text")
+        from pathlib import Path
+
+        if any(Path(data).resolve() == Path(f).resolve() for f in [calib, *(recover_calib or [])]):
+            raise TokenleanError("DATA must differ from --calib and --recover-calib: never "
+                                 "evaluate on calibration text")
         texts = read_texts(data, limit=limit)
         dense, tokenizer = load_model(model)
 
@@ -134,7 +146,8 @@ def bench_prune(
         pruned, info = prune_pipeline(
             dense, tokenizer, calib=calib, target=target, method=method, blocks=blocks,
             heads_per_group=heads_per_group, drop_layers=drop_layers, recover=recover,
-            recover_steps=recover_steps, recover_lr=recover_lr, reconstruct=reconstruct,
+            recover_steps=recover_steps, recover_lr=recover_lr, recover_batch=recover_batch,
+            recover_calib=recover_calib, reconstruct=reconstruct,
             before_recovery=before)
         prune_s = time.perf_counter() - start
         with tempfile.TemporaryDirectory(prefix="tokenlean-prune-") as tmp:
@@ -153,7 +166,8 @@ def bench_prune(
                 "prune_seconds": round(prune_s, 1), **info,
             }
             result.update(_compare(reloaded, dense, tokenizer, texts, max_tokens=max_tokens,
-                                   speed_runs=speed_runs, new_tokens=new_tokens))
+                                   speed_runs=speed_runs, new_tokens=new_tokens,
+                               speed_repeats=speed_repeats))
     except TokenleanError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None

@@ -29,6 +29,10 @@ def prune(
                                  help="Distil from the dense model after pruning."),
     recover_steps: int = typer.Option(40, "--recover-steps", help="Distillation steps."),
     recover_lr: float = typer.Option(1e-4, "--recover-lr", help="Distillation learning rate."),
+    recover_batch: int = typer.Option(2, "--recover-batch", help="Blocks per distillation step."),
+    recover_calib: list[str] | None = typer.Option(
+        None, "--recover-calib",
+        help="Distillation text (repeatable; default: --calib after the importance blocks)."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
     device: str = typer.Option("cpu", "--device", help="torch device."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
@@ -46,6 +50,7 @@ def prune(
             dense, tokenizer, calib=calib, target=target, method=method, blocks=blocks,
             seq_len=seq_len, heads_per_group=heads_per_group, drop_layers=drop_layers,
             recover=recover, recover_steps=recover_steps, recover_lr=recover_lr,
+            recover_batch=recover_batch, recover_calib=recover_calib,
             reconstruct=reconstruct)
         info["source"] = str(model) if model is not None else "default:SmolLM2-135M-Instruct"
         folder = save_pruned(pruned, tokenizer, out, info=info, overwrite=overwrite)

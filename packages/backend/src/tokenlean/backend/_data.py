@@ -8,7 +8,7 @@ from typing import Any
 
 from tokenlean.core import InvalidRequestError
 
-__all__ = ["read_texts", "token_blocks"]
+__all__ = ["mixed_blocks", "read_texts", "token_blocks"]
 
 
 def _text_of(row: dict[str, Any]) -> str | None:
@@ -84,3 +84,31 @@ def token_blocks(tokenizer: Any, texts: list[str], *, seq_len: int, max_blocks: 
     if n == 0:
         raise InvalidRequestError(f"not enough text for one block of {seq_len} tokens")
     return torch.tensor(ids[: n * seq_len], dtype=torch.long).view(n, seq_len)
+
+
+def mixed_blocks(tokenizer: Any, paths: list[str | Path], *, seq_len: int, n_blocks: int,
+                 skip_blocks: int = 0) -> Any:
+    """Up to ``n_blocks`` distinct ``[N, seq_len]`` blocks drawn round-robin from several files.
+
+    Each file is read in order and cut into blocks (:func:`token_blocks`); its
+    first ``skip_blocks`` blocks are left out (they were used for something
+    else, e.g. importance scores). Interleaving the files keeps the mix even
+    whatever ``n_blocks`` is, so a distillation run that stops early still saw
+    every kind of text. Fewer blocks come back when the files run out.
+    """
+    import torch
+
+    if not paths:
+        raise InvalidRequestError("no calibration files given")
+    per_file = -(-n_blocks // len(paths)) + skip_blocks
+    pools = []
+    for path in paths:
+        blocks = token_blocks(tokenizer, read_texts(path), seq_len=seq_len,
+                              max_blocks=per_file)[skip_blocks:]
+        if blocks.shape[0] == 0:
+            raise InvalidRequestError(f"{path} has no calibration text left after "
+                                      f"{skip_blocks} blocks")
+        pools.append(blocks)
+    rows = [pool[i] for i in range(max(p.shape[0] for p in pools)) for pool in pools
+            if i < pool.shape[0]]
+    return torch.stack(rows[:n_blocks])

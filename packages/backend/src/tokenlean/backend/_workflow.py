@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tokenlean.core import ConfigError
+from tokenlean.core import ConfigError, InvalidRequestError
 
-from ._data import read_texts, token_blocks
+from ._data import mixed_blocks, read_texts, token_blocks
 from .pruning import PruneReport, prune_model
 
 __all__ = ["PRUNE_INFO_FILE", "logits_match", "prune_pipeline", "save_pruned"]
@@ -55,20 +55,22 @@ def prune_pipeline(dense: Any, tokenizer: Any, *, calib: str | Path, target: flo
                    method: str = "taylor", calib_rows: int = 200, blocks: int = 32,
                    seq_len: int = 256, heads_per_group: int | None = None, drop_layers: int = 0,
                    recover: bool = False, recover_steps: int = 40, recover_lr: float = 1e-4,
-                   recover_batch: int = 2, reconstruct: str = "attention", log: Any = None,
+                   recover_batch: int = 2, recover_calib: list[str | Path] | None = None,
+                   reconstruct: str = "attention", log: Any = None,
                    before_recovery: Any = None) -> tuple[Any, dict[str, Any]]:
     """Prune ``dense`` on calibration text, optionally distil; returns ``(pruned, info)``.
 
-    Importance uses the first ``blocks`` token blocks of the calibration file;
-    recovery the same file's following blocks (both from ``calib_rows`` rows).
+    Importance uses the first ``blocks`` token blocks of the calibration file
+    (from its first ``calib_rows`` rows). Recovery uses ``recover_steps *
+    recover_batch`` distinct blocks (cycled only when the text runs out) drawn
+    round-robin from ``recover_calib`` (default: the calibration file, after the
+    importance blocks), so a longer run sees more text instead of repeating a
+    few blocks.
     ``before_recovery(pruned) -> dict``, if given, is called before distillation
     and its result stored under ``info["before_recovery"]``.
     """
     texts = read_texts(calib, limit=calib_rows)
-    n_recover = recover_steps * recover_batch if recover else 0
-    all_blocks = token_blocks(tokenizer, texts, seq_len=seq_len,
-                              max_blocks=blocks + min(n_recover, 4 * blocks))
-    score_blocks = all_blocks[:blocks]
+    score_blocks = token_blocks(tokenizer, texts, seq_len=seq_len, max_blocks=blocks)
     pruned, report = prune_model(dense, score_blocks, target=target,
                                  method=method,  # type: ignore[arg-type]
                                  heads_per_group=heads_per_group, drop_layers=drop_layers,
@@ -82,10 +84,19 @@ def prune_pipeline(dense: Any, tokenizer: Any, *, calib: str | Path, target: flo
 
         if before_recovery is not None:
             info["before_recovery"] = before_recovery(pruned)
-        kd_blocks = all_blocks[blocks:] if all_blocks.shape[0] > blocks else all_blocks
+        sources = list(recover_calib) if recover_calib else [calib]
+        skip = 0 if recover_calib else int(score_blocks.shape[0])
+        try:
+            kd_blocks = mixed_blocks(tokenizer, sources, seq_len=seq_len,
+                                     n_blocks=recover_steps * recover_batch, skip_blocks=skip)
+        except InvalidRequestError:  # a small calibration file: reuse the importance blocks
+            if recover_calib:
+                raise
+            kd_blocks = score_blocks
         info["recovery"] = distill(pruned, dense, kd_blocks, steps=recover_steps, lr=recover_lr,
                                    batch_size=recover_batch, log=log)
         info["recovery"]["blocks"] = int(kd_blocks.shape[0])
+        info["recovery"]["files"] = [Path(f).name for f in sources]
     return pruned, info
 
 

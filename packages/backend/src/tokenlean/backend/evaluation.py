@@ -7,7 +7,7 @@ from typing import Any
 
 from tokenlean.core import ConfigError
 
-__all__ = ["evaluate", "model_size", "quality", "speculative", "speed"]
+__all__ = ["compare_speed", "evaluate", "model_size", "quality", "speculative", "speed"]
 
 
 def model_size(model: Any) -> dict[str, int]:
@@ -65,39 +65,62 @@ def quality(model: Any, tokenizer: Any, texts: list[str], *, reference: Any = No
     return result
 
 
-def speed(model: Any, tokenizer: Any, texts: list[str], *, prompt_tokens: int = 128,
-          new_tokens: int = 32, runs: int = 3) -> dict[str, float]:
-    """Prefill and greedy-decode tokens/s at batch size 1 (median-free: total tokens / total time).
-
-    Prefill: one forward pass over ``prompt_tokens`` tokens of each text. Decode:
-    ``new_tokens`` generated tokens after that prompt, with the KV cache, timed
-    separately from the prefill (generate time minus one prefill).
-    """
+def _time_one(model: Any, ids: Any, new_tokens: int, pad: int) -> tuple[float, float]:
+    """Seconds for a prefill of ``ids`` and for ``new_tokens`` greedy tokens after it."""
     import torch
 
-    dev = next(model.parameters()).device
-    prompts = [ids[:, :prompt_tokens].to(dev)
-               for ids in _encode(tokenizer, texts[:runs], prompt_tokens)]
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if ids.device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    model(ids, use_cache=True)
+    sync()
+    t1 = time.perf_counter()
+    model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                   min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad)
+    sync()
+    t2 = time.perf_counter()
+    return t1 - t0, max((t2 - t1) - (t1 - t0), 1e-9)
+
+
+def compare_speed(models: list[Any], tokenizer: Any, texts: list[str], *, prompt_tokens: int = 128,
+                  new_tokens: int = 32, runs: int = 3, repeats: int = 1) -> list[dict[str, float]]:
+    """Prefill and greedy-decode tokens/s at batch size 1 for several models, interleaved.
+
+    The models take turns on every prompt (model 1, model 2, ..., then the next
+    prompt), so a change in machine load during the measurement hits all of them
+    alike instead of whichever ran last. Prefill: one forward pass over
+    ``prompt_tokens`` tokens; decode: ``new_tokens`` generated tokens after that
+    prompt with the KV cache, timed as generate time minus one prefill. Each
+    model's figure is the **median** over the ``runs`` prompts x ``repeats``.
+    """
+    import statistics
+
+    import torch
+
+    if runs < 1 or repeats < 1 or new_tokens < 2:
+        raise ConfigError("runs and repeats must be >= 1 and new_tokens >= 2")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prompts = [ids[:, :prompt_tokens] for ids in _encode(tokenizer, texts[:runs], prompt_tokens)]
+    samples: list[tuple[list[float], list[float]]] = [([], []) for _ in models]
     with torch.no_grad():
-        model(prompts[0][:, :8])  # warm-up
-        pre_tok = pre_t = dec_tok = dec_t = 0.0
-        for ids in prompts:
-            sync()
-            t0 = time.perf_counter()
-            model(ids, use_cache=True)
-            sync()
-            t1 = time.perf_counter()
-            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                           min_new_tokens=new_tokens, do_sample=False,
-                           pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-            sync()
-            t2 = time.perf_counter()
-            pre_tok += ids.shape[1]
-            pre_t += t1 - t0
-            dec_tok += new_tokens - 1  # the first new token comes from the prefill
-            dec_t += max((t2 - t1) - (t1 - t0), 1e-9)
-    return {"prefill_tok_s": pre_tok / pre_t, "decode_tok_s": dec_tok / dec_t}
+        for model in models:  # warm-up
+            model(prompts[0][:, :8].to(next(model.parameters()).device))
+        for _ in range(repeats):
+            for ids in prompts:
+                for model, (pre, dec) in zip(models, samples):
+                    dev_ids = ids.to(next(model.parameters()).device)
+                    pre_s, dec_s = _time_one(model, dev_ids, new_tokens, pad)
+                    pre.append(ids.shape[1] / pre_s)
+                    dec.append((new_tokens - 1) / dec_s)  # token 1 comes from the prefill
+    return [{"prefill_tok_s": statistics.median(pre), "decode_tok_s": statistics.median(dec),
+             "timed_runs": len(pre)} for pre, dec in samples]
+
+
+def speed(model: Any, tokenizer: Any, texts: list[str], *, prompt_tokens: int = 128,
+          new_tokens: int = 32, runs: int = 3) -> dict[str, float]:
+    """Prefill and greedy-decode tokens/s of one model (:func:`compare_speed` with one model)."""
+    return compare_speed([model], tokenizer, texts, prompt_tokens=prompt_tokens,
+                         new_tokens=new_tokens, runs=runs)[0]
 
 
 def speculative(model: Any, draft: Any, tokenizer: Any, texts: list[str], *,
