@@ -25,6 +25,7 @@ def test_all_is_pinned() -> None:
         "prune_pipeline",
         "quality",
         "read_texts",
+        "register_attention",
         "save_pruned",
         "select_attn_implementation",
         "speculative",

