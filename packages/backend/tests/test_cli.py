@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from tokenlean.backend._bench import bench_backend, bench_prune
-from tokenlean.backend._cli import prune
+from tokenlean.backend._cli import distill_command, prune
 
 
 def _app(fn) -> typer.Typer:  # type: ignore[no-untyped-def]
@@ -88,3 +88,33 @@ def test_bench_prune_refuses_to_evaluate_on_recovery_text(tmp_path: Path) -> Non
         str(data), "--calib", str(other), "--recover", "--recover-calib", str(data)])
     assert res.exit_code == 2
     assert "never evaluate on calibration text" in res.output
+
+
+def test_distill_command_continues_recovery_of_a_pruned_folder(tiny_dir: Path,
+                                                                tmp_path: Path) -> None:
+    calib = _jsonl(tmp_path / "calib.jsonl",
+                   [f"calibration sentence number {i} about rivers and hills. " * 6
+                    for i in range(20)])
+    pruned, again = tmp_path / "pruned", tmp_path / "again"
+    res = CliRunner().invoke(_app(prune), [
+        "--model", str(tiny_dir), "--target", "0.3", "--out", str(pruned), "--calib", str(calib),
+        "--blocks", "2", "--seq-len", "32", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(_app(distill_command), [
+        str(pruned), "--out", str(again), "--recover-calib", str(calib), "--teacher",
+        str(tiny_dir), "--steps", "3", "--batch", "2", "--seq-len", "32", "--skip-blocks", "2",
+        "--lr", "1e-3", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["blocks"] == 6
+    info = json.loads((again / "tokenlean_prune.json").read_text())
+    assert info["prune"]["target"] == 0.3  # the pruning record is kept
+    assert [r["skip_blocks"] for r in info["further_recovery"]] == [2]
+    before = transformers.AutoModelForCausalLM.from_pretrained(pruned)
+    after = transformers.AutoModelForCausalLM.from_pretrained(again)
+    assert before.config.to_dict()["intermediate_size"] == after.config.intermediate_size
+    ids = torch.randint(0, before.config.vocab_size, (1, 16))
+    assert not torch.allclose(before(ids).logits, after(ids).logits)  # it trained
+
+    res = CliRunner().invoke(_app(distill_command), [
+        str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--recover-calib", str(calib)])
+    assert res.exit_code == 2 and "error:" in res.output

@@ -58,3 +58,49 @@ def prune(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
     typer.echo(json.dumps({"out": str(folder), **info}))
+
+
+def distill_command(
+    student: str = typer.Argument(..., help="Pruned model folder (e.g. from `tokenlean prune`)."),
+    out: str = typer.Option(..., "--out", "-o", help="Folder to write the distilled model to."),
+    recover_calib: list[str] = typer.Option(
+        ..., "--recover-calib", help="Distillation text, JSONL (repeatable; mixed round-robin)."),
+    teacher: str | None = typer.Option(
+        None, "--teacher", help="Dense model; default SmolLM2-135M-Instruct."),
+    steps: int = typer.Option(40, "--steps", help="Distillation steps."),
+    lr: float = typer.Option(1e-4, "--lr", help="Peak learning rate (warm-up, cosine decay)."),
+    batch: int = typer.Option(4, "--batch", help="Blocks per step."),
+    seq_len: int = typer.Option(256, "--seq-len", help="Tokens per block."),
+    skip_blocks: int = typer.Option(
+        0, "--skip-blocks", help="Blocks of each file to pass over (already used for training)."),
+    threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
+    device: str = typer.Option("cpu", "--device", help="torch device."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
+) -> None:
+    """Distil the dense model into an already pruned folder (more recovery, on new text)."""
+    try:
+        from pathlib import Path
+
+        from .loading import _torch, load_model
+
+        torch = _torch("tokenlean distill")
+        torch.set_num_threads(threads)
+        from ._data import mixed_blocks
+        from ._workflow import PRUNE_INFO_FILE, save_pruned
+        from .recovery import distill
+
+        model, tokenizer = load_model(student, device=device)
+        dense, _ = load_model(teacher, device=device)
+        blocks = mixed_blocks(tokenizer, list(recover_calib), seq_len=seq_len,
+                              n_blocks=steps * batch, skip_blocks=skip_blocks)
+        run = distill(model, dense, blocks, steps=steps, lr=lr, batch_size=batch)
+        run.update({"blocks": int(blocks.shape[0]), "skip_blocks": skip_blocks,
+                    "files": [Path(f).name for f in recover_calib]})
+        info_path = Path(student) / PRUNE_INFO_FILE
+        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+        info.setdefault("further_recovery", []).append(run)
+        folder = save_pruned(model, tokenizer, out, info=info, overwrite=overwrite)
+    except TokenleanError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(json.dumps({"out": str(folder), **run}))
