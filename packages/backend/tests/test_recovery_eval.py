@@ -102,6 +102,14 @@ def test_speculative_decoding_with_a_pruned_draft_is_lossless(
     result = speculative(dense, draft, tiny_tok, TEXTS, prompt_tokens=16, new_tokens=12, runs=2)
     assert result["identical"] is True
     assert result["prompts"] == 2 and result["tok_s_speculative"] > 0
+    assert result["draft_tokens"] == "heuristic"
+    schedule = draft.generation_config.num_assistant_tokens_schedule
+    fixed = speculative(dense, draft, tiny_tok, TEXTS, prompt_tokens=16, new_tokens=12, runs=2,
+                        draft_tokens=2)
+    assert fixed["identical"] is True and fixed["draft_tokens"] == 2
+    assert draft.generation_config.num_assistant_tokens_schedule == schedule  # restored
+    with pytest.raises(ConfigError):
+        speculative(dense, draft, tiny_tok, TEXTS, draft_tokens=0)
 
 
 def test_mixed_blocks_interleave_files_and_skip_used_blocks(

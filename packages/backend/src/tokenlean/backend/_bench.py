@@ -65,6 +65,9 @@ def bench_backend(
     threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
     speculative_runs: int = typer.Option(
         0, "--speculative", help="Prompts for dense-with-pruned-draft decoding (0: skip)."),
+    draft_tokens: int | None = typer.Option(
+        None, "--draft-tokens",
+        help="Drafted tokens per speculative round (default: transformers' heuristic)."),
 ) -> None:
     """Evaluate a model folder against the dense model on DATA; prints one JSON object."""
     try:
@@ -84,7 +87,7 @@ def bench_backend(
             from .evaluation import speculative
 
             spec = speculative(dense, pruned, tokenizer, texts, runs=speculative_runs,
-                               new_tokens=new_tokens)
+                               new_tokens=new_tokens, draft_tokens=draft_tokens)
             result["speculative"] = {k: round(v, 3) if isinstance(v, float) else v
                                      for k, v in spec.items()}
     except TokenleanError as exc:

@@ -124,14 +124,39 @@ def speed(model: Any, tokenizer: Any, texts: list[str], *, prompt_tokens: int = 
 
 
 def speculative(model: Any, draft: Any, tokenizer: Any, texts: list[str], *,
-                prompt_tokens: int = 64, new_tokens: int = 32, runs: int = 3) -> dict[str, Any]:
+                prompt_tokens: int = 64, new_tokens: int = 32, runs: int = 3,
+                draft_tokens: int | None = None) -> dict[str, Any]:
     """Greedy decoding of ``model`` alone vs with ``draft`` as assistant (speculative).
 
     Uses transformers' assisted generation (``generate(assistant_model=draft)``),
     which verifies every drafted token with ``model``, so greedy output is
-    unchanged; ``identical`` checks that on every prompt. Returns tokens/s for
-    both and the speed-up.
+    unchanged; ``identical`` checks that on every prompt. ``draft_tokens``: a
+    constant number of drafted tokens per round (default: transformers'
+    heuristic schedule). Returns tokens/s for both and the speed-up.
+
+    A bound worth knowing: if a draft token costs the fraction ``c`` of a dense
+    decode step, speculative decoding can be at most ``1 / c`` times faster,
+    even when every drafted token is accepted and verification is free.
     """
+    if draft_tokens is not None and draft_tokens < 1:
+        raise ConfigError("draft_tokens must be >= 1")
+    config = draft.generation_config
+    saved = (getattr(config, "num_assistant_tokens", None),
+             getattr(config, "num_assistant_tokens_schedule", None))
+    if draft_tokens is not None:
+        config.num_assistant_tokens = draft_tokens
+        config.num_assistant_tokens_schedule = "constant"
+    try:
+        result = _assisted(model, draft, tokenizer, texts, prompt_tokens=prompt_tokens,
+                           new_tokens=new_tokens, runs=runs)
+    finally:
+        config.num_assistant_tokens, config.num_assistant_tokens_schedule = saved
+    result["draft_tokens"] = draft_tokens if draft_tokens is not None else "heuristic"
+    return result
+
+
+def _assisted(model: Any, draft: Any, tokenizer: Any, texts: list[str], *, prompt_tokens: int,
+              new_tokens: int, runs: int) -> dict[str, Any]:
     import torch
 
     dev = next(model.parameters()).device
