@@ -7,6 +7,7 @@ logit difference against eager attention at the same context.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -23,11 +24,13 @@ _DEFAULT_IMPLS = ["eager", "sdpa", "flash_attention_2", "tokenlean"]
 _CPU_MEMORY = ("peak RSS above the pre-run RSS, sampled every 2 ms from /proc/self/statm; glibc "
                "set to mmap blocks >= 64 KiB and trimmed before each run, so freed tensors "
                "leave the RSS")
+_CUDA_MEMORY = "torch.cuda.max_memory_allocated above the pre-run allocation"
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
+@functools.cache
 def _libc() -> Any:
-    """glibc through ctypes, or None (another C library: RSS then keeps freed memory)."""
+    """glibc through ctypes (looked up once), or None (another C library: RSS then keeps freed memory)."""
     import ctypes
     import ctypes.util
 
@@ -36,7 +39,6 @@ def _libc() -> Any:
         return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
     except OSError:
         return None
-_CUDA_MEMORY = "torch.cuda.max_memory_allocated above the pre-run allocation"
 
 
 class _RssPeak:
@@ -179,10 +181,9 @@ def bench_attention(
 ) -> None:
     """Prefill latency, tokens/s, peak memory and logit drift of attention implementations."""
     try:
-        from .loading import _torch, load_model
+        from .loading import _torch_threads, load_model
 
-        torch = _torch("the attention benchmark")
-        torch.set_num_threads(threads)
+        torch = _torch_threads("the attention benchmark", threads)
         libc = _libc()
         if libc is not None:  # big tensors get their own mappings, returned on free
             libc.mallopt(_M_MMAP_THRESHOLD, 1 << 16)

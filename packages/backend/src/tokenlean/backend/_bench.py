@@ -13,10 +13,9 @@ from tokenlean.core import TokenleanError
 
 
 def _setup(threads: int) -> Any:
-    from .loading import _torch
+    from .loading import _torch_threads
 
-    torch = _torch("the backend benchmarks")
-    torch.set_num_threads(threads)
+    torch = _torch_threads("the backend benchmarks", threads)
     torch.manual_seed(0)
     return torch
 

@@ -39,10 +39,9 @@ def prune(
 ) -> None:
     """Prune a model (query heads per KV group, MLP channels, layers) to a standard HF folder."""
     try:
-        from .loading import _torch, load_model
+        from .loading import _torch_threads, load_model
 
-        torch = _torch("tokenlean prune")
-        torch.set_num_threads(threads)
+        _torch_threads("tokenlean prune", threads)
         from ._workflow import prune_pipeline, save_pruned
 
         dense, tokenizer = load_model(model, device=device)
@@ -81,10 +80,9 @@ def distill_command(
     try:
         from pathlib import Path
 
-        from .loading import _torch, load_model
+        from .loading import _torch_threads, load_model
 
-        torch = _torch("tokenlean distill")
-        torch.set_num_threads(threads)
+        _torch_threads("tokenlean distill", threads)
         from ._data import mixed_blocks
         from ._workflow import PRUNE_INFO_FILE, save_pruned
         from .recovery import distill

@@ -54,6 +54,13 @@ def _torch(feature: str) -> Any:
     return require("torch", extra="backend", feature=feature)
 
 
+def _torch_threads(feature: str, threads: int) -> Any:
+    """torch (or :class:`MissingExtraError` naming ``feature``) with ``threads`` CPU threads."""
+    torch = _torch(feature)
+    torch.set_num_threads(threads)
+    return torch
+
+
 def _transformers(feature: str) -> Any:
     return require("transformers", extra="backend", feature=feature)
 
