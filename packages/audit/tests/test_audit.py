@@ -7,11 +7,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from tokenlean.audit import AuditOptions, audit_log, context_spans, read_log
-from tokenlean.audit._cli import audit as audit_command
+from tokenlean.cli import app
 from tokenlean.core import (
     CallRecord,
     InvalidRequestError,
@@ -167,9 +166,6 @@ def test_context_spans_pick_only_marked_context() -> None:
 
 
 def test_cli_prints_the_acceptance_keys(log: Path, tmp_path: Path) -> None:
-    app = typer.Typer()
-    app.command("audit")(audit_command)
-    app.command("other")(lambda: None)
     out_html = tmp_path / "audit.html"
     result = CliRunner().invoke(app, ["audit", str(log), "--json", "--layers", "budget,cache",
                                       "--html", str(out_html)])
@@ -180,7 +176,7 @@ def test_cli_prints_the_acceptance_keys(log: Path, tmp_path: Path) -> None:
     assert all("quality" in la for la in report["layers"])
     assert out_html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     bad = CliRunner().invoke(app, ["audit", str(tmp_path / "nope.jsonl")])
-    assert bad.exit_code == 2
+    assert bad.exit_code == 2 and "no such file" in bad.output
 
 
 @pytest.mark.skipif(not ARENA.exists(), reason=f"evaluation data absent: {ARENA}")

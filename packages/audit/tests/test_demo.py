@@ -82,14 +82,10 @@ def test_demo_end_to_end_on_the_local_server(tmp_path: Path) -> None:
 
 
 def test_demo_refuses_an_unknown_price_before_starting_anything() -> None:
-    import typer
     from typer.testing import CliRunner
 
-    from tokenlean.audit._cli import demo
+    from tokenlean.cli import app
 
-    app = typer.Typer()
-    app.command("demo")(demo)
-    app.command("other")(lambda: None)
     result = CliRunner().invoke(app, ["demo", "--price-as", "no-such-model-xyz"])
     assert result.exit_code == 2
     assert "no price known" in result.output

@@ -9,8 +9,8 @@ EXPECTED = [
     "OpenAICompatibleProvider", "Pipeline", "PriceTable", "Provider", "Request", "Response",
     "SQLiteLedger", "StreamingProvider", "TiktokenTokenizer", "TokenCount", "TokenleanError",
     "TokenleanWarning", "Tokenizer", "Totals", "Usage", "__version__", "count_messages",
-    "count_tokens", "default_ledger_path", "get_tokenizer", "open_ledger", "price",
-    "register_tokenizer",
+    "count_tokens", "default_ledger_path", "get_tokenizer", "open_ledger", "price", "read_jsonl",
+    "read_prompts", "register_tokenizer",
 ]
 
 

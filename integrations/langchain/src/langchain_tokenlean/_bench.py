@@ -13,20 +13,20 @@ from typing import Any
 
 import typer
 
+from tokenlean.core import read_prompts
+
 
 def _prompts(path: Path | None, limit: int) -> list[str]:
     if path is None:
         base = "Summarise the following support ticket in two sentences: the customer reports "
         return [f"{base}that order #{i} arrived late and the box was damaged." for i in range(limit)]
     out: list[str] = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            users = [m["content"] for m in row.get("messages", []) if m.get("role") == "user"]
-            if users and isinstance(users[-1], str):
-                out.append(users[-1])
-            if len(out) >= limit:
-                break
+    for _, messages in read_prompts(path):
+        users = [m.text for m in messages if m.role == "user"]
+        if users and users[-1]:
+            out.append(users[-1])
+        if len(out) >= limit:
+            break
     if not out:
         raise typer.BadParameter(f"{path} has no rows of the prompts shape with a user message")
     return out

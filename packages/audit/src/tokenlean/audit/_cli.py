@@ -15,11 +15,6 @@ __all__ = ["audit", "demo"]
 _err = Console(stderr=True)
 
 
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code=2)
-
-
 def _progress(console: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, transient=True)
@@ -64,23 +59,20 @@ def audit(
                                          help="Target ratio for context compression."),
 ) -> None:
     """Replay a traffic log offline and estimate what each layer would save."""
-    from tokenlean.core import TokenleanError
+    from tokenlean.core import InvalidRequestError
 
     from ._audit import AuditOptions, audit_log
     from .report import write_html
 
     if not log.exists():
-        raise _fail(f"no such file: {log}")
+        raise InvalidRequestError(f"no such file: {log}")
     options = AuditOptions(price_as=price_as, compress_ratio=compress_ratio,
                            layers=tuple(x.strip() for x in layers.split(",") if x.strip()))
     total = _count_lines(log, limit)
-    try:
-        with _progress(_err) as bar:
-            task = bar.add_task("replaying", total=total)
-            report = audit_log(log, options=options, limit=limit,
-                               progress=lambda n: bar.update(task, completed=n))
-    except TokenleanError as exc:
-        raise _fail(str(exc)) from None
+    with _progress(_err) as bar:
+        task = bar.add_task("replaying", total=total)
+        report = audit_log(log, options=options, limit=limit,
+                           progress=lambda n: bar.update(task, completed=n))
     if html is not None:
         write_html(report, html)
         _err.print(f"report written to [bold]{html}[/]")
@@ -108,15 +100,14 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Run a small LangChain RAG app raw and through lean() on a local model; show the savings."""
-    from tokenlean.core import TokenleanError
+    from tokenlean.core import MissingExtraError
 
     try:
         from ._demo import run_demo
 
         run_demo(price_as=price_as, html=html, questions=questions, max_tokens=max_tokens,
                  as_json=as_json)
-    except ImportError as exc:
-        raise _fail(f"the demo needs the local server and the LangChain integration ({exc}); "
-                    "install them with: pip install 'tokenlean-audit[demo]'") from None
-    except TokenleanError as exc:
-        raise _fail(str(exc)) from None
+    except ImportError as exc:  # a lazily imported part of the demo is not installed
+        raise MissingExtraError(
+            f"the demo needs the local server and the LangChain integration ({exc}); "
+            "install them with: pip install 'tokenlean-audit[demo]'") from None

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from tokenlean.core import ConfigError, TokenleanError
+from tokenlean.core import ConfigError
 
 _DEFAULT_CONTEXTS = [1024, 2048, 4096, 8192]
 _DEFAULT_IMPLS = ["eager", "sdpa", "flash_attention_2", "tokenlean"]
@@ -180,54 +180,50 @@ def bench_attention(
     as_json: bool = typer.Option(True, "--json/--no-json", help="Always JSON (accepted)."),
 ) -> None:
     """Prefill latency, tokens/s, peak memory and logit drift of attention implementations."""
-    try:
-        from .loading import _torch_threads, load_model
+    from .loading import _torch_threads, load_model
 
-        torch = _torch_threads("the attention benchmark", threads)
-        libc = _libc()
-        if libc is not None:  # big tensors get their own mappings, returned on free
-            libc.mallopt(_M_MMAP_THRESHOLD, 1 << 16)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if device not in ("cpu", "cuda"):
-            raise ConfigError(f"--device must be cpu or cuda, not {device!r}")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("--device cuda, but torch sees no CUDA device")
-        dtype = dtype or ("bfloat16" if device == "cuda" else "float32")
-        if runs < 1 or batch < 1 or keep < 1 or not contexts or not impls:
-            raise ConfigError("--runs, --batch and --logits must be >= 1, and --contexts and "
-                              "--impls non-empty")
-        from ._data import read_texts, token_blocks
+    torch = _torch_threads("the attention benchmark", threads)
+    libc = _libc()
+    if libc is not None:  # big tensors get their own mappings, returned on free
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 16)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be cpu or cuda, not {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but torch sees no CUDA device")
+    dtype = dtype or ("bfloat16" if device == "cuda" else "float32")
+    if runs < 1 or batch < 1 or keep < 1 or not contexts or not impls:
+        raise ConfigError("--runs, --batch and --logits must be >= 1, and --contexts and "
+                          "--impls non-empty")
+    from ._data import read_texts, token_blocks
 
-        loaded, tokenizer = load_model(model, dtype=dtype, device=device)
-        limit = getattr(loaded.config, "max_position_embeddings", None)
-        if limit is not None and max(contexts) > limit:
-            raise ConfigError(f"context {max(contexts)} exceeds the model's "
-                              f"max_position_embeddings ({limit})")
-        blocks = token_blocks(tokenizer, read_texts(data, limit=2000), seq_len=max(contexts),
-                              max_blocks=batch)
-        if blocks.shape[0] < batch:
-            raise ConfigError(f"{data} has text for {blocks.shape[0]} sequence(s) of "
-                              f"{max(contexts)} tokens, not --batch {batch}")
-        order = sorted(dict.fromkeys(impls), key=lambda i: i != "eager")  # eager first
-        results: list[dict[str, Any]] = []
-        for ctx in sorted(contexts):
-            ids = blocks[:, :ctx].to(device)
-            reference = None
-            for impl in order:
-                row = _run(loaded, ids, impl, device=device, dtype=dtype, runs=runs,
-                           warmup=warmup, keep=min(keep, ctx))
-                logits = row.pop("_logits", None)
-                if impl == "eager":
-                    reference = logits
-                if logits is not None and reference is not None:
-                    row["max_abs_logit_diff_vs_eager"] = round(
-                        float((logits - reference).abs().max()), 6)
-                elif row["status"] == "ok":
-                    row["max_abs_logit_diff_vs_eager"] = None
-                results.append(row)
-    except TokenleanError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    loaded, tokenizer = load_model(model, dtype=dtype, device=device)
+    limit = getattr(loaded.config, "max_position_embeddings", None)
+    if limit is not None and max(contexts) > limit:
+        raise ConfigError(f"context {max(contexts)} exceeds the model's "
+                          f"max_position_embeddings ({limit})")
+    blocks = token_blocks(tokenizer, read_texts(data, limit=2000), seq_len=max(contexts),
+                          max_blocks=batch)
+    if blocks.shape[0] < batch:
+        raise ConfigError(f"{data} has text for {blocks.shape[0]} sequence(s) of "
+                          f"{max(contexts)} tokens, not --batch {batch}")
+    order = sorted(dict.fromkeys(impls), key=lambda i: i != "eager")  # eager first
+    results: list[dict[str, Any]] = []
+    for ctx in sorted(contexts):
+        ids = blocks[:, :ctx].to(device)
+        reference = None
+        for impl in order:
+            row = _run(loaded, ids, impl, device=device, dtype=dtype, runs=runs,
+                       warmup=warmup, keep=min(keep, ctx))
+            logits = row.pop("_logits", None)
+            if impl == "eager":
+                reference = logits
+            if logits is not None and reference is not None:
+                row["max_abs_logit_diff_vs_eager"] = round(
+                    float((logits - reference).abs().max()), 6)
+            elif row["status"] == "ok":
+                row["max_abs_logit_diff_vs_eager"] = None
+            results.append(row)
     import transformers
 
     from .attention import flash_attn_available

@@ -69,29 +69,25 @@ def bench_backend(
         help="Drafted tokens per speculative round (default: transformers' heuristic)."),
 ) -> None:
     """Evaluate a model folder against the dense model on DATA; prints one JSON object."""
-    try:
-        _setup(threads)
-        from ._data import read_texts
-        from .loading import load_model
+    _setup(threads)
+    from ._data import read_texts
+    from .loading import load_model
 
-        texts = read_texts(data, limit=limit)
-        pruned, tokenizer = load_model(model)
-        dense, _ = load_model(reference)
-        result = {"model": model, "reference": reference or "default:SmolLM2-135M-Instruct",
-                  "data": data, "threads": threads}
-        result.update(_compare(pruned, dense, tokenizer, texts, max_tokens=max_tokens,
-                               speed_runs=speed_runs, new_tokens=new_tokens,
-                               speed_repeats=speed_repeats))
-        if speculative_runs > 0:
-            from .evaluation import speculative
+    texts = read_texts(data, limit=limit)
+    pruned, tokenizer = load_model(model)
+    dense, _ = load_model(reference)
+    result = {"model": model, "reference": reference or "default:SmolLM2-135M-Instruct",
+              "data": data, "threads": threads}
+    result.update(_compare(pruned, dense, tokenizer, texts, max_tokens=max_tokens,
+                           speed_runs=speed_runs, new_tokens=new_tokens,
+                           speed_repeats=speed_repeats))
+    if speculative_runs > 0:
+        from .evaluation import speculative
 
-            spec = speculative(dense, pruned, tokenizer, texts, runs=speculative_runs,
-                               new_tokens=new_tokens, draft_tokens=draft_tokens)
-            result["speculative"] = {k: round(v, 3) if isinstance(v, float) else v
-                                     for k, v in spec.items()}
-    except TokenleanError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        spec = speculative(dense, pruned, tokenizer, texts, runs=speculative_runs,
+                           new_tokens=new_tokens, draft_tokens=draft_tokens)
+        result["speculative"] = {k: round(v, 3) if isinstance(v, float) else v
+                                 for k, v in spec.items()}
     typer.echo(json.dumps(result))
 
 
@@ -124,53 +120,49 @@ def bench_prune(
     as_json: bool = typer.Option(True, "--json/--no-json", help="Always JSON (accepted)."),
 ) -> None:
     """Prune (and optionally recover), save, reload from disk, evaluate; prints one JSON object."""
-    try:
-        torch = _setup(threads)
-        from ._data import read_texts
-        from ._workflow import logits_match, prune_pipeline, save_pruned
-        from .evaluation import quality
-        from .loading import load_model
+    torch = _setup(threads)
+    from ._data import read_texts
+    from ._workflow import logits_match, prune_pipeline, save_pruned
+    from .evaluation import quality
+    from .loading import load_model
 
-        from pathlib import Path
+    from pathlib import Path
 
-        if any(Path(data).resolve() == Path(f).resolve() for f in [calib, *(recover_calib or [])]):
-            raise TokenleanError("DATA must differ from --calib and --recover-calib: never "
-                                 "evaluate on calibration text")
-        texts = read_texts(data, limit=limit)
-        dense, tokenizer = load_model(model)
+    if any(Path(data).resolve() == Path(f).resolve() for f in [calib, *(recover_calib or [])]):
+        raise TokenleanError("DATA must differ from --calib and --recover-calib: never "
+                             "evaluate on calibration text")
+    texts = read_texts(data, limit=limit)
+    dense, tokenizer = load_model(model)
 
-        def before(pruned: Any) -> dict[str, Any]:
-            q = quality(pruned, tokenizer, texts, reference=dense, max_tokens=max_tokens)
-            return {"ppl_pruned": round(q["ppl"], 3), "agreement": round(q["agreement"], 4),
-                    "kl": round(q["kl"], 4)}
+    def before(pruned: Any) -> dict[str, Any]:
+        q = quality(pruned, tokenizer, texts, reference=dense, max_tokens=max_tokens)
+        return {"ppl_pruned": round(q["ppl"], 3), "agreement": round(q["agreement"], 4),
+                "kl": round(q["kl"], 4)}
 
-        start = time.perf_counter()
-        pruned, info = prune_pipeline(
-            dense, tokenizer, calib=calib, target=target, method=method, blocks=blocks,
-            heads_per_group=heads_per_group, drop_layers=drop_layers, recover=recover,
-            recover_steps=recover_steps, recover_lr=recover_lr, recover_batch=recover_batch,
-            recover_calib=recover_calib, reconstruct=reconstruct,
-            before_recovery=before)
-        prune_s = time.perf_counter() - start
-        with tempfile.TemporaryDirectory(prefix="tokenlean-prune-") as tmp:
-            folder = save_pruned(pruned, tokenizer, f"{tmp}/pruned", info=info)
-            reloaded, _ = load_model(folder)
-            probe = torch.randint(0, int(dense.config.vocab_size), (2, 64))
-            loads = logits_match(pruned, reloaded, probe)
-            del pruned
-            result: dict[str, Any] = {
-                "model": model or "default:SmolLM2-135M-Instruct", "data": data, "calib": calib,
-                "target": target, "method": method, "recover": recover, "threads": threads,
-                "loads_with_from_pretrained": loads,
-                "config": {k: getattr(reloaded.config, k) for k in (
-                    "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                    "head_dim", "intermediate_size", "hidden_size")},
-                "prune_seconds": round(prune_s, 1), **info,
-            }
-            result.update(_compare(reloaded, dense, tokenizer, texts, max_tokens=max_tokens,
-                                   speed_runs=speed_runs, new_tokens=new_tokens,
-                               speed_repeats=speed_repeats))
-    except TokenleanError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    start = time.perf_counter()
+    pruned, info = prune_pipeline(
+        dense, tokenizer, calib=calib, target=target, method=method, blocks=blocks,
+        heads_per_group=heads_per_group, drop_layers=drop_layers, recover=recover,
+        recover_steps=recover_steps, recover_lr=recover_lr, recover_batch=recover_batch,
+        recover_calib=recover_calib, reconstruct=reconstruct,
+        before_recovery=before)
+    prune_s = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="tokenlean-prune-") as tmp:
+        folder = save_pruned(pruned, tokenizer, f"{tmp}/pruned", info=info)
+        reloaded, _ = load_model(folder)
+        probe = torch.randint(0, int(dense.config.vocab_size), (2, 64))
+        loads = logits_match(pruned, reloaded, probe)
+        del pruned
+        result: dict[str, Any] = {
+            "model": model or "default:SmolLM2-135M-Instruct", "data": data, "calib": calib,
+            "target": target, "method": method, "recover": recover, "threads": threads,
+            "loads_with_from_pretrained": loads,
+            "config": {k: getattr(reloaded.config, k) for k in (
+                "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                "head_dim", "intermediate_size", "hidden_size")},
+            "prune_seconds": round(prune_s, 1), **info,
+        }
+        result.update(_compare(reloaded, dense, tokenizer, texts, max_tokens=max_tokens,
+                               speed_runs=speed_runs, new_tokens=new_tokens,
+                           speed_repeats=speed_repeats))
     typer.echo(json.dumps(result))

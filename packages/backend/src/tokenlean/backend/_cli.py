@@ -6,8 +6,6 @@ import json
 
 import typer
 
-from tokenlean.core import TokenleanError
-
 
 def prune(
     out: str = typer.Option(..., "--out", "-o", help="Folder to write the pruned model to."),
@@ -38,24 +36,20 @@ def prune(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:
     """Prune a model (query heads per KV group, MLP channels, layers) to a standard HF folder."""
-    try:
-        from .loading import _torch_threads, load_model
+    from .loading import _torch_threads, load_model
 
-        _torch_threads("tokenlean prune", threads)
-        from ._workflow import prune_pipeline, save_pruned
+    _torch_threads("tokenlean prune", threads)
+    from ._workflow import prune_pipeline, save_pruned
 
-        dense, tokenizer = load_model(model, device=device)
-        pruned, info = prune_pipeline(
-            dense, tokenizer, calib=calib, target=target, method=method, blocks=blocks,
-            seq_len=seq_len, heads_per_group=heads_per_group, drop_layers=drop_layers,
-            recover=recover, recover_steps=recover_steps, recover_lr=recover_lr,
-            recover_batch=recover_batch, recover_calib=recover_calib,
-            reconstruct=reconstruct)
-        info["source"] = str(model) if model is not None else "default:SmolLM2-135M-Instruct"
-        folder = save_pruned(pruned, tokenizer, out, info=info, overwrite=overwrite)
-    except TokenleanError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    dense, tokenizer = load_model(model, device=device)
+    pruned, info = prune_pipeline(
+        dense, tokenizer, calib=calib, target=target, method=method, blocks=blocks,
+        seq_len=seq_len, heads_per_group=heads_per_group, drop_layers=drop_layers,
+        recover=recover, recover_steps=recover_steps, recover_lr=recover_lr,
+        recover_batch=recover_batch, recover_calib=recover_calib,
+        reconstruct=reconstruct)
+    info["source"] = str(model) if model is not None else "default:SmolLM2-135M-Instruct"
+    folder = save_pruned(pruned, tokenizer, out, info=info, overwrite=overwrite)
     typer.echo(json.dumps({"out": str(folder), **info}))
 
 
@@ -77,28 +71,24 @@ def distill_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:
     """Distil the dense model into an already pruned folder (more recovery, on new text)."""
-    try:
-        from pathlib import Path
+    from pathlib import Path
 
-        from .loading import _torch_threads, load_model
+    from .loading import _torch_threads, load_model
 
-        _torch_threads("tokenlean distill", threads)
-        from ._data import mixed_blocks
-        from ._workflow import PRUNE_INFO_FILE, save_pruned
-        from .recovery import distill
+    _torch_threads("tokenlean distill", threads)
+    from ._data import mixed_blocks
+    from ._workflow import PRUNE_INFO_FILE, save_pruned
+    from .recovery import distill
 
-        model, tokenizer = load_model(student, device=device)
-        dense, _ = load_model(teacher, device=device)
-        blocks = mixed_blocks(tokenizer, list(recover_calib), seq_len=seq_len,
-                              n_blocks=steps * batch, skip_blocks=skip_blocks)
-        run = distill(model, dense, blocks, steps=steps, lr=lr, batch_size=batch)
-        run.update({"blocks": int(blocks.shape[0]), "skip_blocks": skip_blocks,
-                    "files": [Path(f).name for f in recover_calib]})
-        info_path = Path(student) / PRUNE_INFO_FILE
-        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-        info.setdefault("further_recovery", []).append(run)
-        folder = save_pruned(model, tokenizer, out, info=info, overwrite=overwrite)
-    except TokenleanError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    model, tokenizer = load_model(student, device=device)
+    dense, _ = load_model(teacher, device=device)
+    blocks = mixed_blocks(tokenizer, list(recover_calib), seq_len=seq_len,
+                          n_blocks=steps * batch, skip_blocks=skip_blocks)
+    run = distill(model, dense, blocks, steps=steps, lr=lr, batch_size=batch)
+    run.update({"blocks": int(blocks.shape[0]), "skip_blocks": skip_blocks,
+                "files": [Path(f).name for f in recover_calib]})
+    info_path = Path(student) / PRUNE_INFO_FILE
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    info.setdefault("further_recovery", []).append(run)
+    folder = save_pruned(model, tokenizer, out, info=info, overwrite=overwrite)
     typer.echo(json.dumps({"out": str(folder), **run}))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from tokenlean.core import InvalidRequestError
+from tokenlean.core import InvalidRequestError, read_jsonl
 
 __all__ = ["mixed_blocks", "read_texts", "token_blocks"]
 
@@ -34,22 +33,11 @@ def read_texts(path: str | Path, *, limit: int | None = None, skip: int = 0,
     shorter than ``min_chars`` and exact repeats are ignored (SQuAD repeats a
     context for each of its questions).
     """
-    p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(f"cannot read text file {str(p)!r}: {exc}") from exc
     texts: list[str] = []
     seen: set[str] = set()
     skipped = 0
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidRequestError(f"{p}:{number} is not JSON: {exc}") from exc
-        text = _text_of(row) if isinstance(row, dict) else None
+    for _, row in read_jsonl(path):
+        text = _text_of(row)
         if text is None or len(text) < min_chars or text in seen:
             continue
         seen.add(text)
@@ -60,7 +48,7 @@ def read_texts(path: str | Path, *, limit: int | None = None, skip: int = 0,
         if limit is not None and len(texts) >= limit:
             break
     if not texts:
-        raise InvalidRequestError(f"{p} has no usable text rows (qa `context`, prompts "
+        raise InvalidRequestError(f"{path} has no usable text rows (qa `context`, prompts "
                                   f"`messages`+`response`, or `text`, >= {min_chars} chars)")
     return texts
 

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import typer
 
-from tokenlean.core import InvalidRequestError, Message, TokenleanError
+from tokenlean.core import InvalidRequestError, Message, read_prompts
 
 from ._predictor import LengthPredictor
 from ._train import TEST, TRAIN, evaluate, load_examples, train
@@ -36,12 +36,8 @@ def bench(
                                        "models it has never seen)."),
 ) -> None:
     """Coverage, truncation rate and budget size of predicted max_tokens (prints JSON)."""
-    try:
-        _run(data, quantile, limit, split, fixed_cap, artefact, cv, local_model, local_cap,
-             not no_model)
-    except TokenleanError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    _run(data, quantile, limit, split, fixed_cap, artefact, cv, local_model, local_cap,
+         not no_model)
 
 
 def _run(data: str, quantile: float | None, limit: int | None, split: str, fixed_cap: int,
@@ -117,15 +113,8 @@ def _cross_validate(examples: list, folds: int, quantile: float, fixed_cap: int,
 def _first_prompts(path: str, n: int) -> list[tuple[Message, ...]]:
     """The first ``n`` distinct prompts of a prompts file (responses not needed)."""
     seen: dict[str, tuple[Message, ...]] = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                messages = tuple(Message.from_openai(m) for m in json.loads(line)["messages"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise InvalidRequestError(f"{path}: not a prompts row ({exc})") from None
-            seen.setdefault(json.dumps([m.text for m in messages]), messages)
-            if len(seen) >= n:
-                break
+    for _, messages in read_prompts(path):
+        seen.setdefault(json.dumps([m.text for m in messages]), messages)
+        if len(seen) >= n:
+            break
     return list(seen.values())

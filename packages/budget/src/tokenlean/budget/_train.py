@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from tokenlean.core import InvalidRequestError, Message, MissingExtraError, count_tokens
+from tokenlean.core import (
+    InvalidRequestError,
+    Message,
+    MissingExtraError,
+    count_tokens,
+    read_prompts,
+)
 
 from ._features import FEATURE_NAMES, FEATURE_VERSION, features, model_key
 from ._predictor import FORMAT, MODEL_FEATURE, UNKNOWN_MODEL, LengthPredictor, _Ensemble, \
@@ -62,26 +68,17 @@ def load_examples(paths: Iterable[str | Path], *, count_model: str = "gpt-4o",
     """Rows with a non-empty response, their length counted with ``count_model``."""
     out: list[Example] = []
     for path in paths:
-        with Path(path).open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    messages = tuple(Message.from_openai(m) for m in row["messages"])
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise InvalidRequestError(f"{path}:{number}: not a prompts row "
-                                              f"({exc}); expected {{'messages', 'response'}}") from None
-                response = row.get("response")
-                if not isinstance(response, str) or not response.strip() or not messages:
-                    continue
-                key = hashlib.sha1(json.dumps([[m.role, m.text] for m in messages],
-                                              ensure_ascii=False).encode()).hexdigest()
-                out.append(Example(messages, max(1, count_tokens(response, model=count_model).tokens),
-                                   str(row.get("model", "")), str(row.get("source", "")), key,
-                                   split_of(messages)))
-                if limit is not None and len(out) >= limit:
-                    return out
+        for row, messages in read_prompts(path):
+            response = row.get("response")
+            if not isinstance(response, str) or not response.strip() or not messages:
+                continue
+            key = hashlib.sha1(json.dumps([[m.role, m.text] for m in messages],
+                                          ensure_ascii=False).encode()).hexdigest()
+            out.append(Example(messages, max(1, count_tokens(response, model=count_model).tokens),
+                               str(row.get("model", "")), str(row.get("source", "")), key,
+                               split_of(messages)))
+            if limit is not None and len(out) >= limit:
+                return out
     return out
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from tokenlean.core import InvalidRequestError, Request, Response, Usage
+from tokenlean.core import Request, Response, Usage, read_jsonl
 
 __all__ = ["bench", "held_out", "run_pairs"]
 
@@ -30,21 +30,12 @@ def held_out(pair_id: str) -> bool:
 
 def _load(path: Path, split: str, limit: int) -> list[dict[str, Any]]:
     rows = []
-    with path.open() as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                pair = {"id": str(row["id"]), "a": str(row["a"]), "b": str(row["b"]),
-                        "label": int(row["label"])}
-            except (ValueError, KeyError, TypeError) as exc:
-                raise InvalidRequestError(
-                    f"{path}:{n} is not a pair row {{'id','a','b','label'}}: {exc}") from None
-            if split == "all" or (split == "held-out") == held_out(pair["id"]):
-                rows.append(pair)
-            if limit and len(rows) >= limit:
-                break
+    for _, row in read_jsonl(path, "pairs"):
+        pair = {"id": str(row["id"]), "a": row["a"], "b": row["b"], "label": int(row["label"])}
+        if split == "all" or (split == "held-out") == held_out(pair["id"]):
+            rows.append(pair)
+        if limit and len(rows) >= limit:
+            break
     return rows
 
 

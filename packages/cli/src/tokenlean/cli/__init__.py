@@ -6,16 +6,25 @@ add their own through entry points, so installing a layer adds its commands:
 * group ``tokenlean.commands``: ``name = "pkg.module:obj"`` where ``obj`` is a
   ``typer.Typer`` (added as a sub-command group) or a function (a command);
 * group ``tokenlean.bench``: the same, added under ``tokenlean bench``.
+
+Every command, built in or plugged, reports a ``TokenleanError`` (a bad input
+file, a missing extra, an invalid option) the same way: ``error: <message>`` on
+stderr and exit status 2, no traceback. Commands need no handler of their own.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
+from collections.abc import Callable
 from importlib.metadata import entry_points
+from typing import Any
 
 import typer
 
-from ._commands import count, demo, ledger, version_callback
+from tokenlean.core import TokenleanError
+
+from ._commands import count, demo, fail, ledger, version_callback
 
 __all__ = ["app", "main"]
 
@@ -33,8 +42,32 @@ def _root(
     """tokenlean: compress, rewrite, serve lean, budget and cache LLM calls."""
 
 
-app.command("count")(count)
-app.command("ledger")(ledger)
+def _reporting_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command`` with a ``TokenleanError`` turned into ``error: ...`` and exit 2
+    (``functools.wraps`` keeps the signature typer reads the options from)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TokenleanError as exc:
+            raise fail(str(exc)) from None
+
+    return run
+
+
+def _report_errors_in(group: typer.Typer) -> None:
+    """Wrap every command of a plugged ``typer.Typer`` group (and of its sub-groups)."""
+    for info in group.registered_commands:
+        if info.callback is not None:
+            info.callback = _reporting_errors(info.callback)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _report_errors_in(sub.typer_instance)
+
+
+app.command("count")(_reporting_errors(count))
+app.command("ledger")(_reporting_errors(ledger))
 
 
 def _plug(target: typer.Typer, group: str) -> None:
@@ -45,14 +78,16 @@ def _plug(target: typer.Typer, group: str) -> None:
             warnings.warn(f"tokenlean command {ep.name!r} could not load: {exc}", stacklevel=2)
             continue
         if isinstance(obj, typer.Typer):
+            _report_errors_in(obj)
             target.add_typer(obj, name=ep.name)
         else:
-            target.command(ep.name)(obj)
+            target.command(ep.name)(_reporting_errors(obj))
 
 
 _plug(app, "tokenlean.commands")
 if not any(ep.name == "demo" for ep in entry_points(group="tokenlean.commands")):
-    app.command("demo")(demo)  # placeholder until tokenlean-audit provides the real demo
+    # a placeholder until tokenlean-audit provides the real demo
+    app.command("demo")(_reporting_errors(demo))
 _plug(bench_app, "tokenlean.bench")
 if bench_app.registered_commands or bench_app.registered_groups:
     app.add_typer(bench_app, name="bench")

@@ -10,12 +10,11 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tokenlean.core import (
-    InvalidRequestError,
     Message,
-    TokenleanError,
     Usage,
     count_messages,
     count_tokens,
@@ -35,8 +34,9 @@ LAYERS = (
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}")
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` on stderr; raise what this returns to exit with status 2."""
+    _err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -62,7 +62,7 @@ def _read_input(file: str | None, text: str | None) -> str:
         else:
             data = Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"cannot read {file or 'standard input'}: {exc}") from None
+        raise fail(f"cannot read {file or 'standard input'}: {exc}") from None
     # `echo` and editors end input with one newline that nobody means to send.
     return data[:-1] if data.endswith("\n") else data
 
@@ -93,11 +93,8 @@ def count(
     """Count tokens (and their input price) of a text or an OpenAI-style chat JSON."""
     data = _read_input(file, text)
     chat = _as_chat(data)
-    try:
-        counted = (count_messages([Message.from_openai(m) for m in chat], model=model)
-                   if chat is not None else count_tokens(data, model=model))
-    except InvalidRequestError as exc:
-        raise _fail(str(exc)) from None
+    counted = (count_messages([Message.from_openai(m) for m in chat], model=model)
+               if chat is not None else count_tokens(data, model=model))
     cost = price(Usage(input_tokens=counted.tokens), model=model)
     result = {
         "model": model,
@@ -124,11 +121,8 @@ def ledger(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Totals from the cost ledger: calls, tokens, $ spent and $ saved."""
-    try:
-        store = open_ledger(path)
-        rows = store.totals(by=by, tenant=tenant)  # type: ignore[arg-type]
-    except TokenleanError as exc:
-        raise _fail(str(exc)) from None
+    store = open_ledger(path)
+    rows = store.totals(by=by, tenant=tenant)  # type: ignore[arg-type]
     if as_json:
         typer.echo(json.dumps([{
             "key": r.key, "calls": r.calls, "input_tokens": r.input_tokens,

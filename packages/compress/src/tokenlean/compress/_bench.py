@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from tokenlean.core import InvalidRequestError, TokenleanError
+from tokenlean.core import InvalidRequestError, read_jsonl
 
 from ._compressor import METHODS, Compressor
 from ._text import STOPWORDS, stem, words
@@ -38,28 +38,12 @@ def summary_overlap(reference: str, text: str) -> float:
 
 def _rows(path: Path, limit: int | None, holdout: bool) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    try:
-        fh = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidRequestError(f"cannot read {path}: {exc}") from None
-    with fh:
-        for lineno, line in enumerate(fh):
-            if not line.strip():
-                continue
-            if holdout and lineno % 5:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidRequestError(f"{path}:{lineno + 1} is not JSON ({exc})") from None
-            if not (isinstance(row, dict) and isinstance(row.get("context"), str)
-                    and isinstance(row.get("answers"), list)):
-                raise InvalidRequestError(
-                    f"{path}:{lineno + 1} is not a qa row "
-                    '{"id", "context", "question", "answers": [str]}')
-            rows.append(row)
-            if limit is not None and len(rows) >= limit:
-                break
+    for number, row in read_jsonl(path, "qa"):
+        if holdout and (number - 1) % 5:
+            continue
+        rows.append(row)
+        if limit is not None and len(rows) >= limit:
+            break
     if not rows:
         raise InvalidRequestError(f"{path} has no qa rows")
     return rows
@@ -186,10 +170,6 @@ def bench(
     if path is None:
         typer.echo("error: give the QA file as an argument or with --qa", err=True)
         raise typer.Exit(code=2)
-    try:
-        run = run_direct if direct else run_bench
-        out = run(path, ratio=ratio, method=method, limit=limit, holdout=holdout, model=model)
-    except TokenleanError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    run = run_direct if direct else run_bench
+    out = run(path, ratio=ratio, method=method, limit=limit, holdout=holdout, model=model)
     typer.echo(json.dumps(out))

@@ -5,6 +5,7 @@ Framework-neutral: nothing here imports LangChain or LlamaIndex.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .datafiles import read_jsonl, read_prompts
 from .errors import (
     BackendError,
     BudgetExceeded,
@@ -77,5 +78,7 @@ __all__ = [
     "get_tokenizer",
     "open_ledger",
     "price",
+    "read_jsonl",
+    "read_prompts",
     "register_tokenizer",
 ]

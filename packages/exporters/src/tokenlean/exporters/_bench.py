@@ -11,6 +11,7 @@ each sink, and the difference between the sinks' totals.
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import time
@@ -25,24 +26,13 @@ import typer
 from tokenlean.core import (
     CallRecord,
     JSONLLedger,
-    Message,
     SQLiteLedger,
     Usage,
     count_messages,
     count_tokens,
     price,
+    read_prompts,
 )
-
-
-def _rows(path: Path, limit: int) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                rows.append(json.loads(line))
-            if len(rows) >= limit:
-                break
-    return rows
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -95,7 +85,7 @@ def bench(
 
     from . import Fanout, OTelExporter, PrometheusExporter
 
-    rows = _rows(Path(data), limit)
+    rows = list(itertools.islice(read_prompts(data), limit))
     if not rows:
         raise typer.BadParameter(f"{data} has no rows")
     count_s = price_s = 0.0
@@ -104,9 +94,8 @@ def bench(
     models: dict[str, bool] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unknown-price warnings: counted below instead
-        for row in rows:
+        for row, messages in rows:
             name = model or row.get("model") or "gpt-4o-mini"
-            messages = [Message.from_openai(m) for m in row["messages"]]
             start = time.perf_counter()
             prompt = count_messages(messages, model=name)
             answer = count_tokens(str(row.get("response") or ""), model=name)

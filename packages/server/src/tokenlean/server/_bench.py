@@ -29,26 +29,23 @@ from typing import Any
 
 import typer
 
+from tokenlean.core import read_prompts
+
 __all__ = ["bench"]
 
 
 def _load_prompts(path: Path, limit: int) -> tuple[list[str], str]:
     questions: list[str] = []
     corpus: list[str] = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            users = [m.get("content") for m in row.get("messages", [])
-                     if m.get("role") == "user" and isinstance(m.get("content"), str)]
-            if users and len(questions) < limit and users[0] not in questions:
-                questions.append(users[0][:400])
-            if isinstance(row.get("response"), str):
-                corpus.append(row["response"])
-            corpus.extend(users)
-            if len(questions) >= limit and sum(len(c) for c in corpus) > 20_000:
-                break
+    for row, messages in read_prompts(path):
+        users = [m.text for m in messages if m.role == "user" and m.text]
+        if users and len(questions) < limit and users[0] not in questions:
+            questions.append(users[0][:400])
+        if isinstance(row.get("response"), str):
+            corpus.append(row["response"])
+        corpus.extend(users)
+        if len(questions) >= limit and sum(len(c) for c in corpus) > 20_000:
+            break
     if not questions:
         raise typer.BadParameter(f"{path} has no rows with a user message (prompts shape)")
     return questions, "\n".join(corpus)

@@ -9,27 +9,12 @@ from typing import Any
 
 import typer
 
+from tokenlean.core import read_jsonl
+
 from ._protect import check_invariants, find_variables
 from ._rewrite import TemplateRewriter
 
 _MODES = ("safe", "whitespace", "all")
-
-
-def _load(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise typer.BadParameter(f"{path}:{n} is not JSON: {exc}") from None
-            if not isinstance(row, dict) or not isinstance(row.get("template"), str):
-                raise typer.BadParameter(f"{path}:{n} has no string 'template' (templates shape: "
-                                         '{"id", "name", "template", "type"})')
-            rows.append(row)
-    return rows
 
 
 def llamaindex_corpus() -> list[dict[str, Any]]:
@@ -202,7 +187,7 @@ def bench(
         path = Path(source)
         if not path.is_file():
             raise typer.BadParameter(f"{source} is not a file (or 'llamaindex' / 'langchain')")
-        rows = _load(path)
+        rows = [row for _, row in read_jsonl(path, "templates")]
     if split in ("tune", "holdout"):
         rows = [r for i, r in enumerate(rows) if (i % 5 == 4) == (split == "holdout")]
     elif split in ("even", "odd"):

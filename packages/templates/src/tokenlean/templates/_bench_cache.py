@@ -26,27 +26,11 @@ from typing import Any
 
 import typer
 
-from tokenlean.core import Message, Usage, count_messages, count_tokens, price
+from tokenlean.core import Message, Usage, count_messages, count_tokens, price, read_jsonl
 
 from ._layout import cacheable_prefix_tokens, layout_template
 
 _VARIABLE_HEAD = "Current date and time: {now}. User: {user}.\n\n"
-
-
-def _read_jsonl(path: Path, key: str) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise typer.BadParameter(f"{path}:{n} is not JSON: {exc}") from None
-            if not isinstance(row, dict) or key not in row:
-                raise typer.BadParameter(f"{path}:{n} has no {key!r}")
-            rows.append(row)
-    return rows
 
 
 def _conversations(prompts: list[dict[str, Any]], turns: int) -> list[list[tuple[str, str]]]:
@@ -155,8 +139,8 @@ def bench_cache(
                                           help="Only templates this long (gpt-4o tokens)."),
 ) -> None:
     """Templates layer: prefix-cache eligibility and $ in a multi-turn replay."""
-    prompts = _read_jsonl(file, "messages")
-    system = [r["template"] for r in _read_jsonl(templates, "template")
+    prompts = [row for _, row in read_jsonl(file, "prompts")]
+    system = [r["template"] for _, r in read_jsonl(templates, "templates")
               if r.get("type", "TEXT") == "TEXT"
               and count_tokens(r["template"], model="gpt-4o").tokens >= min_system_tokens]
     out = replay(prompts, system, turns=turns, conversations=limit)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from tokenlean.core import read_jsonl
+
 from ._rewrite import TemplateRewriter
 
 app = typer.Typer(no_args_is_help=True, help="Prompt-template rewriting (layer 2).")
@@ -18,20 +20,10 @@ def _group() -> None:
 
 
 def _templates(path: Path) -> list[tuple[str, str]]:
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
-        out = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise typer.BadParameter(f"{path}:{n} is not JSON: {exc}") from None
-                if not isinstance(row, dict) or not isinstance(row.get("template"), str):
-                    raise typer.BadParameter(f"{path}:{n} has no string 'template'")
-                out.append((str(row.get("id", n)), row["template"]))
-        return out
-    return [(path.name, text)]
+        rows = read_jsonl(path, "templates")
+        return [(str(row.get("id", n)), row["template"]) for n, row in rows]
+    return [(path.name, path.read_text(encoding="utf-8"))]
 
 
 def _object_templates(target: str, framework: str) -> list[tuple[str, str]]:
