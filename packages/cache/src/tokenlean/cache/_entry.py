@@ -11,7 +11,8 @@ import numpy as np
 
 from tokenlean.core import Response, Usage
 
-__all__ = ["CorruptEntry", "Entry", "Store", "response_from_json", "response_to_json"]
+__all__ = ["CorruptEntry", "Entry", "Store", "invalidation_filter", "response_from_json",
+           "response_to_json"]
 
 
 class CorruptEntry(ValueError):
@@ -71,6 +72,19 @@ def response_from_json(blob: str | bytes, *, score: float, raw: Any = None) -> R
                         chunks=tuple(chunks))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptEntry(f"cached entry is corrupt: {exc}") from None
+
+
+def invalidation_filter(placeholder: str, *, tenant: str | None, model: str | None,
+                        older_than: float | None) -> tuple[str, list[Any]]:
+    """``(" WHERE ..." or "", arguments)`` selecting the entries an ``invalidate``
+    call names, for a SQL store whose parameter placeholder is ``placeholder``."""
+    where, args = [], []
+    for column, op, value in (("tenant", "=", tenant), ("model", "=", model),
+                              ("created_at", "<", older_than)):
+        if value is not None:
+            where.append(f"{column} {op} {placeholder}")
+            args.append(value)
+    return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
 @runtime_checkable

@@ -17,7 +17,7 @@ import numpy as np
 from tokenlean.core import ConfigError
 from tokenlean.core._optional import require
 
-from ._entry import Entry
+from ._entry import Entry, invalidation_filter
 
 __all__ = ["PostgresStore"]
 
@@ -112,13 +112,8 @@ class PostgresStore:
 
     def invalidate(self, *, tenant: str | None = None, model: str | None = None,
                    older_than: float | None = None) -> int:
-        where, args = [], []
-        for column, op, value in (("tenant", "=", tenant), ("model", "=", model),
-                                  ("created_at", "<", older_than)):
-            if value is not None:
-                where.append(f"{column} {op} %s")
-                args.append(value)
-        sql = f"DELETE FROM {self.table}" + (" WHERE " + " AND ".join(where) if where else "")
+        where, args = invalidation_filter("%s", tenant=tenant, model=model, older_than=older_than)
+        sql = f"DELETE FROM {self.table}{where}"
         with self._lock:
             return int(self._live().execute(sql, args).rowcount)
 

@@ -23,7 +23,7 @@ import numpy as np
 from tokenlean.core import ConfigError
 from tokenlean.core.sqlite import open_shared_sqlite
 
-from ._entry import Entry
+from ._entry import Entry, invalidation_filter
 from ._index import VectorIndex
 
 __all__ = ["SQLiteStore"]
@@ -164,13 +164,8 @@ class SQLiteStore:
 
     def invalidate(self, *, tenant: str | None = None, model: str | None = None,
                    older_than: float | None = None) -> int:
-        where, args = [], []
-        for column, op, value in (("tenant", "=", tenant), ("model", "=", model),
-                                  ("created_at", "<", older_than)):
-            if value is not None:
-                where.append(f"{column} {op} ?")
-                args.append(value)
-        sql = "DELETE FROM tokenlean_cache" + (" WHERE " + " AND ".join(where) if where else "")
+        where, args = invalidation_filter("?", tenant=tenant, model=model, older_than=older_than)
+        sql = f"DELETE FROM tokenlean_cache{where}"
         with self._lock:
             removed = self._db.execute(sql, args).rowcount
             self._index.clear()
