@@ -43,7 +43,6 @@ from langchain_core.tracers.context import register_configure_hook
 
 from tokenlean.core import (
     CallRecord,
-    ConfigError,
     LayerReport,
     PriceTable,
     TokenleanError,
@@ -51,7 +50,7 @@ from tokenlean.core import (
     count_messages,
     count_tokens,
 )
-from tokenlean.core._tally import SinkOutage, Tally, cache_hit
+from tokenlean.core._tally import SinkOutage, Tally, cache_hit, check_handler_options
 from tokenlean.core.prices import default_price_table
 
 from ._convert import from_lc_messages, usage_from_lc
@@ -175,12 +174,7 @@ class _CostCore(_Totals):
     def __init__(self, *, ledger: Any = None, prices: PriceTable | None = None,
                  tenant: str = "default", keep_records: bool = False) -> None:
         Tally.__init__(self)
-        if ledger is not None and not callable(getattr(ledger, "record", None)):
-            raise ConfigError("ledger must have a record(record) method (a ledger or exporter)")
-        if prices is not None and not isinstance(prices, PriceTable):
-            raise ConfigError("prices must be a tokenlean.core.PriceTable")
-        if not isinstance(tenant, str) or not tenant:
-            raise ConfigError("tenant must be a non-empty string")
+        check_handler_options(ledger, prices, tenant)
         self.ledger = ledger
         self.prices = prices or default_price_table()
         self.tenant = tenant

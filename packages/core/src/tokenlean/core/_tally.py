@@ -10,16 +10,28 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from .errors import ConfigError
 from .outage import Outage
+from .prices import PriceTable
 from .records import CallRecord, LayerReport
 from .types import Usage
 
-__all__ = ["COUNTERS", "SinkOutage", "Tally", "cache_hit", "tally"]
+__all__ = ["COUNTERS", "SinkOutage", "Tally", "cache_hit", "check_handler_options", "tally"]
 
 # running totals every cost handler keeps (integers, then dollars)
 COUNTERS = ("calls", "cached_calls", "unpriced_calls", "input_tokens", "output_tokens",
             "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 _MONEY = ("cost_usd", "saved_usd")
+
+
+def check_handler_options(ledger: Any, prices: Any, tenant: Any) -> None:
+    """A cost handler's options, checked when it is built (``ConfigError`` naming the option)."""
+    if ledger is not None and not callable(getattr(ledger, "record", None)):
+        raise ConfigError("ledger must have a record(record) method (a ledger or exporter)")
+    if prices is not None and not isinstance(prices, PriceTable):
+        raise ConfigError("prices must be a tokenlean.core.PriceTable")
+    if not isinstance(tenant, str) or not tenant:
+        raise ConfigError("tenant must be a non-empty string")
 
 
 def tally(totals: Any, record: CallRecord) -> None:

@@ -42,13 +42,12 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from tokenlean.core import (
     CallRecord,
-    ConfigError,
     PriceTable,
     Usage,
     count_messages,
     count_tokens,
 )
-from tokenlean.core._tally import SinkOutage, cache_hit, tally
+from tokenlean.core._tally import SinkOutage, cache_hit, check_handler_options, tally
 from tokenlean.core.prices import default_price_table
 
 from ._convert import messages_from_llama, model_from_dict, usage_from_response
@@ -154,13 +153,7 @@ class TokenleanEventHandler(BaseEventHandler):
 
     def __init__(self, **data: Any) -> None:
         # checked before pydantic, so the caller gets a ConfigError, not a ValidationError
-        ledger, prices, tenant = data.get("ledger"), data.get("prices"), data.get("tenant", "x")
-        if ledger is not None and not callable(getattr(ledger, "record", None)):
-            raise ConfigError("ledger must have a record(record) method (a ledger or exporter)")
-        if prices is not None and not isinstance(prices, PriceTable):
-            raise ConfigError("prices must be a tokenlean.core.PriceTable")
-        if not isinstance(tenant, str) or not tenant:
-            raise ConfigError("tenant must be a non-empty string")
+        check_handler_options(data.get("ledger"), data.get("prices"), data.get("tenant", "x"))
         super().__init__(**data)
 
     def model_post_init(self, context: Any) -> None:
