@@ -148,7 +148,8 @@ def test_bad_logs_fail_with_the_line(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequestError, match=r"bad.jsonl:2"):
         list(read_log(bad))
     bad.write_text('{"something": 1}\n')
-    with pytest.raises(InvalidRequestError, match="not a recognised log line"):
+    with pytest.raises(InvalidRequestError, match=r"bad.jsonl:1: not a recognised log line; "
+                                                  r"expected \{'request'"):
         list(read_log(bad))
     with pytest.raises(InvalidRequestError, match="cannot read"):
         list(read_log(tmp_path / "missing.jsonl"))

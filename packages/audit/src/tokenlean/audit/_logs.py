@@ -14,13 +14,12 @@ One JSON object per line; the shape is detected per line:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tokenlean.core import CallRecord, InvalidRequestError, Request
+from tokenlean.core import CallRecord, InvalidRequestError, Request, read_jsonl
 
 __all__ = ["LogEntry", "LogFormat", "read_log"]
 
@@ -69,8 +68,6 @@ def _response_parts(response: Any) -> tuple[str | None, str | None, int | None, 
 
 def parse_line(obj: Mapping[str, Any], line: int) -> LogEntry:
     """One log object as a :class:`LogEntry` (shape detected from its keys)."""
-    if not isinstance(obj, Mapping):
-        raise InvalidRequestError(f"line {line}: expected a JSON object")
     if "request_id" in obj and "layers" in obj and "input_tokens" in obj:
         record = CallRecord.from_dict(obj)
         return LogEntry(line=line, format="ledger", request=None, response_text=None,
@@ -94,35 +91,19 @@ def parse_line(obj: Mapping[str, Any], line: int) -> LogEntry:
                         finish_reason=finish, usage_input=prompt, usage_output=completion,
                         id=str(obj.get("id") or line))
     raise InvalidRequestError(
-        f"line {line}: not a recognised log line; expected {{'request': {{...}}, 'response': "
+        "not a recognised log line; expected {'request': {...}, 'response': "
         "{...}} (OpenAI), {'messages': [...], 'response': '...'} (prompts) or a tokenlean "
         "ledger record")
 
 
 def read_log(path: str | Path, *, limit: int | None = None) -> Iterator[LogEntry]:
-    """The entries of a JSONL log, in order (blank lines skipped)."""
-    p = Path(path)
-    try:
-        handle = p.open(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidRequestError(f"cannot read the log {p}: {exc}") from None
-    n = 0
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            if limit is not None and n >= limit:
-                return
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise InvalidRequestError(f"{p}:{number}: not JSON ({exc.msg}); the log must "
-                                          "hold one JSON object per line") from None
-            try:
-                entry = parse_line(obj, number)
-            except InvalidRequestError as exc:
-                message = str(exc)
-                raise InvalidRequestError(message if message.startswith("line") else
-                                          f"{p}:{number}: {message}") from None
-            n += 1
-            yield entry
+    """The entries of a JSONL log, in order (blank lines skipped); a line that is
+    not JSON or not a known log shape names its file and line."""
+    for n, (number, obj) in enumerate(read_jsonl(path)):
+        if limit is not None and n >= limit:
+            return
+        try:
+            entry = parse_line(obj, number)
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(f"{path}:{number}: {exc}") from None
+        yield entry
