@@ -45,17 +45,15 @@ def bucket(pair_id: str) -> str:
 
 def select(path: Path, train_limit: int) -> list[dict]:
     """Held-out rows plus the first ``train_limit`` other rows (0 = all), file order."""
+    from tokenlean.core import read_jsonl
+
     out, kept = [], 0
-    with path.open() as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if bucket(str(row["id"])) == "held_out":
-                out.append(row)
-            elif not train_limit or kept < train_limit:
-                out.append(row)
-                kept += 1
+    for _, row in read_jsonl(path, "pairs"):
+        if bucket(str(row["id"])) == "held_out":
+            out.append(row)
+        elif not train_limit or kept < train_limit:
+            out.append(row)
+            kept += 1
     return out
 
 

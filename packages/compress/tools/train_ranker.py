@@ -21,6 +21,7 @@ import numpy as np
 
 from tokenlean.compress._relevance import Ranker, features
 from tokenlean.compress._text import split_segments
+from tokenlean.core import read_jsonl
 
 
 def _norm(s: str) -> str:
@@ -30,16 +31,14 @@ def _norm(s: str) -> str:
 def load(paths: list[str]) -> tuple[list[tuple[np.ndarray, np.ndarray]], list]:
     train, hold = [], []
     for path in paths:
-        with open(path, encoding="utf-8") as fh:
-            for i, line in enumerate(fh):
-                row = json.loads(line)
-                segs = split_segments(row["context"])
-                answers = [_norm(a) for a in row["answers"]]
-                y = np.array([any(a in _norm(s.text) for a in answers) for s in segs], float)
-                if len(segs) < 2 or not y.any():
-                    continue
-                x = features(row["question"], segs).matrix
-                (hold if i % 5 == 0 else train).append((x, y))
+        for number, row in read_jsonl(path, "qa"):
+            segs = split_segments(row["context"])
+            answers = [_norm(a) for a in row["answers"]]
+            y = np.array([any(a in _norm(s.text) for a in answers) for s in segs], float)
+            if len(segs) < 2 or not y.any():
+                continue
+            x = features(row["question"], segs).matrix
+            (hold if (number - 1) % 5 == 0 else train).append((x, y))  # the bench's holdout
     return train, hold
 
 
