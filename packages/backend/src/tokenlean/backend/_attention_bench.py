@@ -30,7 +30,8 @@ _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 @functools.cache
 def _libc() -> Any:
-    """glibc through ctypes (looked up once), or None (another C library: RSS then keeps freed memory)."""
+    """glibc through ctypes (looked up once), or None (another C library: the RSS then
+    keeps freed memory)."""
     import ctypes
     import ctypes.util
 
@@ -130,7 +131,7 @@ def _run(model: Any, ids: Any, impl: str, *, device: str, dtype: str, runs: int,
          keep: int) -> dict[str, Any]:
     import torch
 
-    from .attention import attention_kernel, flash_attn_available
+    from .attention import _kernel_for
 
     row: dict[str, Any] = {"impl": impl, "context": int(ids.shape[1])}
     reason = _unavailable(impl, device, dtype)
@@ -143,7 +144,7 @@ def _run(model: Any, ids: Any, impl: str, *, device: str, dtype: str, runs: int,
         row.update(status="unavailable", reason=reason)
         return row
     if impl == "tokenlean":
-        row["kernel"] = attention_kernel(device, dtype, device == "cuda" and flash_attn_available())
+        row["kernel"] = _kernel_for(device, dtype)  # the kernel the tokenlean path picks here
     try:
         times, logits, peak = _time_prefill(model, ids, runs=runs, warmup=warmup, keep=keep,
                                             device=device)
@@ -161,7 +162,8 @@ def _run(model: Any, ids: Any, impl: str, *, device: str, dtype: str, runs: int,
 
 
 def bench_attention(
-    data: str = typer.Argument(..., help="JSONL whose texts fill the contexts (qa / prompts / text)."),
+    data: str = typer.Argument(
+        ..., help="JSONL whose texts fill the contexts (qa / prompts / text)."),
     model: str | None = typer.Option(None, "--model", "-m",
                                      help="HF model folder; default SmolLM2-135M-Instruct."),
     contexts: list[int] = typer.Option(_DEFAULT_CONTEXTS, "--contexts",
@@ -180,7 +182,7 @@ def bench_attention(
     as_json: bool = typer.Option(True, "--json/--no-json", help="Always JSON (accepted)."),
 ) -> None:
     """Prefill latency, tokens/s, peak memory and logit drift of attention implementations."""
-    from .loading import _torch_threads, load_model
+    from .loading import _torch_threads, load_model, model_label
 
     torch = _torch_threads("the attention benchmark", threads)
     libc = _libc()
@@ -229,7 +231,7 @@ def bench_attention(
     from .attention import flash_attn_available
 
     result = {
-        "benchmark": "attention", "model": model or "default:SmolLM2-135M-Instruct",
+        "benchmark": "attention", "model": model_label(model),
         "data": data, "device": device,
         "device_name": (torch.cuda.get_device_name() if device == "cuda" else "cpu"),
         "dtype": dtype, "threads": threads, "batch": batch, "runs": runs, "warmup": warmup,

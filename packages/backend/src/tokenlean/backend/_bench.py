@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -71,12 +72,12 @@ def bench_backend(
     """Evaluate a model folder against the dense model on DATA; prints one JSON object."""
     _setup(threads)
     from ._data import read_texts
-    from .loading import load_model
+    from .loading import load_model, model_label
 
     texts = read_texts(data, limit=limit)
     pruned, tokenizer = load_model(model)
     dense, _ = load_model(reference)
-    result = {"model": model, "reference": reference or "default:SmolLM2-135M-Instruct",
+    result = {"model": model, "reference": model_label(reference),
               "data": data, "threads": threads}
     result.update(_compare(pruned, dense, tokenizer, texts, max_tokens=max_tokens,
                            speed_runs=speed_runs, new_tokens=new_tokens,
@@ -124,9 +125,7 @@ def bench_prune(
     from ._data import read_texts
     from ._workflow import logits_match, prune_pipeline, save_pruned
     from .evaluation import quality
-    from .loading import load_model
-
-    from pathlib import Path
+    from .loading import load_model, model_label
 
     if any(Path(data).resolve() == Path(f).resolve() for f in [calib, *(recover_calib or [])]):
         raise TokenleanError("DATA must differ from --calib and --recover-calib: never "
@@ -154,7 +153,7 @@ def bench_prune(
         loads = logits_match(pruned, reloaded, probe)
         del pruned
         result: dict[str, Any] = {
-            "model": model or "default:SmolLM2-135M-Instruct", "data": data, "calib": calib,
+            "model": model_label(model), "data": data, "calib": calib,
             "target": target, "method": method, "recover": recover, "threads": threads,
             "loads_with_from_pretrained": loads,
             "config": {k: getattr(reloaded.config, k) for k in (
@@ -164,5 +163,5 @@ def bench_prune(
         }
         result.update(_compare(reloaded, dense, tokenizer, texts, max_tokens=max_tokens,
                                speed_runs=speed_runs, new_tokens=new_tokens,
-                           speed_repeats=speed_repeats))
+                               speed_repeats=speed_repeats))
     typer.echo(json.dumps(result))

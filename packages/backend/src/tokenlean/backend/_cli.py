@@ -36,7 +36,7 @@ def prune(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:
     """Prune a model (query heads per KV group, MLP channels, layers) to a standard HF folder."""
-    from .loading import _torch_threads, load_model
+    from .loading import _torch_threads, load_model, model_label
 
     _torch_threads("tokenlean prune", threads)
     from ._workflow import prune_pipeline, save_pruned
@@ -48,7 +48,7 @@ def prune(
         recover=recover, recover_steps=recover_steps, recover_lr=recover_lr,
         recover_batch=recover_batch, recover_calib=recover_calib,
         reconstruct=reconstruct)
-    info["source"] = str(model) if model is not None else "default:SmolLM2-135M-Instruct"
+    info["source"] = model_label(model)
     folder = save_pruned(pruned, tokenizer, out, info=info, overwrite=overwrite)
     typer.echo(json.dumps({"out": str(folder), **info}))
 

@@ -149,9 +149,9 @@ def tokenlean_attention_forward(module: Any, query: Any, key: Any, value: Any,
         dropout = 0.0
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     if attention_mask is not None and attention_mask.ndim == 2:
-        kernel = _kernel_for(query.device, query.dtype)
-        if kernel != "flash_attention_2" and flash_attn_available() and query.is_cuda:
-            kernel = "flash_attention_2"  # float32 queries under a half-precision model: cast
+        # the mask function chose FlashAttention; it also takes float32 queries under a
+        # half-precision model (it casts them), so only the device and the package matter
+        kernel = "flash_attention_2" if query.is_cuda and flash_attn_available() else "sdpa"
     elif attention_mask is not None:
         kernel = "sdpa"
     else:

@@ -102,14 +102,14 @@ def compare_speed(models: list[Any], tokenizer: Any, texts: list[str], *, prompt
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     prompts = [ids[:, :prompt_tokens] for ids in _encode(tokenizer, texts[:runs], prompt_tokens)]
     samples: list[tuple[list[float], list[float]]] = [([], []) for _ in models]
+    devices = [next(model.parameters()).device for model in models]
     with torch.no_grad():
-        for model in models:  # warm-up
-            model(prompts[0][:, :8].to(next(model.parameters()).device))
+        for model, device in zip(models, devices):  # warm-up
+            model(prompts[0][:, :8].to(device))
         for _ in range(repeats):
             for ids in prompts:
-                for model, (pre, dec) in zip(models, samples):
-                    dev_ids = ids.to(next(model.parameters()).device)
-                    pre_s, dec_s = _time_one(model, dev_ids, new_tokens, pad)
+                for model, device, (pre, dec) in zip(models, devices, samples):
+                    pre_s, dec_s = _time_one(model, ids.to(device), new_tokens, pad)
                     pre.append(ids.shape[1] / pre_s)
                     dec.append((new_tokens - 1) / dec_s)  # token 1 comes from the prefill
     return [{"prefill_tok_s": statistics.median(pre), "decode_tok_s": statistics.median(dec),

@@ -20,11 +20,16 @@ from tokenlean.core import ConfigError
 from tokenlean.core._optional import require
 
 __all__ = ["DEFAULT_GGUF_FILE", "default_gguf_path", "default_model_path", "load_model",
-           "tokenlean_home"]
+           "model_label", "tokenlean_home"]
 
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DEFAULT_DIR_NAME = "smollm2-135m-instruct"
 _DTYPES = ("float32", "float16", "bfloat16")
+
+
+def model_label(path: str | Path | None) -> str:
+    """How reports name the model ``load_model(path)`` loads."""
+    return "default:SmolLM2-135M-Instruct" if path is None else str(path)
 
 
 def tokenlean_home() -> Path:

@@ -55,11 +55,12 @@ def _local_class(base: type) -> type:
     from transformers import DynamicCache
 
     from tokenlean.backend import load_model
+    from tokenlean.backend.loading import model_label
 
     class _LocalPromptCompressor(base):  # type: ignore[misc, valid-type]
-        def __init__(self, path: Path | None, device: str) -> None:  # noqa: D401 - no super().__init__
-            # Same attributes as PromptCompressor.__init__, without its downloads.
-            self.model_name = str(path or "default:SmolLM2-135M-Instruct")
+        def __init__(self, path: Path | None, device: str) -> None:
+            # Same attributes as PromptCompressor.__init__ (not called), without its downloads.
+            self.model_name = model_label(path)
             self.use_llmlingua2 = False
             self.retrieval_model = None
             self.retrieval_model_name = None
