@@ -51,7 +51,8 @@ def _problem(row: Any, shape: str) -> str | None:
             if isinstance(value, bool) or value not in (0, 1):
                 return f"has label {value!r} (expected 0 or 1)"
         elif kind != "any" and not isinstance(value, kind):  # type: ignore[arg-type]
-            return f"has a {type(value).__name__} {key!r} (expected {kind.__name__})"  # type: ignore[union-attr]
+            expected = getattr(kind, "__name__", kind)
+            return f"has a {type(value).__name__} {key!r} (expected {expected})"
     return None
 
 
@@ -75,7 +76,8 @@ def read_jsonl(path: str | Path, shape: str | None = None) -> Iterator[tuple[int
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                raise InvalidRequestError(f"{p}:{number} is not UTF-8 text ({exc.reason})") from None
+                raise InvalidRequestError(
+                    f"{p}:{number} is not UTF-8 text ({exc.reason})") from None
             if not line.strip():
                 continue
             try:

@@ -311,8 +311,8 @@ class Pipeline:
 
     # ---- async (same helpers, awaited layer calls) -------------------------
 
-    async def _arun_layers(self, request: Request) -> tuple[Request, Response | None,
-                                                            list[LayerReport], list[tuple[Layer, Request]]]:
+    async def _arun_layers(self, request: Request) -> tuple[
+            Request, Response | None, list[LayerReport], list[tuple[Layer, Request]]]:
         rates = self._rates(request)
         reports: list[LayerReport] = []
         ran: list[tuple[Layer, Request]] = []
