@@ -26,8 +26,8 @@ from typing import Any
 from llama_index.core.agent.workflow import ReActAgent
 from llama_index.core.tools import FunctionTool
 from llama_index.llms.openai_like import OpenAILike
-from llama_index.llms.tokenlean import lean
 
+from llama_index.llms.tokenlean import lean
 from tokenlean.core import SQLiteLedger
 from tokenlean.server import DEFAULT_MODEL_NAME
 

@@ -23,10 +23,10 @@ from typing import Any
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.embeddings import BaseEmbedding
 from llama_index.llms.openai_like import OpenAILike
-from llama_index.llms.tokenlean import lean, lean_query_engine
-from llama_index.postprocessor.tokenlean import TokenleanPostprocessor
 from pydantic import PrivateAttr
 
+from llama_index.llms.tokenlean import lean, lean_query_engine
+from llama_index.postprocessor.tokenlean import TokenleanPostprocessor
 from tokenlean.cache import WordLlamaEmbedder
 from tokenlean.core import SQLiteLedger
 from tokenlean.server import DEFAULT_MODEL_NAME

@@ -22,16 +22,16 @@ import io
 import urllib.request
 from typing import Any
 
-from llama_index.callbacks.tokenlean import instrument
 from llama_index.core.llms import ChatMessage
 from llama_index.llms.openai_like import OpenAILike
-from llama_index.llms.tokenlean import lean
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from prometheus_client import start_http_server
 
+from llama_index.callbacks.tokenlean import instrument
+from llama_index.llms.tokenlean import lean
 from tokenlean.exporters import Fanout, OTelExporter, PrometheusExporter
 
 from _shared import PRICED_AS, local_server, parse_args, report

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_cache_verifier import bucket  # noqa: E402 - the same split rule
+from train_cache_verifier import bucket  # the same split rule
 
 
 def load(path: Path) -> tuple[list[dict], list[dict]]:

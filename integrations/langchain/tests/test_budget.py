@@ -8,12 +8,12 @@ import pytest
 
 pytest.importorskip("tokenlean.budget")
 
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel  # noqa: E402
-from langchain_core.messages import AIMessage  # noqa: E402
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
 
-from langchain_tokenlean import BudgetCallbackHandler  # noqa: E402
-from tokenlean.budget import Budget, BudgetLayer, SQLiteBudgetStore  # noqa: E402
-from tokenlean.core import BudgetExceeded, ModelPrice, PriceTable  # noqa: E402
+from langchain_tokenlean import BudgetCallbackHandler
+from tokenlean.budget import Budget, BudgetLayer, SQLiteBudgetStore
+from tokenlean.core import BudgetExceeded, ModelPrice, PriceTable
 
 PRICES = PriceTable(overrides={
     "gpt-4o": ModelPrice(input_per_mtok=Decimal(1), output_per_mtok=Decimal(2)),

@@ -11,8 +11,8 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 pytest.importorskip("tokenlean.cache")
 
-from langchain_tokenlean import TokenleanCache  # noqa: E402
-from tokenlean.cache import SQLiteStore  # noqa: E402
+from langchain_tokenlean import TokenleanCache
+from tokenlean.cache import SQLiteStore
 
 
 def chat(cache, responses=("first", "second", "third")):

@@ -24,8 +24,8 @@ from llama_index.core.llms import (
 from llama_index.core.llms.callbacks import llm_completion_callback
 
 from llama_index.callbacks.tokenlean import TokenleanBudgetHandler, enforce_budget
-from tokenlean.budget import Budget, BudgetLayer, LengthPredictor, SQLiteBudgetStore
 from tokenlean import core
+from tokenlean.budget import Budget, BudgetLayer, LengthPredictor, SQLiteBudgetStore
 
 PRICES = core.PriceTable(overrides={
     "gpt-4o": core.ModelPrice(input_per_mtok=Decimal(1), output_per_mtok=Decimal(2)),

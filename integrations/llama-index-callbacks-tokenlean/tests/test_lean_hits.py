@@ -6,9 +6,9 @@ from pathlib import Path
 
 from llama_index.core.llms import ChatMessage
 from llama_index.core.llms.mock import MockLLM
-from llama_index.llms.tokenlean import lean
 
 from llama_index.callbacks.tokenlean import instrument
+from llama_index.llms.tokenlean import lean
 from tokenlean.core import SQLiteLedger
 
 

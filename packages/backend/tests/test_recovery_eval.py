@@ -14,8 +14,8 @@ from tokenlean.backend import (
     model_size,
     prune_model,
     quality,
-    speculative,
     read_texts,
+    speculative,
     token_blocks,
 )
 from tokenlean.core import ConfigError, InvalidRequestError

@@ -167,7 +167,7 @@ def test_provider_error_releases_the_reservation(store: SQLiteBudgetStore) -> No
 
 def test_predicted_or_default_max_tokens_bounds_the_call(store: SQLiteBudgetStore) -> None:
     class Fixed:
-        def predict(self, messages):  # noqa: ANN001, ANN202
+        def predict(self, messages):
             return 77
 
     layer = BudgetLayer(budgets=[Budget(name="b", max_usd=1, scope="tenant")], store=store,
@@ -202,7 +202,7 @@ class Streamer:
         usage = Usage(input_tokens=10, output_tokens=40) if self.usage else Usage()
         yield Chunk(response=Response(text="".join(words), usage=usage, model=request.model))
 
-    async def astream(self, request: Request):  # noqa: ANN201
+    async def astream(self, request: Request):
         for chunk in self.stream(request):
             yield chunk
 
@@ -385,7 +385,7 @@ def test_prediction_uses_the_model_and_is_exposed_for_middleware() -> None:
     assert BudgetLayer().predict_max_tokens(terse) is None
 
     class MessagesOnly:  # a user's predictor without the model keyword still works
-        def predict(self, messages):  # noqa: ANN001, ANN202
+        def predict(self, messages):
             return 42
 
     assert BudgetLayer(predictor=MessagesOnly()).process(terse).max_tokens == 42

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tokenlean.budget import Budget, BudgetLayer, BudgetStore, RedisBudgetStore, SQLiteBudgetStore
 from tokenlean import core
+from tokenlean.budget import Budget, BudgetLayer, BudgetStore, RedisBudgetStore, SQLiteBudgetStore
 
 PRICES = core.PriceTable(overrides={
     "gpt-4o": core.ModelPrice(input_per_mtok=Decimal(1), output_per_mtok=Decimal(2))})
@@ -66,7 +66,7 @@ class SlowStream:
         yield core.Chunk(response=core.Response(text="".join(ANSWER), usage=usage,
                                                 model=request.model))
 
-    async def astream(self, request: core.Request):  # noqa: ANN201
+    async def astream(self, request: core.Request):
         for chunk in self.stream(request):
             yield chunk
 

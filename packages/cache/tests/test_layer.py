@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tokenlean.core import Pipeline, Request, Response, TokenleanWarning, Usage
 from tokenlean.cache import FunctionEmbedder, ResponseCache, SQLiteStore
+from tokenlean.core import Pipeline, Request, Response, TokenleanWarning, Usage
 
 
 def exact_cache(**kw) -> ResponseCache:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tokenlean.core import Pipeline
 from tokenlean.cache import FunctionEmbedder, ResponseCache
+from tokenlean.core import Pipeline
 
 pytestmark = pytest.mark.server
 

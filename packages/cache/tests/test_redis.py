@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tokenlean.core import Pipeline, TokenleanWarning
 from tokenlean.cache import RedisStore, ResponseCache
+from tokenlean.core import Pipeline, TokenleanWarning
 
 pytestmark = pytest.mark.server
 

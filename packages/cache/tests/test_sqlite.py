@@ -8,8 +8,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from tokenlean.core import Pipeline
 from tokenlean.cache import Entry, FunctionEmbedder, ResponseCache, SQLiteStore
+from tokenlean.core import Pipeline
 
 
 def _entry(i: int, context: str = "ctx", tenant: str = "t") -> Entry:

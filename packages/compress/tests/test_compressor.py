@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from tokenlean.compress import CompressResult, Compressor, Span, compress
+from tokenlean.compress import Compressor, CompressResult, Span, compress
 from tokenlean.compress._bench import normalise
 from tokenlean.core import ConfigError, InvalidRequestError, count_tokens
 

@@ -48,10 +48,9 @@ def test_llamaindex_openai_like(server: ServerThread) -> None:
 
 
 async def test_llamaindex_openai_like_async(server: ServerThread) -> None:
+    import httpx
     from llama_index.core.llms import ChatMessage
     from llama_index.llms.openai_like import OpenAILike
-
-    import httpx
 
     async with httpx.AsyncClient() as http:  # closed here, not left to the garbage collector
         llm = OpenAILike(model=MODEL, api_base=server.url + "/v1", api_key="local",

@@ -24,7 +24,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from tokenlean.compress import CompressResult, Compressor
+from tokenlean.compress import Compressor, CompressResult
 from tokenlean.core import InvalidRequestError
 
 __all__ = ["TokenleanCompressor"]

@@ -391,7 +391,7 @@ def _replay(entry: LogEntry, impls: Mapping[str, Any], accs: Mapping[str, _Layer
             options: AuditOptions, rate_in: Decimal, rate_out: Decimal) -> tuple[int, int, int, int]:
     price_as = options.price_as
     request = entry.request
-    assert request is not None  # noqa: S101 - parse_line guarantees it for replayed formats
+    assert request is not None  # parse_line guarantees it for replayed formats
     t_in, t_out = _tokens(entry, price_as)
     current, cur_in, out = request, t_in, t_out
     for name in ("templates", "compress"):
@@ -441,7 +441,7 @@ def _observed(entry: LogEntry, accs: Mapping[str, _LayerAcc], rate_in: Decimal,
               rate_out: Decimal, cache: Any) -> tuple[int, int, int, int]:
     """A ledger record: the savings its layers recorded (nothing is replayed)."""
     record = entry.record
-    assert record is not None  # noqa: S101 - only called for ledger entries
+    assert record is not None  # only called for ledger entries
     a_in, a_out = record.usage.input_tokens, record.usage.output_tokens
     t_in, t_out = a_in, a_out
     for rep in record.layers:

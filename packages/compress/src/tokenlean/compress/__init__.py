@@ -15,7 +15,7 @@ are methods of the same interface. :class:`CompressLayer` plugs it into a
 :class:`tokenlean.core.Pipeline`.
 """
 
-from ._compressor import CompressResult, Compressor, Method, Span, compress
+from ._compressor import Compressor, CompressResult, Method, Span, compress
 from ._history import HistoryCompressor, HistoryResult
 from ._layer import CompressLayer
 

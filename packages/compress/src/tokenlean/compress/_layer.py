@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+
 from tokenlean.core import ConfigError, LayerNote, Message, Request, count_tokens
 
-from ._compressor import CompressResult, Compressor, Method
+from ._compressor import Compressor, CompressResult, Method
 from ._history import HistoryCompressor, HistoryResult
 
 __all__ = ["CompressLayer"]

@@ -21,7 +21,7 @@ import json
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -141,7 +141,7 @@ class HFTokenizer:
 _load_lock = threading.Lock()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_encoding(name: str) -> Any:
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe

@@ -10,13 +10,6 @@ above a documented floor. ``TemplatesLayer`` applies it to system messages in a
 tokenlean pipeline.
 """
 
-from ._protect import (
-    CONSTRAINT_KEYWORDS,
-    Violation,
-    check_invariants,
-    constraint_clauses,
-    find_variables,
-)
 from ._fewshot import Selection, select_examples
 from ._layer import TemplatesLayer
 from ._layout import (
@@ -27,6 +20,13 @@ from ._layout import (
     layout_template,
 )
 from ._llamaindex import lean_llamaindex_prompts, lean_llamaindex_template
+from ._protect import (
+    CONSTRAINT_KEYWORDS,
+    Violation,
+    check_invariants,
+    constraint_clauses,
+    find_variables,
+)
 from ._rewrite import (
     DEFAULT_SIMILARITY_FLOOR,
     PASS_DESCRIPTIONS,

@@ -10,7 +10,6 @@ from llama_index.callbacks.tokenlean.base import (
     TokenleanSpanHandler,
     instrument,
 )
-
 from llama_index.callbacks.tokenlean.budget import TokenleanBudgetHandler, enforce_budget
 
 __all__ = ["TokenleanEventHandler", "TokenleanSpanHandler", "instrument",

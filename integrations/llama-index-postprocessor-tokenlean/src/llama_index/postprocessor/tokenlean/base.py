@@ -26,7 +26,7 @@ from llama_index.core.schema import (
     TextNode,
 )
 
-from tokenlean.compress import CompressResult, Compressor
+from tokenlean.compress import Compressor, CompressResult
 from tokenlean.core import InvalidRequestError
 
 __all__ = ["TokenleanPostprocessor"]
