@@ -73,8 +73,12 @@ def test_prefix_cache_hits_are_per_tenant(server: ServerThread) -> None:
     assert (msg.usage.cache_read_input_tokens or 0) >= 96
 
 
-def test_full_queue_answers_429_and_disconnect_cancels(make_server: Any) -> None:
-    with make_server(max_batch=1, max_queue=1) as server:
+def test_full_queue_answers_429_and_disconnect_cancels(make_server: Any, tiny: Any) -> None:
+    # Each model step takes >= 10 ms, so the 400-token stream holds the only slot for
+    # seconds whatever the machine: without it a fast CPU finishes the stream inside the
+    # queued request's 0.5 s timeout and the test measures the machine, not the queue.
+    slow = tiny[0].register_forward_pre_hook(lambda *_: time.sleep(0.01))
+    with slow, make_server(max_batch=1, max_queue=1) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="local", max_retries=0)
         messages = [{"role": "user", "content": "Tell me a long story."}]
         long = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=400,

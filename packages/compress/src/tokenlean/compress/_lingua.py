@@ -8,7 +8,8 @@ SDPA) and shares the once-converted default model folder.
 llmlingua 0.2.2 predates transformers 5: it indexes ``past_key_values`` as a
 list of (key, value) tuples and builds a tiktoken encoding that is downloaded on
 first use. :class:`_LocalPromptCompressor` adapts both (a ``DynamicCache`` is
-converted to and from the legacy tuples around each forward pass; the
+converted to and from the legacy tuples around each forward pass, through
+:mod:`tokenlean.backend.kv`; the
 tokenizer comes from the files tokenlean ships) without changing the
 algorithm.
 """
@@ -52,9 +53,9 @@ def _prompt_compressor(model_path: str | None, device: str) -> Any:
 
 def _local_class(base: type) -> type:
     import torch
-    from transformers import DynamicCache
 
     from tokenlean.backend import load_model
+    from tokenlean.backend.kv import cache_from_pairs, cache_pairs, forward_with_cache, new_cache
     from tokenlean.backend.loading import model_label
 
     class _LocalPromptCompressor(base):  # type: ignore[misc, valid-type]
@@ -90,13 +91,12 @@ def _local_class(base: type) -> type:
             if end is None:
                 end = input_ids.shape[1]
             end = min(end, past_length + self.max_position_embeddings)
-            cache = (DynamicCache(ddp_cache_data=[(k, v) for k, v in past_key_values])
-                     if past_key_values is not None else DynamicCache())
+            cache = (cache_from_pairs(self.model, past_key_values)
+                     if past_key_values is not None else new_cache(self.model))
             with torch.no_grad():
-                response = self.model(input_ids[:, past_length:end],
-                                      attention_mask=attention_mask[:, :end],
-                                      past_key_values=cache, use_cache=True)
-            legacy = [(layer.keys, layer.values) for layer in response.past_key_values.layers]
+                response = forward_with_cache(self.model, cache, input_ids[:, past_length:end],
+                                              attention_mask=attention_mask[:, :end])
+            legacy = cache_pairs(cache)
             shift_logits = response.logits[..., :-1, :].contiguous()
             shift_labels = input_ids[..., past_length + 1:end].contiguous()
             active = (attention_mask[:, past_length:end] == 1)[..., :-1].view(-1)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tokenlean.backend.kv import cache_from_pairs, cache_pairs, forward_with_cache, new_cache
 from tokenlean.core import ConfigError, InvalidRequestError
 
 from ._metrics import Metrics
@@ -414,15 +415,6 @@ class Engine:
         self.metrics.completion_tokens.inc(n)
         self._emit(seq, Finished(reason, len(seq.prompt), n, seq.cached, stop_sequence))
 
-    def _cache_from(self, kv: Sequence[tuple[Any, Any]]) -> Any:
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=self.model.config)
-        for layer, (k, v) in zip(cache.layers, kv, strict=True):
-            layer.lazy_initialization(k, v)
-            layer.keys, layer.values = k, v
-        return cache
-
     def _prefill(self, seq: _Seq) -> None:
         import torch
 
@@ -433,19 +425,18 @@ class Engine:
             self.metrics.prefix_hits.inc()
             self.metrics.cached_tokens.inc(cached)
             layers = len(blocks[0])
-            cache = self._cache_from([
+            cache = cache_from_pairs(self.model, [
                 (torch.cat([b[i][0] for b in blocks], dim=2),
                  torch.cat([b[i][1] for b in blocks], dim=2)) for i in range(layers)])
         else:
             self.metrics.prefix_misses.inc()
-            from transformers import DynamicCache
-
-            cache = DynamicCache(config=self.model.config)
+            cache = new_cache(self.model)
         positions = torch.arange(cached, n, device=self.device)
-        out = self.model(input_ids=torch.tensor([prompt[cached:]], device=self.device),
-                         position_ids=positions[None], cache_position=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
-        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        out = forward_with_cache(self.model, cache,
+                                 input_ids=torch.tensor([prompt[cached:]], device=self.device),
+                                 position_ids=positions[None], cache_position=positions,
+                                 logits_to_keep=1)
+        kv = cache_pairs(cache)
         self.prefix_cache.store(prompt, kv, salt=seq.salt,
                                 start_block=cached // self.prefix_cache.block_size)
         self.metrics.prefix_cache_tokens.set(self.prefix_cache.stats().stored_tokens)
@@ -467,7 +458,7 @@ class Engine:
         if not self._rows:
             self._rows = [seq]
             self._mask = torch.ones((1, length), dtype=torch.long, device=self.device)
-            self._cache = self._cache_from(kv)
+            self._cache = cache_from_pairs(self.model, kv)
             return
         width = self._mask.shape[1]
         row_mask = torch.ones((1, length), dtype=torch.long, device=self.device)
@@ -497,9 +488,9 @@ class Engine:
         positions = self._mask.sum(dim=1, keepdim=True)
         self._mask = torch.cat([self._mask, torch.ones((rows, 1), dtype=torch.long,
                                                        device=self.device)], dim=1)
-        out = self.model(input_ids=ids, attention_mask=self._mask, position_ids=positions,
-                         cache_position=torch.tensor([width], device=self.device),
-                         past_key_values=self._cache, use_cache=True)
+        out = forward_with_cache(self.model, self._cache, input_ids=ids,
+                                 attention_mask=self._mask, position_ids=positions,
+                                 cache_position=torch.tensor([width], device=self.device))
         logits = out.logits[:, -1, :]
         for i, seq in enumerate(self._rows):
             if not seq.done:
