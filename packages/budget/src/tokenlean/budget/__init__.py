@@ -14,9 +14,6 @@ from ._predictor import LengthPredictor
 from ._redis import RedisBudgetStore
 from ._spec import Budget
 from ._store import Account, BudgetStore, Claim, SQLiteBudgetStore
-from ._train import Example, load_examples
-from ._train import evaluate as evaluate_length_predictor
-from ._train import train as train_length_predictor
 
 __all__ = [
     "Account",
@@ -25,7 +22,6 @@ __all__ = [
     "BudgetStore",
     "Claim",
     "ContinuingProvider",
-    "Example",
     "FEATURE_NAMES",
     "LengthModel",
     "LengthPredictor",
@@ -33,10 +29,7 @@ __all__ = [
     "Plan",
     "RedisBudgetStore",
     "SQLiteBudgetStore",
-    "evaluate_length_predictor",
     "length_instruction",
-    "load_examples",
     "prompt_features",
-    "train_length_predictor",
     "with_length_instruction",
 ]

@@ -13,8 +13,8 @@ before the call and explains much of the spread (the same prompt gets 200
 tokens from one model and 600 from another). An unknown model gets the
 ``unknown`` value, which training also saw (every training row once more
 with its model hidden), and its own, wider conformal offset. Inference is numpy only; training
-(``scripts/train_length_predictor.py`` / :func:`tokenlean.budget.train`)
-needs scikit-learn.
+(``scripts/train_length_predictor.py``, :mod:`tokenlean.bench.budget_train` in tokenlean-bench)
+needs scikit-learn (``tokenlean[budget-train]``).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class PostgresStore:
             raise ConfigError("table must be a lower-case SQL identifier")
         if dim < 1:
             raise ConfigError("dim must be positive")
-        psycopg = require("psycopg", extra="cache", feature="PostgresStore")
+        psycopg = require("psycopg", extra="postgres", feature="PostgresStore")
         self.dim, self.table = dim, table
         self._connect = lambda: psycopg.connect(
             dsn, autocommit=True, connect_timeout=max(1, int(timeout_s)),

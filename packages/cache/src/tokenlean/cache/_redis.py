@@ -40,7 +40,7 @@ class RedisStore:
         if (url is None) == (client is None):
             raise ConfigError("give RedisStore a url or a client (one of them)")
         if client is None:
-            redis = require("redis", extra="cache", feature="RedisStore")
+            redis = require("redis", extra="redis", feature="RedisStore")
             client = redis.Redis.from_url(url, socket_timeout=timeout_s,
                                           socket_connect_timeout=timeout_s)
         self._r = client

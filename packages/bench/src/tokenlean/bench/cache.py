@@ -93,7 +93,7 @@ def run_gptcache(embedder: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
         from gptcache.processor.pre import get_prompt
         from gptcache.similarity_evaluation import SearchDistanceEvaluation
 
-        from ._gptcache import GPTCacheEmbedding
+        from tokenlean.cache import GPTCacheEmbedding
 
         embedding = GPTCacheEmbedding(embedder)
         outcomes = []
@@ -134,8 +134,7 @@ def _raised_priority() -> Iterator[bool]:
 
 def _latency(embedder: Any, entries: int, queries: int = 2000,
              raise_priority: bool = False) -> dict[str, Any]:
-    from ._entry import Entry
-    from ._sqlite import SQLiteStore
+    from tokenlean.cache import Entry, SQLiteStore
 
     rng = np.random.default_rng(0)
     dim = embedder.dim
@@ -229,8 +228,7 @@ def bench(
     """Store a, look up b for each pair through the real cache; print precision,
     recall and (with --entries) lookup latency as JSON."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from ._embed import get_embedder
-    from ._layer import ResponseCache
+    from tokenlean.cache import ResponseCache, get_embedder
 
     if split not in ("all", "held-out", "train"):
         raise typer.BadParameter("split must be all, held-out or train")

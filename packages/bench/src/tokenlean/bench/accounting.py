@@ -33,6 +33,7 @@ from tokenlean.core import (
     price,
     read_prompts,
 )
+from tokenlean.core._optional import require
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -79,11 +80,12 @@ def bench(
     """Per-call cost of counting, pricing and each exporter; agreement of their totals."""
     import warnings
 
+    require("opentelemetry.sdk", extra="otel", feature="tokenlean bench accounting")
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
 
-    from . import Fanout, OTelExporter, PrometheusExporter
+    from tokenlean.exporters import Fanout, OTelExporter, PrometheusExporter
 
     rows = list(itertools.islice(read_prompts(data), limit))
     if not rows:

@@ -1,4 +1,4 @@
-"""``tokenlean templates lint FILE``: each template's savings and diff."""
+"""``tokenlean templates lint FILE``: each template's savings and diff (needs tokenlean-templates)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 import typer
 
 from tokenlean.core import read_jsonl
-
-from ._rewrite import TemplateRewriter
+from tokenlean.core._optional import require
 
 app = typer.Typer(no_args_is_help=True, help="Prompt-template rewriting (layer 2).")
 
@@ -31,7 +30,12 @@ def _object_templates(target: str, framework: str) -> list[tuple[str, str]]:
     every prompt the framework ships (``installed``)."""
     import importlib
 
-    from ._bench import _langchain_texts, langchain_corpus, llamaindex_corpus
+    from tokenlean.templates._frameworks import (
+        langchain_corpus,
+        langchain_texts,
+        llamaindex_corpus,
+        llamaindex_texts,
+    )
 
     if target == "installed":
         rows = langchain_corpus() if framework == "langchain" else llamaindex_corpus()
@@ -47,22 +51,10 @@ def _object_templates(target: str, framework: str) -> list[tuple[str, str]]:
     out = []
     for key, prompt in prompts.items():
         if framework == "llamaindex":
-            out.extend((f"{target}:{key}", t) for t in _llamaindex_texts(prompt))
+            out.extend((f"{target}:{key}", t) for t in llamaindex_texts(prompt))
         else:
-            out.extend((r["id"], r["template"]) for r in _langchain_texts(f"{target}:{key}",
-                                                                           prompt))
+            out.extend((r["id"], r["template"]) for r in langchain_texts(f"{target}:{key}", prompt))
     return out
-
-
-def _llamaindex_texts(prompt: object) -> list[str]:
-    default = getattr(prompt, "default_template", None)
-    if default is not None:
-        return _llamaindex_texts(default)
-    for attr in ("template_str", "template"):
-        if isinstance(getattr(prompt, attr, None), str):
-            return [getattr(prompt, attr)]
-    return [m.content for m in getattr(prompt, "message_templates", None) or []
-            if isinstance(getattr(m, "content", None), str) and m.content.strip()]
 
 
 @app.command("lint")
@@ -88,14 +80,15 @@ def lint(
         raise typer.BadParameter("--passes must be safe, all or whitespace")
     if sum(x is not None for x in (file, from_langchain, from_llamaindex)) != 1:
         raise typer.BadParameter("give one of FILE, --from-langchain, --from-llamaindex")
+    templates = require("tokenlean.templates", extra="templates",
+                        feature="tokenlean templates lint")
     if from_langchain is not None:
         rows = _object_templates(from_langchain, "langchain")[:limit]
     elif from_llamaindex is not None:
         rows = _object_templates(from_llamaindex, "llamaindex")[:limit]
     else:
         rows = _templates(file)[:limit]  # type: ignore[arg-type]  # checked: exactly one given
-    rewriter = TemplateRewriter(mode=mode,  # type: ignore[arg-type]
-                                scorer=None if no_similarity else "minilm")
+    rewriter = templates.TemplateRewriter(mode=mode, scorer=None if no_similarity else "minilm")
     results = rewriter.rewrite_many([t for _, t in rows])
     for (name, _), r in zip(rows, results):
         if as_json:

@@ -10,8 +10,9 @@ import typer
 
 from tokenlean.core import InvalidRequestError, Message, read_prompts
 
-from ._predictor import LengthPredictor
-from ._train import TEST, TRAIN, evaluate, load_examples, train
+from tokenlean.budget import LengthPredictor
+
+from .budget_train import TEST, TRAIN, evaluate, load_examples, train
 
 
 def bench(
@@ -47,7 +48,7 @@ def _run(data: str, quantile: float | None, limit: int | None, split: str, fixed
     if quantile is not None:
         predictor = predictor.with_quantile(quantile)
     if local_model > 0:
-        from ._local_eval import concise_eval
+        from .budget_concise import concise_eval
 
         chats = _first_prompts(data, local_model)
         typer.echo(json.dumps({"data": data, "quantile": predictor.quantile,

@@ -14,7 +14,7 @@ from tokenlean.core import TokenleanError
 
 
 def _setup(threads: int) -> Any:
-    from .loading import _torch_threads
+    from tokenlean.backend.loading import _torch_threads
 
     torch = _torch_threads("the backend benchmarks", threads)
     torch.manual_seed(0)
@@ -23,7 +23,7 @@ def _setup(threads: int) -> Any:
 
 def _compare(model: Any, dense: Any, tokenizer: Any, texts: list[str], *, max_tokens: int,
              speed_runs: int, new_tokens: int, speed_repeats: int = 1) -> dict[str, Any]:
-    from .evaluation import compare_speed, model_size, quality
+    from tokenlean.backend import compare_speed, model_size, quality
 
     size_d, size_p = model_size(dense), model_size(model)
     q = quality(model, tokenizer, texts, reference=dense, max_tokens=max_tokens)
@@ -71,8 +71,8 @@ def bench_backend(
 ) -> None:
     """Evaluate a model folder against the dense model on DATA; prints one JSON object."""
     _setup(threads)
-    from ._data import read_texts
-    from .loading import load_model, model_label
+    from tokenlean.backend import load_model, read_texts
+    from tokenlean.backend.loading import model_label
 
     texts = read_texts(data, limit=limit)
     pruned, tokenizer = load_model(model)
@@ -83,7 +83,7 @@ def bench_backend(
                            speed_runs=speed_runs, new_tokens=new_tokens,
                            speed_repeats=speed_repeats))
     if speculative_runs > 0:
-        from .evaluation import speculative
+        from tokenlean.backend import speculative
 
         spec = speculative(dense, pruned, tokenizer, texts, runs=speculative_runs,
                            new_tokens=new_tokens, draft_tokens=draft_tokens)
@@ -122,10 +122,15 @@ def bench_prune(
 ) -> None:
     """Prune (and optionally recover), save, reload from disk, evaluate; prints one JSON object."""
     torch = _setup(threads)
-    from ._data import read_texts
-    from ._workflow import logits_match, prune_pipeline, save_pruned
-    from .evaluation import quality
-    from .loading import load_model, model_label
+    from tokenlean.backend import (
+        load_model,
+        logits_match,
+        prune_pipeline,
+        quality,
+        read_texts,
+        save_pruned,
+    )
+    from tokenlean.backend.loading import model_label
 
     if any(Path(data).resolve() == Path(f).resolve() for f in [calib, *(recover_calib or [])]):
         raise TokenleanError("DATA must differ from --calib and --recover-calib: never "

@@ -13,8 +13,9 @@ import typer
 
 from tokenlean.core import InvalidRequestError, read_jsonl
 
-from ._compressor import METHODS, Compressor
-from ._text import STOPWORDS, stem, words
+from tokenlean.compress import Compressor
+from tokenlean.compress._compressor import METHODS
+from tokenlean.compress._text import STOPWORDS, stem, words
 
 __all__ = ["bench", "normalise", "run_bench", "summary_overlap"]
 
@@ -63,7 +64,7 @@ def run_direct(path: Path, *, ratio: float, method: str, limit: int | None = Non
     :class:`DirectLingua`), scored the same way, next to tokenlean's path."""
     from tokenlean.core import get_tokenizer
 
-    from ._lingua import DirectLingua
+    from tokenlean.compress._lingua import DirectLingua
 
     if method not in ("llmlingua", "longllmlingua"):
         raise InvalidRequestError("--direct compares the LLMLingua methods only: "

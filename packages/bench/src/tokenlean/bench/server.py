@@ -30,6 +30,7 @@ from typing import Any
 import typer
 
 from tokenlean.core import read_prompts
+from tokenlean.core._optional import require
 
 __all__ = ["bench"]
 
@@ -154,10 +155,15 @@ def bench(
     import os
     import platform
 
-    from ._app import create_app
-    from ._engine import Engine
-    from ._prefix import PrefixCache
-    from ._run import ServerThread, load_model, served_name
+    require("tokenlean.server", extra="server", feature="tokenlean bench server")
+    from tokenlean.server import (
+        Engine,
+        PrefixCache,
+        ServerThread,
+        create_app,
+        load_model,
+        served_name,
+    )
 
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
     questions, corpus = _load_prompts(data, limit)

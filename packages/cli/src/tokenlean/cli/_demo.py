@@ -34,12 +34,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ._corpus import CORPUS, SESSION, SYSTEM_TEMPLATE
+from tokenlean.core._optional import require
+
+from ._demo_corpus import CORPUS, SESSION, SYSTEM_TEMPLATE
 
 __all__ = ["DemoCall", "build_chain", "demo_layers", "demo_report", "rag_prompt", "retrieve",
            "run_demo", "run_session"]
 
 _MTOK = 1_000_000
+# what the demo runs on besides the CLI: the report, the local server (and its model), the
+# LangChain integration and the OpenAI client it wraps
+_NEEDS = ("tokenlean.audit", "tokenlean.server", "torch", "langchain_tokenlean",
+          "langchain_openai")
 COMPRESS_RATIO = 3.0
 COMPRESS_MIN_TOKENS = 100
 RETRIEVE_K = 4
@@ -219,7 +225,7 @@ def demo_report(raw: Sequence[DemoCall], lean_calls: Sequence[DemoCall], *, pric
     """The report dict (the audit's schema) for the two runs of one session."""
     from tokenlean.core import count_messages, count_tokens
 
-    from ._audit import LAYERS
+    from tokenlean.audit import LAYERS
 
     rate_in, rate_out = _rates(price_as)
     saved: dict[str, dict[str, Any]] = {
@@ -412,6 +418,8 @@ def run_demo(*, price_as: str = "gpt-4o", html: Path | None = Path("tokenlean-de
     """Run the demo end to end; returns the report dict."""
     import json
 
+    for module in _NEEDS:
+        require(module, extra="demo", feature="tokenlean demo")
     from langchain_openai import ChatOpenAI
     from rich.console import Console
     from rich.progress import (
@@ -424,7 +432,7 @@ def run_demo(*, price_as: str = "gpt-4o", html: Path | None = Path("tokenlean-de
 
     from langchain_tokenlean import lean
 
-    from .report import write_html
+    from tokenlean.audit import write_html
 
     out = console or Console(stderr=as_json)
     session = SESSION[:questions] if questions else SESSION
@@ -478,7 +486,7 @@ def _print_tables(out: Any, report: dict[str, Any], raw: Sequence[DemoCall],
                   lean_calls: Sequence[DemoCall]) -> None:
     from rich.table import Table
 
-    from ._cli import layer_table
+    from ._audit import layer_table
 
     out.print(layer_table(report, title=f"tokens and $ saved per layer (priced as "
                                         f"{report['price_as']})"))

@@ -1,14 +1,22 @@
-"""``tokenlean budget show|reset``: inspect and top up budget accounts."""
+"""``tokenlean budget show|reset``: inspect and top up budget accounts (needs tokenlean-budget)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
-from ._store import SQLiteBudgetStore
+from tokenlean.core._optional import require
+
+from ._commands import fail
 
 budget = typer.Typer(no_args_is_help=True, help="Budget accounts (spent and reserved).")
+
+
+def _store(db: str | None) -> Any:
+    layer = require("tokenlean.budget", extra="budget", feature="tokenlean budget")
+    return layer.SQLiteBudgetStore(db)
 
 
 @budget.command("show")
@@ -17,7 +25,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List every budget account: spent and reserved dollars and tokens."""
-    store = SQLiteBudgetStore(db)
+    store = _store(db)
     try:
         rows = [{"key": a.key, "spent_usd": a.spent_usd, "spent_tokens": a.spent_tokens,
                  "reserved_usd": a.reserved_usd, "reserved_tokens": a.reserved_tokens}
@@ -38,11 +46,10 @@ def reset(
     db: str = typer.Option(None, "--db", help="Budget SQLite file (default: the ledger's)."),
 ) -> None:
     """Zero an account's spend (a top-up); in-flight reservations stay."""
-    store = SQLiteBudgetStore(db)
+    store = _store(db)
     try:
         if key not in {a.key for a in store.all_accounts()}:
-            typer.echo(f"error: no budget account {key!r}; see `tokenlean budget show`", err=True)
-            raise typer.Exit(code=2)
+            raise fail(f"no budget account {key!r}; see `tokenlean budget show`")
         store.reset(key)
     finally:
         store.close()

@@ -1,8 +1,10 @@
-"""`tokenlean serve`: run the server in the foreground."""
+"""`tokenlean serve`: run the local model server in the foreground (needs tokenlean-server)."""
 
 from __future__ import annotations
 
 import typer
+
+from tokenlean.core._optional import require
 
 __all__ = ["serve"]
 
@@ -29,25 +31,16 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve a local model with OpenAI- and Anthropic-compatible HTTP endpoints."""
+    server = require("tokenlean.server", extra="server", feature="tokenlean serve")
     import uvicorn
 
-    from tokenlean.core import TokenleanError
-
-    from ._app import create_app
-    from ._engine import Engine
-    from ._prefix import PrefixCache
-    from ._run import load_model, served_name
-
-    try:
-        loaded, tokenizer = load_model(model, dtype=dtype, device=device)
-        engine = Engine(loaded, tokenizer, max_batch=max_batch, max_queue=max_queue,
-                        prefix_cache=PrefixCache(capacity_tokens=prefix_cache_tokens),
-                        threads=threads)
-        app = create_app(engine, model_name=name or served_name(model), aliases=alias,
-                         default_max_tokens=default_max_tokens)
-    except TokenleanError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
-    typer.echo(f"serving {name or served_name(model)} on http://{host}:{port} "
+    loaded, tokenizer = server.load_model(model, dtype=dtype, device=device)
+    engine = server.Engine(loaded, tokenizer, max_batch=max_batch, max_queue=max_queue,
+                           prefix_cache=server.PrefixCache(capacity_tokens=prefix_cache_tokens),
+                           threads=threads)
+    served = name or server.served_name(model)
+    app = server.create_app(engine, model_name=served, aliases=alias,
+                            default_max_tokens=default_max_tokens)
+    typer.echo(f"serving {served} on http://{host}:{port} "
                f"(OpenAI: /v1, Anthropic: base URL as is)", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

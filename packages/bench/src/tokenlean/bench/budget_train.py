@@ -36,9 +36,15 @@ from tokenlean.core import (
     read_prompts,
 )
 
-from ._features import FEATURE_NAMES, FEATURE_VERSION, features, model_key
-from ._predictor import FORMAT, MODEL_FEATURE, UNKNOWN_MODEL, LengthPredictor, _Ensemble, \
-    model_column
+from tokenlean.budget import LengthPredictor
+from tokenlean.budget._features import FEATURE_NAMES, FEATURE_VERSION, features, model_key
+from tokenlean.budget._predictor import (
+    FORMAT,
+    MODEL_FEATURE,
+    UNKNOWN_MODEL,
+    _Ensemble,
+    model_column,
+)
 
 __all__ = ["Example", "evaluate", "load_examples", "split_of", "train"]
 

@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from tokenlean.core import read_prompts
+from tokenlean.core._optional import require
 
 
 def _prompts(path: Path | None, limit: int) -> list[str]:
@@ -67,12 +68,12 @@ def overhead(
                                  help="Print JSON (the only output format; kept for scripts)."),
 ) -> None:
     """Per-call overhead of lean() on a cache miss, in ms over the bare model call."""
+    require("langchain_tokenlean", extra="langchain", feature="tokenlean bench overhead")
     from langchain_core.language_models import GenericFakeChatModel
     from langchain_core.messages import AIMessage, HumanMessage
 
+    from langchain_tokenlean import lean
     from tokenlean.core import SQLiteLedger
-
-    from .chat_models import lean
 
     if wrapper not in {"lean", "middleware"}:
         raise typer.BadParameter("--wrapper takes 'lean' or 'middleware'")
@@ -93,7 +94,7 @@ def overhead(
         else:
             from langchain.agents import create_agent
 
-            from .middleware import TokenleanMiddleware
+            from langchain_tokenlean.middleware import TokenleanMiddleware
 
             middleware = TokenleanMiddleware(preset=preset, ledger=ledger, model=model)
             layers = [layer.name for layer in middleware.layers]

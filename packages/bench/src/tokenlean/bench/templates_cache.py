@@ -28,7 +28,7 @@ import typer
 
 from tokenlean.core import Message, Usage, count_messages, count_tokens, price, read_jsonl
 
-from ._layout import cacheable_prefix_tokens, layout_template
+from tokenlean.templates import cacheable_prefix_tokens, layout_template
 
 _VARIABLE_HEAD = "Current date and time: {now}. User: {user}.\n\n"
 

@@ -71,7 +71,7 @@ class _RssPeak:
 
 def _unavailable(impl: str, device: str, dtype: str) -> str | None:
     """Why ``impl`` cannot run here, or None."""
-    from .attention import flash_attn_available
+    from tokenlean.backend import flash_attn_available
 
     if impl.startswith("flash_attention"):
         if device != "cuda":
@@ -131,7 +131,7 @@ def _run(model: Any, ids: Any, impl: str, *, device: str, dtype: str, runs: int,
          keep: int) -> dict[str, Any]:
     import torch
 
-    from .attention import _kernel_for
+    from tokenlean.backend.attention import _kernel_for
 
     row: dict[str, Any] = {"impl": impl, "context": int(ids.shape[1])}
     reason = _unavailable(impl, device, dtype)
@@ -182,7 +182,8 @@ def bench_attention(
     as_json: bool = typer.Option(True, "--json/--no-json", help="Always JSON (accepted)."),
 ) -> None:
     """Prefill latency, tokens/s, peak memory and logit drift of attention implementations."""
-    from .loading import _torch_threads, load_model, model_label
+    from tokenlean.backend import load_model
+    from tokenlean.backend.loading import _torch_threads, model_label
 
     torch = _torch_threads("the attention benchmark", threads)
     libc = _libc()
@@ -197,7 +198,7 @@ def bench_attention(
     if runs < 1 or batch < 1 or keep < 1 or not contexts or not impls:
         raise ConfigError("--runs, --batch and --logits must be >= 1, and --contexts and "
                           "--impls non-empty")
-    from ._data import read_texts, token_blocks
+    from tokenlean.backend import read_texts, token_blocks
 
     loaded, tokenizer = load_model(model, dtype=dtype, device=device)
     limit = getattr(loaded.config, "max_position_embeddings", None)
@@ -228,7 +229,7 @@ def bench_attention(
             results.append(row)
     import transformers
 
-    from .attention import flash_attn_available
+    from tokenlean.backend import flash_attn_available
 
     result = {
         "benchmark": "attention", "model": model_label(model),

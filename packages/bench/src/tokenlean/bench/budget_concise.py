@@ -16,8 +16,7 @@ from typing import Any
 from tokenlean.core import Message, Request
 from tokenlean.core._optional import require
 
-from ._concise import with_length_instruction
-from ._predictor import LengthPredictor
+from tokenlean.budget import LengthPredictor, with_length_instruction
 
 __all__ = ["concise_eval"]
 

@@ -1,10 +1,26 @@
-"""`tokenlean prune`: structured pruning of a local model to a standard architecture."""
+"""`tokenlean prune` / `tokenlean distill`: structured pruning of a local model to a standard
+architecture, and more recovery of a pruned one (needs tokenlean-backend)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import ModuleType
 
 import typer
+
+from tokenlean.core._optional import require
+
+__all__ = ["distill_command", "prune"]
+
+
+def _backend(command: str, threads: int) -> ModuleType:
+    """tokenlean.backend, with torch set to ``threads`` CPU threads."""
+    backend = require("tokenlean.backend", extra="backend", feature=f"tokenlean {command}")
+    from tokenlean.backend.loading import _torch_threads
+
+    _torch_threads(f"tokenlean {command}", threads)
+    return backend
 
 
 def prune(
@@ -36,20 +52,18 @@ def prune(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:
     """Prune a model (query heads per KV group, MLP channels, layers) to a standard HF folder."""
-    from .loading import _torch_threads, load_model, model_label
+    backend = _backend("prune", threads)
+    from tokenlean.backend.loading import model_label
 
-    _torch_threads("tokenlean prune", threads)
-    from ._workflow import prune_pipeline, save_pruned
-
-    dense, tokenizer = load_model(model, device=device)
-    pruned, info = prune_pipeline(
+    dense, tokenizer = backend.load_model(model, device=device)
+    pruned, info = backend.prune_pipeline(
         dense, tokenizer, calib=calib, target=target, method=method, blocks=blocks,
         seq_len=seq_len, heads_per_group=heads_per_group, drop_layers=drop_layers,
         recover=recover, recover_steps=recover_steps, recover_lr=recover_lr,
         recover_batch=recover_batch, recover_calib=recover_calib,
         reconstruct=reconstruct)
     info["source"] = model_label(model)
-    folder = save_pruned(pruned, tokenizer, out, info=info, overwrite=overwrite)
+    folder = backend.save_pruned(pruned, tokenizer, out, info=info, overwrite=overwrite)
     typer.echo(json.dumps({"out": str(folder), **info}))
 
 
@@ -71,24 +85,18 @@ def distill_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:
     """Distil the dense model into an already pruned folder (more recovery, on new text)."""
-    from pathlib import Path
+    backend = _backend("distill", threads)
+    from tokenlean.backend._workflow import PRUNE_INFO_FILE
 
-    from .loading import _torch_threads, load_model
-
-    _torch_threads("tokenlean distill", threads)
-    from ._data import mixed_blocks
-    from ._workflow import PRUNE_INFO_FILE, save_pruned
-    from .recovery import distill
-
-    model, tokenizer = load_model(student, device=device)
-    dense, _ = load_model(teacher, device=device)
-    blocks = mixed_blocks(tokenizer, list(recover_calib), seq_len=seq_len,
-                          n_blocks=steps * batch, skip_blocks=skip_blocks)
-    run = distill(model, dense, blocks, steps=steps, lr=lr, batch_size=batch)
+    model, tokenizer = backend.load_model(student, device=device)
+    dense, _ = backend.load_model(teacher, device=device)
+    blocks = backend.mixed_blocks(tokenizer, list(recover_calib), seq_len=seq_len,
+                                  n_blocks=steps * batch, skip_blocks=skip_blocks)
+    run = backend.distill(model, dense, blocks, steps=steps, lr=lr, batch_size=batch)
     run.update({"blocks": int(blocks.shape[0]), "skip_blocks": skip_blocks,
                 "files": [Path(f).name for f in recover_calib]})
     info_path = Path(student) / PRUNE_INFO_FILE
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
     info.setdefault("further_recovery", []).append(run)
-    folder = save_pruned(model, tokenizer, out, info=info, overwrite=overwrite)
+    folder = backend.save_pruned(model, tokenizer, out, info=info, overwrite=overwrite)
     typer.echo(json.dumps({"out": str(folder), **run}))

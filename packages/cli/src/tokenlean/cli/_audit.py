@@ -1,4 +1,4 @@
-"""``tokenlean audit`` and ``tokenlean demo`` (registered as entry points)."""
+"""``tokenlean audit`` (needs tokenlean-audit) and ``tokenlean demo`` (see :mod:`._demo`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from tokenlean.core import InvalidRequestError
+from tokenlean.core._optional import require
 
 __all__ = ["audit", "demo"]
 
@@ -59,22 +62,18 @@ def audit(
                                          help="Target ratio for context compression."),
 ) -> None:
     """Replay a traffic log offline and estimate what each layer would save."""
-    from tokenlean.core import InvalidRequestError
-
-    from ._audit import AuditOptions, audit_log
-    from .report import write_html
-
+    replay = require("tokenlean.audit", extra="audit", feature="tokenlean audit")
     if not log.exists():
         raise InvalidRequestError(f"no such file: {log}")
-    options = AuditOptions(price_as=price_as, compress_ratio=compress_ratio,
+    options = replay.AuditOptions(price_as=price_as, compress_ratio=compress_ratio,
                            layers=tuple(x.strip() for x in layers.split(",") if x.strip()))
     total = _count_lines(log, limit)
     with _progress(_err) as bar:
         task = bar.add_task("replaying", total=total)
-        report = audit_log(log, options=options, limit=limit,
+        report = replay.audit_log(log, options=options, limit=limit,
                            progress=lambda n: bar.update(task, completed=n))
     if html is not None:
-        write_html(report, html)
+        replay.write_html(report, html)
         _err.print(f"report written to [bold]{html}[/]")
     if as_json:
         typer.echo(json.dumps(report))
@@ -100,14 +99,7 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Run a small LangChain RAG app raw and through lean() on a local model; show the savings."""
-    from tokenlean.core import MissingExtraError
+    from ._demo import run_demo
 
-    try:
-        from ._demo import run_demo
-
-        run_demo(price_as=price_as, html=html, questions=questions, max_tokens=max_tokens,
-                 as_json=as_json)
-    except ImportError as exc:  # a lazily imported part of the demo is not installed
-        raise MissingExtraError(
-            f"the demo needs the local server and the LangChain integration ({exc}); "
-            "install them with: pip install 'tokenlean-audit[demo]'") from None
+    run_demo(price_as=price_as, html=html, questions=questions, max_tokens=max_tokens,
+             as_json=as_json)
