@@ -41,3 +41,15 @@ def test_keywords_override_the_preset() -> None:
 def test_bad_choices_are_config_errors(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         build_layers(**kwargs)
+
+
+def test_layers_resolve_only_through_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no ``tokenlean.layers`` entry point (as when no layer package is installed) a
+    preset leaves its layers out and a keyword names the extra to install."""
+    from tokenlean.core import MissingExtraError, presets
+
+    monkeypatch.setattr(presets, "entry_points", lambda **_: [])
+    assert build_layers(preset="max-savings") == []
+    with pytest.raises(MissingExtraError) as info:
+        build_layers(preset="off", cache=True)
+    assert info.value.extra == "cache" and "tokenlean[cache]" in str(info.value)
