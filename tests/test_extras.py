@@ -22,8 +22,8 @@ MEMBERS = sorted([*ROOT.glob("packages/*/pyproject.toml"),
 SOURCES = sorted(p for m in MEMBERS for p in (m.parent / "src").rglob("*.py"))
 DOCS = sorted([ROOT / "README.md", *ROOT.glob("docs/**/*.md")])
 # `pip install 'DIST[EXTRA,...]'`, with or without quotes
-_INSTALL = re.compile(r"pip install '?((?:tokenlean|langchain-tokenlean|llama-index-[a-z]+-tokenlean)"
-                      r"(?:-[a-z]+)?)\[([\w,-]+)\]")
+_INSTALL = re.compile(r"pip install '?((?:tokenlean|langchain-tokenlean|"
+                      r"llama-index-[a-z]+-tokenlean)(?:-[a-z]+)?)\[([\w,-]+)\]")
 # a requirement on a workspace member with extras: "tokenlean-cache[minilm,ann]"
 _MEMBER_REQUIREMENT = re.compile(r"^([a-z-]*tokenlean[a-z-]*)\[([\w,-]+)\]")
 

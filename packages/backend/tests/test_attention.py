@@ -12,7 +12,6 @@ from transformers.masking_utils import AttentionMaskInterface
 from typer.testing import CliRunner
 
 from tokenlean.backend import load_model, prune_model, save_pruned, select_attn_implementation
-from tokenlean.backend._attention_bench import bench_attention
 from tokenlean.backend.attention import (
     ATTN_IMPLEMENTATION,
     attention_kernel,
@@ -20,6 +19,7 @@ from tokenlean.backend.attention import (
     tokenlean_attention_forward,
     tokenlean_attention_mask,
 )
+from tokenlean.bench.attention import bench_attention
 from tokenlean.core import ConfigError
 
 IMPLS = ("eager", "sdpa", "tokenlean")

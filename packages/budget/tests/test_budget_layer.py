@@ -396,7 +396,7 @@ def test_cli_show_and_reset(tmp_path) -> None:
 
     from typer.testing import CliRunner
 
-    from tokenlean.budget._cli import budget as app
+    from tokenlean.cli import app
 
     path = tmp_path / "cli.sqlite"
     store = SQLiteBudgetStore(path)
@@ -404,11 +404,12 @@ def test_cli_show_and_reset(tmp_path) -> None:
                         prices=PRICES)
     Pipeline(provider=echo(out_tokens=5), layers=[layer], prices=PRICES).run(req())
     runner = CliRunner()
-    shown = runner.invoke(app, ["show", "--db", str(path), "--json"])
+    shown = runner.invoke(app, ["budget", "show", "--db", str(path), "--json"])
     assert shown.exit_code == 0, shown.output
     rows = _json.loads(shown.output)
     assert rows[0]["spent_tokens"] > 0 and rows[0]["key"].startswith("b|tenant=acme|")
-    assert runner.invoke(app, ["reset", rows[0]["key"], "--db", str(path)]).exit_code == 0
+    reset = runner.invoke(app, ["budget", "reset", rows[0]["key"], "--db", str(path)])
+    assert reset.exit_code == 0, reset.output
     assert layer.remaining(req())["b"]["tokens"] == 1000
-    assert runner.invoke(app, ["reset", "nope", "--db", str(path)]).exit_code == 2
+    assert runner.invoke(app, ["budget", "reset", "nope", "--db", str(path)]).exit_code == 2
     store.close()

@@ -9,7 +9,6 @@ def test_public_api_is_pinned() -> None:
         "BudgetStore",
         "Claim",
         "ContinuingProvider",
-        "Example",
         "FEATURE_NAMES",
         "LengthModel",
         "LengthPredictor",
@@ -17,11 +16,8 @@ def test_public_api_is_pinned() -> None:
         "Plan",
         "RedisBudgetStore",
         "SQLiteBudgetStore",
-        "evaluate_length_predictor",
         "length_instruction",
-        "load_examples",
         "prompt_features",
-        "train_length_predictor",
         "with_length_instruction",
     ]
     for name in budget.__all__:

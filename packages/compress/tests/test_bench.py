@@ -49,7 +49,7 @@ def test_bench_rejects_bad_files(tmp_path) -> None:
 
 
 def test_summary_overlap_is_content_word_recall() -> None:
-    from tokenlean.compress._bench import summary_overlap
+    from tokenlean.bench.compress import summary_overlap
 
     reference = "The committee discussed the budget and the new school buildings."
     assert summary_overlap(reference, reference) == 1.0

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
+from tokenlean.bench.compress import normalise
 from tokenlean.compress import Compressor, CompressResult, Span, compress
-from tokenlean.compress._bench import normalise
 from tokenlean.core import ConfigError, InvalidRequestError, count_tokens
 
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from tokenlean.bench.compress import normalise
 from tokenlean.compress import Compressor
-from tokenlean.compress._bench import normalise
 from tokenlean.core import ConfigError, MissingExtraError
 
 
@@ -28,7 +28,7 @@ def test_embeddings_without_its_extra_names_the_extra(monkeypatch) -> None:
     try:
         with pytest.raises(MissingExtraError) as info:
             Compressor(method="embeddings")
-        assert info.value.extra == "embeddings"
+        assert info.value.extra == "compress-embeddings"
     finally:
         _scorers._minilm.cache_clear()
 
@@ -79,7 +79,7 @@ def test_our_llmlingua_path_matches_llmlingua_called_directly(context: str) -> N
 
     pytest.importorskip("tokenlean.backend")
     from tokenlean.backend.loading import default_model_path
-    from tokenlean.compress._bench import _tiktoken_cache
+    from tokenlean.bench.compress import _tiktoken_cache
     from tokenlean.compress._lingua import DirectLingua, LinguaCompressor
 
     torch.set_num_threads(1)

@@ -15,7 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tokenlean.server._bench import bench
+from tokenlean.bench.server import bench
 
 
 def free_port() -> int:

@@ -3,9 +3,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from tokenlean.cli import app
 from tokenlean.core import ConfigError, InvalidRequestError
 from tokenlean.templates import select_examples
-from tokenlean.templates._cli import app
 
 EXAMPLES = [
     "Q: How do I reverse a list in Python? A: Use lst[::-1] or lst.reverse().",
@@ -36,14 +36,15 @@ def test_lint_cli_text_and_jsonl(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("I want you to act as a poet. Please write about {topic}.", encoding="utf-8")
     out = tmp_path / "lean.txt"
-    result = runner.invoke(app, ["lint", str(text), "--no-similarity", "--write", str(out)])
+    result = runner.invoke(app, ["templates", "lint", str(text), "--no-similarity",
+                                 "--write", str(out)])
     assert result.exit_code == 0, result.output
     assert "[-I want you to act-]{+Act+}" in result.output
     assert out.read_text(encoding="utf-8") == "Act as a poet. Write about {topic}."
     rows = tmp_path / "t.jsonl"
     rows.write_text(json.dumps({"id": "a", "template": "Please   be brief."}) + "\n",
                     encoding="utf-8")
-    result = runner.invoke(app, ["lint", str(rows), "--no-similarity", "--json"])
+    result = runner.invoke(app, ["templates", "lint", str(rows), "--no-similarity", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output.strip().splitlines()[0])
     assert data["id"] == "a" and data["tokens_after"] < data["tokens_before"]

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from tokenlean.bench.templates_cache import replay
 from tokenlean.core import InvalidRequestError, Message
 from tokenlean.templates import (
     anthropic_cache_breakpoints,
@@ -10,7 +11,6 @@ from tokenlean.templates import (
     check_invariants,
     layout_template,
 )
-from tokenlean.templates._bench_cache import replay
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 

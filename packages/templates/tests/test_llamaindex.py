@@ -71,13 +71,3 @@ def test_keys_and_bad_module():
         lean_llamaindex_prompts(engine, rewriter=fast(), keys=["nope"])
     with pytest.raises(InvalidRequestError):
         lean_llamaindex_prompts(object(), rewriter=fast())
-
-
-def test_llamaindex_default_prompts_corpus_rewrites_cleanly():
-    from tokenlean.templates._bench import llamaindex_corpus, run_bench
-
-    rows = llamaindex_corpus()
-    assert len(rows) >= 20 and all("{" in r["template"] or r["template"] for r in rows)
-    out = run_bench(rows, similarity=False)
-    assert out["invariant_violations"] == 0 and out["variables_lost"] == 0
-    assert 0 <= out["saved_ratio"] < 0.1  # framework prompts are already terse

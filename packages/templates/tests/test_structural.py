@@ -4,7 +4,6 @@ what they rewrite, and that every invariant survives adversarial templates."""
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from tokenlean.core import ConfigError
 from tokenlean.templates import (
@@ -135,27 +134,3 @@ def test_modes_floors_and_errors():
     assert "telegraphic" not in safe_names and "contractions" in safe_names
     with pytest.raises(ConfigError):
         TemplateRewriter(mode="structural")  # type: ignore[arg-type]
-
-
-def test_bench_cli_passes_all(tmp_path):
-    from tokenlean.templates._bench import bench
-    import typer
-
-    app = typer.Typer()
-    app.command()(bench)
-    rows = tmp_path / "t.jsonl"
-    rows.write_text("\n".join(json.dumps({"id": str(i), "template": t, "type": "TEXT"}) for i, t in
-                              enumerate(["I want you to act as a poet. I will give you a topic "
-                                         "and you will write a poem about the topic.",
-                                         "## Steps\n\n- Read the file\n- Do not guess"])),
-                    encoding="utf-8")
-    outs = {}
-    for p in ("safe", "all"):
-        result = CliRunner().invoke(app, ["--corpus", str(rows), "--passes", p,
-                                          "--no-similarity", "--json"])
-        assert result.exit_code == 0, result.output
-        outs[p] = json.loads(result.output)
-    assert outs["all"]["invariant_violations"] == 0 == outs["safe"]["invariant_violations"]
-    assert outs["all"]["saved_ratio"] > outs["safe"]["saved_ratio"] > 0
-    assert outs["all"]["per_pass"]["markdown"]["saved_tokens"] > 0
-    assert "markdown" not in outs["safe"]["per_pass"]

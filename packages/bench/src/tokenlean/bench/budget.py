@@ -8,9 +8,8 @@ from collections import defaultdict
 
 import typer
 
-from tokenlean.core import InvalidRequestError, Message, read_prompts
-
 from tokenlean.budget import LengthPredictor
+from tokenlean.core import InvalidRequestError, Message, read_prompts
 
 from .budget_train import TEST, TRAIN, evaluate, load_examples, train
 
@@ -23,8 +22,10 @@ def bench(
     split: str = typer.Option("auto", "--split",
                               help="test: only prompts of the held-out split; all: every row; "
                                    "auto: test if the artefact was trained on this file's source"),
-    fixed_cap: int = typer.Option(4096, "--fixed-cap", help="The fixed max_tokens to compare with."),
-    artefact: str = typer.Option(None, "--artefact", help="A retrained artefact (default: shipped)."),
+    fixed_cap: int = typer.Option(4096, "--fixed-cap",
+                                  help="The fixed max_tokens to compare with."),
+    artefact: str = typer.Option(None, "--artefact",
+                                 help="A retrained artefact (default: shipped)."),
     cv: int = typer.Option(0, "--cv", help="K>1: K-fold cross-validation by prompt, retraining "
                                            "on this file (needs scikit-learn)."),
     local_model: int = typer.Option(0, "--local-model",
@@ -89,7 +90,7 @@ def _cross_validate(examples: list, folds: int, quantile: float, fixed_cap: int,
     that never saw their prompt."""
     out = []
     for fold in range(folds):
-        def role(e, fold=fold):  # noqa: ANN001, ANN202
+        def role(e, fold=fold):
             bucket = int(e.prompt_key[:8], 16) % folds
             if bucket == fold:
                 return TEST

@@ -13,10 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from tokenlean.budget import LengthPredictor, with_length_instruction
 from tokenlean.core import Message, Request
 from tokenlean.core._optional import require
-
-from tokenlean.budget import LengthPredictor, with_length_instruction
 
 __all__ = ["concise_eval"]
 

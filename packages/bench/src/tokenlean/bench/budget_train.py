@@ -28,14 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from tokenlean.core import (
-    InvalidRequestError,
-    Message,
-    MissingExtraError,
-    count_tokens,
-    read_prompts,
-)
-
 from tokenlean.budget import LengthPredictor
 from tokenlean.budget._features import FEATURE_NAMES, FEATURE_VERSION, features, model_key
 from tokenlean.budget._predictor import (
@@ -44,6 +36,13 @@ from tokenlean.budget._predictor import (
     UNKNOWN_MODEL,
     _Ensemble,
     model_column,
+)
+from tokenlean.core import (
+    InvalidRequestError,
+    Message,
+    MissingExtraError,
+    count_tokens,
+    read_prompts,
 )
 
 __all__ = ["Example", "evaluate", "load_examples", "split_of", "train"]

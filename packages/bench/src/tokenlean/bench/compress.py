@@ -11,11 +11,10 @@ from typing import Any
 
 import typer
 
-from tokenlean.core import InvalidRequestError, read_jsonl
-
 from tokenlean.compress import Compressor
 from tokenlean.compress._compressor import METHODS
 from tokenlean.compress._text import STOPWORDS, stem, words
+from tokenlean.core import InvalidRequestError, read_jsonl
 
 __all__ = ["bench", "normalise", "run_bench", "summary_overlap"]
 
@@ -62,9 +61,8 @@ def run_direct(path: Path, *, ratio: float, method: str, limit: int | None = Non
                holdout: bool = False, model: str = "gpt-4o") -> dict[str, Any]:
     """The same rows through llmlingua's own ``PromptCompressor`` (see
     :class:`DirectLingua`), scored the same way, next to tokenlean's path."""
-    from tokenlean.core import get_tokenizer
-
     from tokenlean.compress._lingua import DirectLingua
+    from tokenlean.core import get_tokenizer
 
     if method not in ("llmlingua", "longllmlingua"):
         raise InvalidRequestError("--direct compares the LLMLingua methods only: "

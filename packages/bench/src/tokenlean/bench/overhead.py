@@ -6,8 +6,8 @@ import json
 import statistics
 import tempfile
 import time
-from itertools import cycle
 from collections.abc import Callable
+from itertools import cycle
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ from tokenlean.core._optional import require
 def _prompts(path: Path | None, limit: int) -> list[str]:
     if path is None:
         base = "Summarise the following support ticket in two sentences: the customer reports "
-        return [f"{base}that order #{i} arrived late and the box was damaged." for i in range(limit)]
+        return [f"{base}that order #{i} arrived late and the box was damaged."
+                for i in range(limit)]
     out: list[str] = []
     for _, messages in read_prompts(path):
         users = [m.text for m in messages if m.role == "user"]

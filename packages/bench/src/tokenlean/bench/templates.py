@@ -44,7 +44,7 @@ def run_bench(rows: list[dict[str, Any]], *, mode: str = "safe", model: str = "g
     sims = [r.similarity for r in results if r.similarity is not None and r.changed]
     floor = rewriter.similarity_floor
     by_type: dict[str, dict[str, Any]] = {}
-    for row, r in zip(rows, results):
+    for row, r in zip(rows, results, strict=True):
         entry = by_type.setdefault(str(row.get("type", "-")),
                                    {"templates": 0, "tokens_before": 0, "tokens_after": 0})
         entry["templates"] += 1

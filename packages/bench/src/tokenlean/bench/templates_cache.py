@@ -27,7 +27,6 @@ from typing import Any
 import typer
 
 from tokenlean.core import Message, Usage, count_messages, count_tokens, price, read_jsonl
-
 from tokenlean.templates import cacheable_prefix_tokens, layout_template
 
 _VARIABLE_HEAD = "Current date and time: {now}. User: {user}.\n\n"

@@ -161,8 +161,8 @@ def _fallback_layer(name: str) -> Any:
 
         return BudgetLayer(predictor=LengthPredictor.default())
     if name == "cache":
-        from tokenlean.core import TokenleanError
         from tokenlean.cache import ResponseCache
+        from tokenlean.core import TokenleanError
 
         try:
             return ResponseCache(semantic=True)
@@ -223,9 +223,8 @@ def demo_report(raw: Sequence[DemoCall], lean_calls: Sequence[DemoCall], *, pric
                 layer_names: Sequence[str], notes: Sequence[str] = (),
                 source: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report dict (the audit's schema) for the two runs of one session."""
-    from tokenlean.core import count_messages, count_tokens
-
     from tokenlean.audit import LAYERS
+    from tokenlean.core import count_messages, count_tokens
 
     rate_in, rate_out = _rates(price_as)
     saved: dict[str, dict[str, Any]] = {
@@ -431,7 +430,6 @@ def run_demo(*, price_as: str = "gpt-4o", html: Path | None = Path("tokenlean-de
     )
 
     from langchain_tokenlean import lean
-
     from tokenlean.audit import write_html
 
     out = console or Console(stderr=as_json)

@@ -1,4 +1,5 @@
-"""``tokenlean templates lint FILE``: each template's savings and diff (needs tokenlean-templates)."""
+"""``tokenlean templates lint FILE``: each template's savings and diff (needs
+tokenlean-templates)."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def lint(
         rows = _templates(file)[:limit]  # type: ignore[arg-type]  # checked: exactly one given
     rewriter = templates.TemplateRewriter(mode=mode, scorer=None if no_similarity else "minilm")
     results = rewriter.rewrite_many([t for _, t in rows])
-    for (name, _), r in zip(rows, results):
+    for (name, _), r in zip(rows, results, strict=True):
         if as_json:
             typer.echo(json.dumps({
                 "id": name, "tokens_before": r.tokens_before, "tokens_after": r.tokens_after,

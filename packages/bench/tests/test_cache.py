@@ -5,7 +5,7 @@ import json
 import typer
 from typer.testing import CliRunner
 
-from tokenlean.cache._bench import bench, held_out
+from tokenlean.bench.cache import bench, held_out
 
 PAIRS = [
     {"id": "p1", "a": "How can I learn to play the guitar quickly?",

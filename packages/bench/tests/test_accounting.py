@@ -4,7 +4,7 @@ import json
 
 
 def test_bench_prints_one_json_object(tmp_path, capsys) -> None:
-    from tokenlean.exporters._bench import bench
+    from tokenlean.bench.accounting import bench
 
     data = tmp_path / "prompts.jsonl"
     rows = [{"id": str(i), "messages": [{"role": "user", "content": f"question {i}?"}],

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tokenlean.audit import read_embedded
-from tokenlean.audit._corpus import CORPUS, SESSION
-from tokenlean.audit._demo import _Collect, demo_report, retrieve, run_demo, run_session
+from tokenlean.cli._demo import _Collect, demo_report, retrieve, run_demo, run_session
+from tokenlean.cli._demo_corpus import CORPUS, SESSION
 from tokenlean.core import count_messages, count_tokens
 
 
