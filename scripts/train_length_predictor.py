@@ -1,4 +1,5 @@
-"""Train tokenlean-budget's output-length predictor (needs scikit-learn).
+"""Train tokenlean-budget's output-length predictor (needs `tokenlean[budget-train]`:
+tokenlean-bench and scikit-learn).
 
     python scripts/train_length_predictor.py \
         ../shared/data/prompts_arena_hard_v01.jsonl ../shared/data/prompts_alpaca_eval.jsonl \
@@ -18,8 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-from tokenlean.budget._predictor import LengthPredictor
-from tokenlean.budget._train import TEST, evaluate, load_examples, train
+from tokenlean.bench.budget_train import TEST, evaluate, load_examples, train
+from tokenlean.budget import LengthPredictor
 
 
 def main(argv: list[str] | None = None) -> int:

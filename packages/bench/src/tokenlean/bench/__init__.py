@@ -1,26 +1,29 @@
 """tokenlean.bench: the benchmarks behind docs/benchmarks/ and the training code of the
 shipped artefacts, kept out of the packages an application imports.
 
-Each module is one ``tokenlean bench <name>`` command (registered under the
-``tokenlean.bench`` entry-point group, so the ``tokenlean`` CLI lists it) and
+Each module is a ``tokenlean bench`` command (registered under the
+``tokenlean.bench`` entry-point group, which the ``tokenlean`` CLI lists) that
 prints one JSON object:
 
-==================  ===========================  =====================================
-command             module                       measures
-==================  ===========================  =====================================
-``cache``           :mod:`.cache`                semantic-hit precision / recall, lookup latency
-``compress``        :mod:`.compress`             answer retention at a compression ratio
-``budget``          :mod:`.budget`               predicted ``max_tokens`` against real answers
-``templates``       :mod:`.templates`            tokens saved by the rewrite passes
-``templates-cache`` :mod:`.templates_cache`      prefix-cache eligibility in a multi-turn replay
-``backend``         :mod:`.backend`              a pruned model against the dense one
-``prune``           :mod:`.backend`              prune, reload, evaluate
-``attention``       :mod:`.attention`            prefill latency of attention implementations
-``server``          :mod:`.server`               local-server throughput and prefix-cache speedup
-``accounting``      :mod:`.accounting`           cost of counting, pricing and each exporter
-``overhead``        :mod:`.overhead`             what ``lean()`` adds to a LangChain call
-==================  ===========================  =====================================
+* ``cache`` (:mod:`tokenlean.bench.cache`): semantic-hit precision and recall,
+  lookup latency;
+* ``compress`` (:mod:`tokenlean.bench.compress`): answer retention at a ratio;
+* ``budget`` (:mod:`tokenlean.bench.budget`): predicted ``max_tokens`` against
+  real answers;
+* ``templates`` / ``templates-cache`` (:mod:`tokenlean.bench.templates`,
+  :mod:`tokenlean.bench.templates_cache`): tokens saved by the rewrite passes;
+  prefix-cache eligibility in a multi-turn replay;
+* ``backend`` / ``prune`` (:mod:`tokenlean.bench.backend`): a pruned model
+  against the dense one;
+* ``attention`` (:mod:`tokenlean.bench.attention`): prefill latency of the
+  attention implementations;
+* ``server`` (:mod:`tokenlean.bench.server`): local-server throughput and the
+  prefix-cache speedup;
+* ``accounting`` (:mod:`tokenlean.bench.accounting`): the cost of counting,
+  pricing and each exporter;
+* ``overhead`` (:mod:`tokenlean.bench.overhead`): what ``lean()`` adds to a
+  LangChain call.
 
-:mod:`.budget_train` trains and evaluates the length predictor
+:mod:`tokenlean.bench.budget_train` trains and evaluates the length predictor
 (``scripts/train_length_predictor.py``; needs ``tokenlean[budget-train]``).
 """
