@@ -49,7 +49,7 @@ def _object_templates(target: str, framework: str) -> list[tuple[str, str]]:
     except (ImportError, AttributeError) as exc:
         raise typer.BadParameter(f"cannot load {target}: {exc}") from None
     prompts = obj.get_prompts() if hasattr(obj, "get_prompts") else {attr: obj}
-    out = []
+    out: list[tuple[str, str]] = []
     for key, prompt in prompts.items():
         if framework == "llamaindex":
             out.extend((f"{target}:{key}", t) for t in llamaindex_texts(prompt))

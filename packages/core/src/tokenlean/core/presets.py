@@ -51,7 +51,8 @@ def _factory(name: str) -> Callable[[Any], Layer] | None:
     """The factory a package registered for layer ``name`` (tokenlean's own layers register
     theirs like any other package), or None when no installed package provides it."""
     for ep in entry_points(group="tokenlean.layers", name=name):
-        return ep.load()  # type: ignore[no-any-return]
+        factory: Callable[[Any], Layer] = ep.load()
+        return factory
     return None
 
 
