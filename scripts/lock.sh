@@ -15,7 +15,7 @@ bash scripts/resolve.sh "$scratch/venv"
   echo "# (pip install --no-deps -r) by scripts/setup.sh. CPython 3.11, Linux x86_64, CPU torch."
   echo "# Written by \`make lock\` (scripts/lock.sh); never edit by hand."
   echo "# inputs: $(python3 scripts/lock_inputs.py)"
-  "$scratch/venv/bin/python" -m pip --disable-pip-version-check freeze --exclude-editable \
+  "$scratch/venv/bin/python" -m pip --disable-pip-version-check freeze --all --exclude-editable \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) | LC_ALL=C sort -f
 } > requirements/lock.txt.new
 mv requirements/lock.txt.new requirements/lock.txt
