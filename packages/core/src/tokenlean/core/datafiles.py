@@ -47,12 +47,11 @@ def _problem(row: Any, shape: str) -> str | None:
         if key not in row:
             return f"has no {key!r}"
         value = row[key]
-        if kind == "label":
-            if isinstance(value, bool) or value not in (0, 1):
+        if isinstance(kind, str):  # "label" or "any"
+            if kind == "label" and (isinstance(value, bool) or value not in (0, 1)):
                 return f"has label {value!r} (expected 0 or 1)"
-        elif kind != "any" and not isinstance(value, kind):  # type: ignore[arg-type]
-            expected = getattr(kind, "__name__", kind)
-            return f"has a {type(value).__name__} {key!r} (expected {expected})"
+        elif not isinstance(value, kind):
+            return f"has a {type(value).__name__} {key!r} (expected {kind.__name__})"
     return None
 
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from .errors import ConfigError, TokenleanWarning
 from .records import CallRecord
@@ -87,7 +87,7 @@ def _check_group(by: str) -> None:
 
 def _totals(records: Iterator[CallRecord], by: GroupBy) -> list[Totals]:
     """Group records in Python: the one definition both stores agree with."""
-    acc: dict[str, list] = defaultdict(lambda: [0, 0, 0, Decimal(0), 0, 0, Decimal(0), 0])
+    acc: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, Decimal(0), 0, 0, Decimal(0), 0])
     for rec in records:
         if by == "layer":
             for rep in rec.layers:
@@ -153,7 +153,8 @@ class SQLiteLedger:
         await asyncio.to_thread(self.record, record)
 
     def records(self, *, tenant: str | None = None) -> Iterator[CallRecord]:
-        sql, args = "SELECT body FROM calls", ()
+        sql = "SELECT body FROM calls"
+        args: tuple[str, ...] = ()
         if tenant is not None:
             sql, args = sql + " WHERE tenant = ?", (tenant,)
         with self._lock:

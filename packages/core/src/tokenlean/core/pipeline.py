@@ -26,7 +26,7 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
@@ -285,14 +285,16 @@ class Pipeline:
         self._write(self._record(request, final, answer, reports, started, wall))
         yield Chunk(response=answer)
 
-    def _provider_stream(self, request: Request, ran: Sequence[tuple[Layer, Request]]):  # type: ignore[no-untyped-def]
+    def _provider_stream(self, request: Request, ran: Sequence[tuple[Layer, Request]]
+                         ) -> Generator[Chunk, None, Response]:
         stream = getattr(self.provider, "stream", None)
+        response: Response | None = None
+        texts: list[str] = []
         try:
             if stream is None:
                 response = self.provider.complete(request)
                 yield Chunk(text=response.text)
                 return response
-            response, texts = None, []
             for chunk in stream(request):
                 if chunk.response is not None:
                     response = chunk.response
@@ -303,10 +305,10 @@ class Pipeline:
             self._fail(ran, exc)
             raise
         if response is None:
-            exc = TokenleanError(f"provider {self.provider.name!r} ended its stream "
+            err = TokenleanError(f"provider {self.provider.name!r} ended its stream "
                                  "without a final response (usage unknown)")
-            self._fail(ran, exc)
-            raise exc
+            self._fail(ran, err)
+            raise err
         return _with_chunks(response, texts)
 
     # ---- async (same helpers, awaited layer calls) -------------------------
@@ -396,10 +398,10 @@ class Pipeline:
                 await self._afail(ran, exc)
                 raise
             if answer is None:
-                exc = TokenleanError(f"provider {self.provider.name!r} ended its stream "
+                err = TokenleanError(f"provider {self.provider.name!r} ended its stream "
                                      "without a final response (usage unknown)")
-                await self._afail(ran, exc)
-                raise exc
+                await self._afail(ran, err)
+                raise err
         else:
             for text in _replay_texts(answer):
                 yield Chunk(text=text)

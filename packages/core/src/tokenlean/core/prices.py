@@ -121,7 +121,8 @@ class PriceTable:
             return None
         return small.input_usd / 1000, small.output_usd / 1000
 
-    def _linear_prices(self, model: str, provider: str | None) -> tuple[ModelPrice, str | None] | None:
+    def _linear_prices(self, model: str,
+                       provider: str | None) -> tuple[ModelPrice, str | None] | None:
         """Per-MTok rates when the model's price is linear in every token kind.
 
         Found once per model by pricing probe usages with genai-prices and
@@ -139,21 +140,22 @@ class PriceTable:
             "read": Usage(input_tokens=1000, cache_read_tokens=1000),
             "write": Usage(input_tokens=1000, cache_write_tokens=1000),
         }
-        small = {k: self._from_database(u, model=model, provider=provider) for k, u in probes.items()}
-        if all(c is not None for c in small.values()):
+        small = {k: cost for k, u in probes.items()
+                 if (cost := self._from_database(u, model=model, provider=provider)) is not None}
+        if len(small) == len(probes):  # every probe priced
             big = self._from_database(Usage(input_tokens=1_000_000, output_tokens=1_000_000,
                                             cache_read_tokens=300_000, cache_write_tokens=300_000),
                                       model=model, provider=provider)
             candidate = ModelPrice(
-                input_per_mtok=small["input"].input_usd * 1000,  # type: ignore[union-attr]
-                output_per_mtok=small["output"].output_usd * 1000,  # type: ignore[union-attr]
-                cached_input_per_mtok=small["read"].input_usd * 1000,  # type: ignore[union-attr]
-                cache_write_per_mtok=small["write"].input_usd * 1000,  # type: ignore[union-attr]
+                input_per_mtok=small["input"].input_usd * 1000,
+                output_per_mtok=small["output"].output_usd * 1000,
+                cached_input_per_mtok=small["read"].input_usd * 1000,
+                cache_write_per_mtok=small["write"].input_usd * 1000,
             )
             expected = candidate.cost(Usage(input_tokens=1_000_000, output_tokens=1_000_000,
                                             cache_read_tokens=300_000, cache_write_tokens=300_000))
             if big is not None and (big.input_usd, big.output_usd) == expected:
-                result = (candidate, small["input"].provider)  # type: ignore[union-attr]
+                result = (candidate, small["input"].provider)
         self._linear[key] = result
         return result
 

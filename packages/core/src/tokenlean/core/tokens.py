@@ -23,10 +23,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import ConfigError, InvalidRequestError
 from .types import Message
+
+if TYPE_CHECKING:
+    import tiktoken
 
 __all__ = [
     "HFTokenizer",
@@ -45,7 +48,7 @@ _ENDOFTEXT, _ENDOFPROMPT = "<|endoftext|>", "<|endofprompt|>"
 _ENCODING_SPECS: dict[str, dict[str, Any]] = {
     "cl100k_base": {
         "sha256": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
-        "pat_str": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+        "pat_str": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",  # noqa: E501 - tiktoken's pattern, verbatim
         "special_tokens": {_ENDOFTEXT: 100257, "<|fim_prefix|>": 100258,
                            "<|fim_middle|>": 100259, "<|fim_suffix|>": 100260,
                            _ENDOFPROMPT: 100276},
@@ -142,7 +145,7 @@ _load_lock = threading.Lock()
 
 
 @cache
-def _load_encoding(name: str) -> Any:
+def _load_encoding(name: str) -> tiktoken.Encoding:
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
 

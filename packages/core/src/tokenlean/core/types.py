@@ -203,14 +203,16 @@ class Request:
             isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int)
             or self.max_tokens < 1
         ):
-            raise InvalidRequestError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+            raise InvalidRequestError(
+                f"max_tokens must be a positive integer, got {self.max_tokens!r}")
         _check_number("temperature", self.temperature, low=0.0, high=2.0)
         _check_number("top_p", self.top_p, low=0.0, high=1.0)
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         if not all(isinstance(s, str) and s for s in stop):
             raise InvalidRequestError("stop must be a string or a list of non-empty strings")
         object.__setattr__(self, "stop", stop)
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+        if self.seed is not None and (isinstance(self.seed, bool)
+                                      or not isinstance(self.seed, int)):
             raise InvalidRequestError(f"seed must be an integer, got {self.seed!r}")
         if not isinstance(self.tenant, str) or not self.tenant:
             raise InvalidRequestError("tenant must be a non-empty string")
@@ -322,7 +324,8 @@ class Usage:
     @classmethod
     def from_openai(cls, usage: Mapping[str, Any]) -> Usage:
         """From an OpenAI ``usage`` object (chat completions or responses API)."""
-        prompt_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+        prompt_details = (usage.get("prompt_tokens_details")
+                          or usage.get("input_tokens_details") or {})
         out_details = (usage.get("completion_tokens_details")
                        or usage.get("output_tokens_details") or {})
         return cls(
