@@ -388,7 +388,8 @@ def audit_entries(entries: Iterable[LogEntry], *, options: AuditOptions | None =
 
 
 def _replay(entry: LogEntry, impls: Mapping[str, Any], accs: Mapping[str, _LayerAcc],
-            options: AuditOptions, rate_in: Decimal, rate_out: Decimal) -> tuple[int, int, int, int]:
+            options: AuditOptions, rate_in: Decimal,
+            rate_out: Decimal) -> tuple[int, int, int, int]:
     price_as = options.price_as
     request = entry.request
     assert request is not None  # parse_line guarantees it for replayed formats
@@ -437,7 +438,7 @@ def _replay(entry: LogEntry, impls: Mapping[str, Any], accs: Mapping[str, _Layer
     return t_in, t_out, cur_in, out
 
 
-def _observed(entry: LogEntry, accs: Mapping[str, _LayerAcc], rate_in: Decimal,
+def _observed(entry: LogEntry, accs: dict[str, _LayerAcc], rate_in: Decimal,
               rate_out: Decimal, cache: Any) -> tuple[int, int, int, int]:
     """A ledger record: the savings its layers recorded (nothing is replayed)."""
     record = entry.record
@@ -447,7 +448,7 @@ def _observed(entry: LogEntry, accs: Mapping[str, _LayerAcc], rate_in: Decimal,
     for rep in record.layers:
         acc = accs.get(rep.layer)
         if acc is None:
-            acc = accs.setdefault(rep.layer, _LayerAcc(rep.layer))  # type: ignore[attr-defined]
+            acc = accs.setdefault(rep.layer, _LayerAcc(rep.layer))
         acc.status = "ran"
         acc.note = "as recorded in the ledger"
         acc.saved_input += rep.saved_input_tokens
@@ -519,7 +520,8 @@ def _build_report(*, n: int, formats: set[str], ledger_mode: bool,
     cache = impls.get("cache")
     if cache is not None:
         report["cache"] = {"lookups": cache.lookups if not ledger_mode else n,
-                           "hits": accs["cache"].changed if not ledger_mode else len(cache.accepted),
+                           "hits": (accs["cache"].changed if not ledger_mode
+                                    else len(cache.accepted)),
                            "accepted": [round(s, 4) for s in cache.accepted[:options.max_points]],
                            "rejected": [], "examples": cache.examples,
                            "guard": "default false-hit guard" if cache.cache.guard else "none"}

@@ -49,7 +49,8 @@ def _response_parts(response: Any) -> tuple[str | None, str | None, int | None, 
         return response, None, None, None
     if not isinstance(response, Mapping):
         raise InvalidRequestError("response must be a chat.completion object or a string")
-    body = response.get("body") if isinstance(response.get("body"), Mapping) else response
+    inner = response.get("body")
+    body: Mapping[str, Any] = inner if isinstance(inner, Mapping) else response
     choices = body.get("choices") or []
     text, finish = None, None
     if choices and isinstance(choices[0], Mapping):

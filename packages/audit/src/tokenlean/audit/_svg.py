@@ -8,7 +8,7 @@ report can be read without hovering anything.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 
 __all__ = ["bar_pair", "histogram", "scatter", "waterfall"]
@@ -57,7 +57,7 @@ def _axes(parts: list[str], x_label: str, y_label: str) -> None:
                  f'transform="rotate(-90 14 {(_PAD_T + y0) / 2})">{escape(y_label)}</text>')
 
 
-def _y_ticks(parts: list[str], top: float, scale, n: int = 4) -> None:  # type: ignore[no-untyped-def]
+def _y_ticks(parts: list[str], top: float, scale: Callable[[float], float], n: int = 4) -> None:
     for i in range(n + 1):
         value = top * i / n
         y = scale(value)

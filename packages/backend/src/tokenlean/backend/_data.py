@@ -11,16 +11,16 @@ __all__ = ["mixed_blocks", "read_texts", "token_blocks"]
 
 
 def _text_of(row: dict[str, Any]) -> str | None:
-    if isinstance(row.get("context"), str):  # qa shape: the passage
-        return row["context"]
+    if isinstance(context := row.get("context"), str):  # qa shape: the passage
+        return context
     if isinstance(row.get("messages"), list):  # prompts shape: prompt, then the response
         parts = [m.get("content", "") for m in row["messages"] if isinstance(m, dict)]
         if isinstance(row.get("response"), str):
             parts.append(row["response"])
         return "\n\n".join(p for p in parts if isinstance(p, str) and p)
     for key in ("text", "template", "a"):  # plain {"text"}, templates, pairs
-        if isinstance(row.get(key), str):
-            return row[key]
+        if isinstance(value := row.get(key), str):
+            return value
     return None
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ def prune_pipeline(dense: Any, tokenizer: Any, *, calib: str | Path, target: flo
                    method: str = "taylor", calib_rows: int = 200, blocks: int = 32,
                    seq_len: int = 256, heads_per_group: int | None = None, drop_layers: int = 0,
                    recover: bool = False, recover_steps: int = 40, recover_lr: float = 1e-4,
-                   recover_batch: int = 2, recover_calib: list[str | Path] | None = None,
+                   recover_batch: int = 2, recover_calib: Sequence[str | Path] | None = None,
                    reconstruct: str = "attention", log: Any = None,
                    before_recovery: Any = None) -> tuple[Any, dict[str, Any]]:
     """Prune ``dense`` on calibration text, optionally distil; returns ``(pruned, info)``.
@@ -71,6 +72,7 @@ def prune_pipeline(dense: Any, tokenizer: Any, *, calib: str | Path, target: flo
     """
     texts = read_texts(calib, limit=calib_rows)
     score_blocks = token_blocks(tokenizer, texts, seq_len=seq_len, max_blocks=blocks)
+    # method and reconstruct arrive as the CLI's strings; prune_model checks them (ConfigError)
     pruned, report = prune_model(dense, score_blocks, target=target,
                                  method=method,  # type: ignore[arg-type]
                                  heads_per_group=heads_per_group, drop_layers=drop_layers,

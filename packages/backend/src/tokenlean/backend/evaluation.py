@@ -104,11 +104,11 @@ def compare_speed(models: list[Any], tokenizer: Any, texts: list[str], *, prompt
     samples: list[tuple[list[float], list[float]]] = [([], []) for _ in models]
     devices = [next(model.parameters()).device for model in models]
     with torch.no_grad():
-        for model, device in zip(models, devices):  # warm-up
+        for model, device in zip(models, devices, strict=True):  # warm-up
             model(prompts[0][:, :8].to(device))
         for _ in range(repeats):
             for ids in prompts:
-                for model, device, (pre, dec) in zip(models, devices, samples):
+                for model, device, (pre, dec) in zip(models, devices, samples, strict=True):
                     pre_s, dec_s = _time_one(model, ids.to(device), new_tokens, pad)
                     pre.append(ids.shape[1] / pre_s)
                     dec.append((new_tokens - 1) / dec_s)  # token 1 comes from the prefill

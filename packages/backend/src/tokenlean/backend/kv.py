@@ -23,7 +23,7 @@ __all__ = ["cache_from_pairs", "cache_pairs", "forward_with_cache", "new_cache"]
 
 
 @_memoize
-def _cache_keyword(model_class: type) -> str:
+def _cache_keyword(model_class: type[Any]) -> str:
     """``"cache"`` when ``model_class.forward`` takes it (transformers >= 5.24), else
     ``"past_key_values"``."""
     parameters = inspect.signature(model_class.forward).parameters
@@ -32,7 +32,8 @@ def _cache_keyword(model_class: type) -> str:
 
 def forward_with_cache(model: Any, cache: Any, /, *args: Any, **kwargs: Any) -> Any:
     """``model(*args, **kwargs)`` with ``cache`` (extended in place) and ``use_cache=True``."""
-    kwargs[_cache_keyword(type(model))] = cache
+    # mypy#11470: type[Any] is not seen as Hashable
+    kwargs[_cache_keyword(type(model))] = cache  # type: ignore[arg-type]
     return model(*args, use_cache=True, **kwargs)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -109,7 +110,9 @@ def _shape(config: Any) -> tuple[int, int, int, int]:
 
 def count_parameters(config: Any) -> int:
     """Parameter count of a Llama-style config (embeddings counted once when tied)."""
-    h, vocab, n_layers = config.hidden_size, config.vocab_size, config.num_hidden_layers
+    h: int = config.hidden_size
+    vocab: int = config.vocab_size
+    n_layers: int = config.num_hidden_layers
     heads, kv, d, inter = _shape(config)
     attn_bias = bool(getattr(config, "attention_bias", False))
     mlp_bias = bool(getattr(config, "mlp_bias", False))
@@ -154,8 +157,8 @@ def importance_scores(model: Any, calibration: Any, *, method: Method = "taylor"
     captured: dict[tuple[str, int], Any] = {}
     hooks = []
 
-    def grab(kind: str, i: int):  # type: ignore[no-untyped-def]
-        def hook(_module, args):  # type: ignore[no-untyped-def]
+    def grab(kind: str, i: int) -> Callable[[Any, tuple[Any, ...]], None]:
+        def hook(_module: Any, args: tuple[Any, ...]) -> None:
             x = args[0]
             if method == "taylor":
                 x.retain_grad()

@@ -23,7 +23,8 @@ FEATURE_VERSION = 1
 _NUM_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
               "eight": 8, "nine": 9, "ten": 10, "a few": 3, "a couple of": 2, "twenty": 20,
               "fifteen": 15, "a single": 1, "single": 1, "hundred": 100, "a hundred": 100}
-_NUM = r"(\d{1,5}|one|two|three|four|five|six|seven|eight|nine|ten|fifteen|twenty|a few|a couple of|a single|single|a hundred|hundred)"
+_NUM = (r"(\d{1,5}|one|two|three|four|five|six|seven|eight|nine|ten|fifteen|twenty|a few|"
+        r"a couple of|a single|single|a hundred|hundred)")
 
 
 def _num(token: str) -> float:
@@ -50,7 +51,8 @@ _FLAGS: dict[str, re.Pattern[str]] = {
     "one_word": re.compile(r"\b(one|single|1)[- ]word\b|\byes or no\b|\btrue or false\b|"
                            r"\bonly (?:a|the) (?:number|name|word|letter)\b", re.I),
     "long": re.compile(r"\b(detailed|in detail|in depth|in-depth|comprehensive|thorough(?:ly)?|"
-                       r"elaborate|extensive(?:ly)?|step[- ]by[- ]step|long|full|complete)\b", re.I),
+                       r"elaborate|extensive(?:ly)?|step[- ]by[- ]step|long|full|complete)\b",
+                       re.I),
     "essay": re.compile(r"\b(essay|article|blog(?: post)?|report|story|chapter|script|speech|"
                         r"cover letter|proposal|guide|tutorial|lesson plan|outline)\b", re.I),
     "poem": re.compile(r"\b(poem|haiku|limerick|sonnet|lyrics|rap|verse)\b", re.I),
@@ -62,7 +64,8 @@ _FLAGS: dict[str, re.Pattern[str]] = {
                             r"typescript|java|c\+\+|rust|golang|sql|bash|html|css|api|algorithm|"
                             r"debug|refactor|compile|library|module)\b", re.I),
     "explain": re.compile(r"\b(explain|describe|why|how does|how do|how can|how to|what are the "
-                          r"differences?|compare|contrast|discuss|analy[sz]e|evaluate|pros and cons)\b",
+                          r"differences?|compare|contrast|discuss|analy[sz]e|evaluate|"
+                          r"pros and cons)\b",
                           re.I),
     "write": re.compile(r"^\s*(?:please\s+)?(write|create|compose|draft|generate|design|develop|"
                         r"make|build|plan|come up with|give me)\b", re.I),
@@ -70,8 +73,9 @@ _FLAGS: dict[str, re.Pattern[str]] = {
                           r"improve|shorten|simplify|translate|convert|format)\b", re.I),
     "summarize": re.compile(r"\b(summari[sz]e|summary|sum up|key points|main points|tl;?dr)\b",
                             re.I),
-    "classify": re.compile(r"\b(classify|categori[sz]e|label|identify|detect|which of|is it|is this|"
-                           r"choose|select|pick|rate|score|sentiment|true or false)\b", re.I),
+    "classify": re.compile(r"\b(classify|categori[sz]e|label|identify|detect|which of|is it|"
+                           r"is this|choose|select|pick|rate|score|sentiment|true or false)\b",
+                           re.I),
     "math": re.compile(r"\b(calculate|compute|solve|equation|integral|derivative|probability|"
                        r"how many|how much|sum of|prove|proof)\b|[=+*/^]\s*\d", re.I),
     "extract": re.compile(r"\b(extract|find all|find the|list all|from the (?:text|passage|"

@@ -179,7 +179,7 @@ class BudgetLayer:
         """
         if self.predictor is None:
             return None
-        if self._predictor_takes_model:
+        if self._predictor_takes_model:  # its predict() accepts model= (checked at init)
             predicted = self.predictor.predict(request.messages,  # type: ignore[call-arg]
                                                model=request.model)
         else:
@@ -197,8 +197,9 @@ class BudgetLayer:
 
     @staticmethod
     def _room(budget: Budget, account: Account) -> tuple[int | None, int | None]:
-        nano = None if budget.max_usd is None else \
-            budget.limit_nano - account.spent_nano - account.reserved_nano  # type: ignore[operator]
+        limit_nano = budget.limit_nano  # None exactly when max_usd is None
+        nano = None if limit_nano is None else \
+            limit_nano - account.spent_nano - account.reserved_nano
         tokens = None if budget.max_tokens is None else \
             budget.max_tokens - account.spent_tokens - account.reserved_tokens
         return nano, tokens
@@ -454,5 +455,6 @@ class BudgetLayer:
             account = accounts.get(keys.get(budget.name, ""), Account(""))
             nano, tokens = self._room(budget, account)
             out[budget.name] = {"usd": None if nano is None else nano / 1e9, "tokens": tokens,
-                                "spent_usd": account.spent_usd, "reserved_usd": account.reserved_usd}
+                                "spent_usd": account.spent_usd,
+                                "reserved_usd": account.reserved_usd}
         return out

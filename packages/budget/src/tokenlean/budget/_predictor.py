@@ -107,7 +107,8 @@ class LengthPredictor:
                  min_tokens: int = 16, max_tokens: int = 16384,
                  count_model: str = "gpt-4o") -> None:
         if artefact.get("format") != FORMAT:
-            raise ConfigError(f"not a length-predictor artefact (format {artefact.get('format')!r})")
+            raise ConfigError(
+                f"not a length-predictor artefact (format {artefact.get('format')!r})")
         table = artefact.get("model_table")
         expected = FEATURE_NAMES + ((MODEL_FEATURE,) if table is not None else ())
         if artefact.get("feature_version") != FEATURE_VERSION or \
@@ -204,13 +205,14 @@ class LengthPredictor:
         return [int(v) for v in self.predict_matrix(self.featurize(chats, models),
                                                     quantile=quantile)]
 
-    def predict(self, messages: Sequence[Message], *, quantile: float | None = None,
-                model: str | None = None) -> int:
-        """``max_tokens`` for one chat answered by ``model`` (None or unknown: model-agnostic)."""
-        messages = tuple(m if isinstance(m, Message) else Message.from_openai(m) for m in messages)
-        if not messages:
+    def predict(self, messages: Sequence[Message | Mapping[str, Any]], *,
+                quantile: float | None = None, model: str | None = None) -> int:
+        """``max_tokens`` for one chat answered by ``model`` (None or unknown: model-agnostic);
+        ``messages`` may also be OpenAI-style dicts."""
+        chat = tuple(m if isinstance(m, Message) else Message.from_openai(m) for m in messages)
+        if not chat:
             raise InvalidRequestError("predict needs at least one message")
-        return self.predict_many([messages], quantile=quantile, models=[model])[0]
+        return self.predict_many([chat], quantile=quantile, models=[model])[0]
 
 
 @lru_cache(maxsize=1)

@@ -92,7 +92,8 @@ class RedisBudgetStore:
                         acct.spent_nano + acct.reserved_nano + claim.nano > claim.limit_nano:
                     raise ClaimRejected(claim.key)
                 if claim.limit_tokens is not None and \
-                        acct.spent_tokens + acct.reserved_tokens + claim.tokens > claim.limit_tokens:
+                        acct.spent_tokens + acct.reserved_tokens + claim.tokens \
+                        > claim.limit_tokens:
                     raise ClaimRejected(claim.key)
             pipe.multi()
             for claim in claims:

@@ -95,7 +95,8 @@ class Budget:
                 or self.min_output_tokens < 1:
             raise ConfigError("min_output_tokens must be a positive integer")
         if self.unknown_price not in ("deny", "allow"):
-            raise ConfigError(f"unknown_price must be 'deny' or 'allow', got {self.unknown_price!r}")
+            raise ConfigError(
+                f"unknown_price must be 'deny' or 'allow', got {self.unknown_price!r}")
 
     @property
     def limit_nano(self) -> int | None:

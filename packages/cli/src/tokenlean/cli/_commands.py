@@ -118,6 +118,7 @@ def ledger(
 ) -> None:
     """Totals from the cost ledger: calls, tokens, $ spent and $ saved."""
     store = open_ledger(path)
+    # --by is the CLI's string; totals() checks it (ConfigError, printed as an error)
     rows = store.totals(by=by, tenant=tenant)  # type: ignore[arg-type]
     if as_json:
         typer.echo(json.dumps([{

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -236,7 +236,8 @@ class Compressor:
 
     # ---- pure helpers ------------------------------------------------------
 
-    def _validate(self, context: Any, question: Any, ratio: Any, max_tokens: Any):  # type: ignore[no-untyped-def]
+    def _validate(self, context: Any, question: Any, ratio: Any, max_tokens: Any
+                  ) -> tuple[tuple[str, ...], str | None, Callable[[int], int]]:
         docs = _documents(context)
         if question is not None and not isinstance(question, str):
             raise InvalidRequestError(f"question must be a string or None, got "

@@ -10,4 +10,4 @@ def make_layer(choice: bool | str) -> CompressLayer:
     """``True``: the default method; a string names the method (``"llmlingua"``, ...)."""
     if choice is True:
         return CompressLayer()
-    return CompressLayer(method=choice)  # type: ignore[arg-type]
+    return CompressLayer(method=choice)  # type: ignore[arg-type]  # Compressor checks the name

@@ -90,7 +90,7 @@ class CompressLayer:
         if not jobs:
             return request
         messages: list[Message] = list(request.messages)
-        for job, result in zip(jobs, results):
+        for job, result in zip(jobs, results, strict=True):
             if result.passthrough:
                 continue
             head = result.text

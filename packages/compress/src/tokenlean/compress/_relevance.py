@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,7 @@ def _number_match(question: str, seg_words: list[list[str]]) -> np.ndarray:
 
 
 def _bigrams(ws: list[str]) -> set[tuple[str, str]]:
-    return {(stem(a), stem(b)) for a, b in zip(ws, ws[1:])
+    return {(stem(a), stem(b)) for a, b in pairwise(ws)
             if not (a in STOPWORDS and b in STOPWORDS)}
 
 
@@ -197,8 +198,8 @@ class _WordVectors:
                     cache.clear()
                     missing = list(dict.fromkeys(vocab))
                 for w, enc in zip(missing, model.tokenizer.encode_batch(
-                        missing, is_pretokenized=False, add_special_tokens=False)):
-                    ids = [i for i, m in zip(enc.ids, enc.attention_mask) if m]
+                        missing, is_pretokenized=False, add_special_tokens=False), strict=True):
+                    ids = [i for i, m in zip(enc.ids, enc.attention_mask, strict=True) if m]
                     ids = [min(i, model.embedding.shape[0] - 1) for i in ids]
                     vec = model.embedding[ids].sum(axis=0) if ids else \
                         np.zeros(model.embedding.shape[1], dtype=np.float32)

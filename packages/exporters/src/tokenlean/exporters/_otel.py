@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenlean.core import CallRecord, ConfigError
 from tokenlean.core._optional import require
 
 from ._fields import provider_name, saved_by_layer
 from ._outage import OutageWatch
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 __all__ = ["OTelExporter"]
 
@@ -142,7 +145,7 @@ class OTelExporter:
         self._providers: list[Any] = []
         self._meter_provider = meter_provider
         self._tracer_provider = tracer_provider
-        self._tracer = None
+        self._tracer: Tracer | None = None
         if traces:
             provider = tracer_provider or otel_trace.get_tracer_provider()
             self._tracer = provider.get_tracer("tokenlean", _version())
@@ -202,6 +205,8 @@ class OTelExporter:
         resource = Resource.create({"service.name": "tokenlean", **(resource_attributes or {})})
         watch = OutageWatch("otel")
         meter_provider = tracer_provider = None
+        # the arg-type ignores below: _Watched stands in for the SDK exporter it wraps
+        # (duck-typed, not a subclass)
         if metrics:
             metric_exporter = _Watched(OTLPMetricExporter(
                 endpoint=f"{base}/v1/metrics", headers=dict(headers or {}), timeout=timeout_s),
@@ -230,7 +235,7 @@ class OTelExporter:
             if self._metrics:
                 self._record_metrics(record)
             if self._tracer is not None:
-                self._record_span(record)
+                self._record_span(self._tracer, record)
         except Exception as exc:
             self._record_watch.failed(exc)
         else:
@@ -277,11 +282,11 @@ class OTelExporter:
             if saved_usd is not None:
                 self._saved_cost.add(float(saved_usd), layer_attrs)
 
-    def _record_span(self, record: CallRecord) -> None:
+    def _record_span(self, tracer: Tracer, record: CallRecord) -> None:
         trace = self._trace
         start_ns = int(record.started_at * 1e9)
         end_ns = start_ns + int(max(record.latency_s, 0.0) * 1e9)
-        span = self._tracer.start_span(  # type: ignore[union-attr]
+        span = tracer.start_span(
             f"{self.operation} {record.model}", kind=trace.SpanKind.CLIENT,
             attributes=span_attributes(record, self.operation), start_time=start_ns)
         for layer, saved_in, saved_out, saved_usd in saved_by_layer(record):

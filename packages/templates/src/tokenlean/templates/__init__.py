@@ -3,8 +3,9 @@
 ``rewrite(template)`` runs the safe passes (whitespace, decoration, duplicate
 sentences, filler, politeness, hedges, verbose connectives, repeated
 constraints, contractions); ``mode="all"`` adds the opt-in structural passes
-(markdown, role / input / task labels, telegraphic style). Every pass is checked against the invariants (variables, code,
-quoted strings, numbers, URLs, JSON / XML examples, explicit constraints) and
+(markdown, role / input / task labels, telegraphic style). Every pass is checked
+against the invariants (variables, code, quoted strings, numbers, URLs,
+JSON / XML examples, explicit constraints) and
 skipped for a template it would break; the rewrite must keep MiniLM similarity
 above a documented floor. ``TemplatesLayer`` applies it to system messages in a
 tokenlean pipeline.

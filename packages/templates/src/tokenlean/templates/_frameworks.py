@@ -10,6 +10,17 @@ from typing import Any
 __all__ = ["langchain_corpus", "langchain_texts", "llamaindex_corpus", "llamaindex_texts"]
 
 
+def _unique_templates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` without repeated templates (the first row of each kept), in order."""
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        if row["template"] not in seen:
+            seen.add(row["template"])
+            out.append(row)
+    return out
+
+
 def llamaindex_corpus() -> list[dict[str, Any]]:
     """Every default prompt llama-index-core ships (``default_prompts``, ``chat_prompts``)."""
     import importlib
@@ -28,8 +39,7 @@ def llamaindex_corpus() -> list[dict[str, Any]]:
                 content = getattr(message, "content", None)
                 if isinstance(content, str) and content.strip():
                     rows.append({"id": f"{module_name}.{name}[{i}]", "template": content})
-    seen: set[str] = set()
-    return [r for r in rows if not (r["template"] in seen or seen.add(r["template"]))]
+    return _unique_templates(rows)
 
 
 def langchain_corpus() -> list[dict[str, Any]]:
@@ -64,8 +74,7 @@ def langchain_corpus() -> list[dict[str, Any]]:
                 if name.startswith("_") or not isinstance(value, BasePromptTemplate):
                     continue
                 rows.extend(langchain_texts(f"{module_name}.{name}", value))
-    seen: set[str] = set()
-    return [r for r in rows if not (r["template"] in seen or seen.add(r["template"]))]
+    return _unique_templates(rows)
 
 
 def langchain_texts(key: str, prompt: Any) -> list[dict[str, Any]]:

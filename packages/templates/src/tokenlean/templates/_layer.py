@@ -68,14 +68,14 @@ class TemplatesLayer:
     def process(self, request: Request) -> Request:
         targets = self._targets(request)
         results = self.rewriter.rewrite_many([request.messages[i].text for i in targets])
-        return self._apply(request, dict(zip(targets, results)))
+        return self._apply(request, dict(zip(targets, results, strict=True)))
 
     async def aprocess(self, request: Request) -> Request:
         targets = self._targets(request)
         texts = [request.messages[i].text for i in targets]
-        cached = [self.rewriter.cached(t) for t in texts]
-        if all(c is not None for c in cached):
+        cached = [hit for t in texts if (hit := self.rewriter.cached(t)) is not None]
+        if len(cached) == len(texts):
             results = cached
         else:
             results = await asyncio.to_thread(self.rewriter.rewrite_many, texts)
-        return self._apply(request, dict(zip(targets, results)))  # type: ignore[arg-type]
+        return self._apply(request, dict(zip(targets, results, strict=True)))

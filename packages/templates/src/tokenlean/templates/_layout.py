@@ -168,7 +168,7 @@ def cacheable_prefix_tokens(previous: Sequence[Message | Mapping[str, Any]],
     tokenizer = get_tokenizer(model)
     a, b = _ids(previous, tokenizer), _ids(current, tokenizer)
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # stops at the shorter prompt
         if x != y:
             break
         n += 1

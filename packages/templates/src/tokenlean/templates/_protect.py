@@ -94,10 +94,10 @@ def _json_blocks(text: str) -> list[tuple[int, int]]:
         try:
             value, end = decoder.raw_decode(text, start)
         except ValueError:
-            end = _balanced_end(text, start)
-            if end is None or "\n" not in text[start:end]:
+            block_end = _balanced_end(text, start)
+            if block_end is None or "\n" not in text[start:block_end]:
                 continue
-            spans.append((start, end))
+            spans.append((start, block_end))
             continue
         if isinstance(value, (dict, list)) and value:
             spans.append((start, end))

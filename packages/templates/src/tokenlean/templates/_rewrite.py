@@ -242,7 +242,7 @@ class TemplateRewriter:
     def scorer(self) -> SimilarityScorer | None:
         if self._scorer_option == "minilm":
             return default_scorer()
-        return self._scorer_option  # type: ignore[return-value]
+        return self._scorer_option
 
     # -- public API ------------------------------------------------------------------
     def rewrite(self, template: str) -> RewriteResult:
@@ -305,9 +305,9 @@ class TemplateRewriter:
                   for t, _m, state in drafts]
         sims: list[float | None] = [None] * len(drafts)
         if scorer is not None:
-            changed = [i for i, (t, f) in enumerate(zip(templates, finals)) if t != f]
+            changed = [i for i, (t, f) in enumerate(zip(templates, finals, strict=True)) if t != f]
             for i, s in zip(changed, scorer.similarities([(templates[i], finals[i])
-                                                          for i in changed])):
+                                                          for i in changed]), strict=True):
                 sims[i] = s
             for i in range(len(drafts)):
                 if templates[i] == finals[i]:
