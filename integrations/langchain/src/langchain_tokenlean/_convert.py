@@ -8,11 +8,15 @@ from typing import Any
 
 from langchain_core.messages import (
     AIMessage,
+    AnyMessage,
     BaseMessage,
     ChatMessage,
     HumanMessage,
+    InputTokenDetails,
+    OutputTokenDetails,
     SystemMessage,
     ToolMessage,
+    UsageMetadata,
 )
 
 from tokenlean.core import InvalidRequestError, Message, Usage
@@ -20,6 +24,7 @@ from tokenlean.core import InvalidRequestError, Message, Usage
 __all__ = [
     "from_lc_message",
     "from_lc_messages",
+    "to_lc_ai_message",
     "to_lc_message",
     "usage_from_lc",
     "usage_to_lc",
@@ -40,13 +45,14 @@ def _content(message: BaseMessage) -> str | tuple[Mapping[str, Any], ...]:
 
 
 def from_lc_message(message: BaseMessage) -> Message:
+    role: str | None
     if isinstance(message, ChatMessage):
         role = message.role
     else:
         role = _ROLE_OF.get(message.type)
     if role is None:
         raise InvalidRequestError(f"LangChain message type {message.type!r} has no chat role")
-    tool_calls = ()
+    tool_calls: tuple[dict[str, Any], ...] = ()
     if isinstance(message, AIMessage) and message.tool_calls:
         tool_calls = tuple(
             {"id": c.get("id"), "type": "function",
@@ -66,21 +72,29 @@ def from_lc_messages(messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
     return tuple(from_lc_message(m) for m in messages)
 
 
-def to_lc_message(message: Message) -> BaseMessage:
-    content: Any = (message.content if isinstance(message.content, str)
-                    else [dict(p) for p in message.content])
+def _lc_content(message: Message) -> Any:
+    return (message.content if isinstance(message.content, str)
+            else [dict(p) for p in message.content])
+
+
+def to_lc_message(message: Message) -> AnyMessage:
     if message.role in {"system", "developer"}:
-        return SystemMessage(content=content, name=message.name)
+        return SystemMessage(content=_lc_content(message), name=message.name)
     if message.role == "user":
-        return HumanMessage(content=content, name=message.name)
+        return HumanMessage(content=_lc_content(message), name=message.name)
     if message.role == "tool":
-        return ToolMessage(content=content, tool_call_id=message.tool_call_id or "")
+        return ToolMessage(content=_lc_content(message), tool_call_id=message.tool_call_id or "")
+    return to_lc_ai_message(message)
+
+
+def to_lc_ai_message(message: Message) -> AIMessage:
+    """An assistant message (and any other role :func:`to_lc_message` does not map)."""
     tool_calls = [
         {"id": c.get("id"), "name": c["function"]["name"],
          "args": json.loads(c["function"].get("arguments") or "{}")}
         for c in message.tool_calls
     ]
-    return AIMessage(content=content, name=message.name, tool_calls=tool_calls)
+    return AIMessage(content=_lc_content(message), name=message.name, tool_calls=tool_calls)
 
 
 def usage_from_lc(usage_metadata: Mapping[str, Any] | None) -> Usage:
@@ -98,16 +112,16 @@ def usage_from_lc(usage_metadata: Mapping[str, Any] | None) -> Usage:
     )
 
 
-def usage_to_lc(usage: Usage) -> dict[str, Any]:
+def usage_to_lc(usage: Usage) -> UsageMetadata:
     """A LangChain ``UsageMetadata`` dict."""
-    out: dict[str, Any] = {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
-    }
+    out = UsageMetadata(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
+    )
     if usage.cache_read_tokens or usage.cache_write_tokens:
-        out["input_token_details"] = {"cache_read": usage.cache_read_tokens,
-                                      "cache_creation": usage.cache_write_tokens}
+        out["input_token_details"] = InputTokenDetails(cache_read=usage.cache_read_tokens,
+                                                       cache_creation=usage.cache_write_tokens)
     if usage.reasoning_tokens:
-        out["output_token_details"] = {"reasoning": usage.reasoning_tokens}
+        out["output_token_details"] = OutputTokenDetails(reasoning=usage.reasoning_tokens)
     return out

@@ -19,7 +19,7 @@ import asyncio
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.load import loads
@@ -82,15 +82,16 @@ class TokenleanCache(BaseCache):
 
     def __init__(self, *, path: str | Path | None = None, store: Store | None = None,
                  tenant: str = "default", semantic: bool = True,
-                 embedder: Any = "wordllama", guard: FalseHitGuard | str | None = "default",
+                 embedder: Any = "wordllama",
+                 guard: FalseHitGuard | Literal["default"] | None = "default",
                  min_score: float | None = None, ttl_s: float | None = None,
-                 sampling: str = "exact", cache: ResponseCache | None = None) -> None:
+                 sampling: Literal["exact", "all", "none"] = "exact",
+                 cache: ResponseCache | None = None) -> None:
         if cache is None:
             cache = ResponseCache(store=store if store is not None else path,
                                   semantic=semantic, embedder=embedder,
-                                  guard=guard,  # type: ignore[arg-type]
-                                  min_score=min_score, ttl_s=ttl_s,
-                                  sampling=sampling)  # type: ignore[arg-type]
+                                  guard=guard, min_score=min_score, ttl_s=ttl_s,
+                                  sampling=sampling)
         self.cache = cache
         self.tenant = tenant
 
@@ -125,7 +126,7 @@ class TokenleanCache(BaseCache):
         message = to_lc_message(Message(role="assistant", content=response.text,
                                         tool_calls=response.tool_calls))
         if isinstance(message, AIMessage) and response.usage.total_tokens:
-            message.usage_metadata = usage_to_lc(response.usage)  # type: ignore[assignment]
+            message.usage_metadata = usage_to_lc(response.usage)
         return [ChatGeneration(message=message)]
 
     @staticmethod

@@ -13,17 +13,23 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from tokenlean.core import Chunk, Pipeline, Request, Response
+from tokenlean.core import Chunk, Message, Pipeline, Request, Response
 from tokenlean.core.presets import LayerChoice, build_layers
 
-from ._convert import from_lc_messages, to_lc_message, usage_from_lc, usage_to_lc
+from ._convert import (
+    from_lc_messages,
+    to_lc_ai_message,
+    to_lc_message,
+    usage_from_lc,
+    usage_to_lc,
+)
 
 __all__ = ["LeanChatModel", "lean"]
 
@@ -74,7 +80,7 @@ class LeanChatModel(BaseChatModel):
     def _resolved_model(self) -> str:
         return self.model_name or _model_name(self.inner)
 
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "tokenlean"
         params["ls_model_name"] = kwargs.get("model") or self._resolved_model
@@ -106,13 +112,15 @@ class LeanChatModel(BaseChatModel):
             user=kwargs.get("user"),
         )
 
-    def _inner_call(self, request: Request, kwargs: dict[str, Any]) -> tuple[Runnable, list, dict]:
+    def _inner_call(self, request: Request, kwargs: dict[str, Any]
+                    ) -> tuple[Runnable[Any, Any], list[BaseMessage], dict[str, Any]]:
         """The runnable, messages and kwargs to call ``inner`` with for ``request``."""
         runnable = self.inner
         call_kwargs = {k: v for k, v in kwargs.items()
                        if k not in {"tools", "tool_choice", *_PER_CALL}}
         if request.tools:
             bind = {"tool_choice": kwargs["tool_choice"]} if kwargs.get("tool_choice") else {}
+            # inner is any Runnable; a call with tools needs a chat model (bind_tools)
             runnable = self.inner.bind_tools(list(request.tools), **bind)  # type: ignore[attr-defined]
         if request.stop:
             call_kwargs["stop"] = list(request.stop)
@@ -154,12 +162,12 @@ class LeanChatModel(BaseChatModel):
         if isinstance(response.raw, AIMessage) and not response.cached:
             message = response.raw.model_copy()
         else:
-            message = to_lc_message(_answer_message(response))  # type: ignore[assignment]
-            message.usage_metadata = usage_to_lc(response.usage)  # type: ignore[union-attr]
+            message = to_lc_ai_message(_answer_message(response))
+            message.usage_metadata = usage_to_lc(response.usage)
             message.response_metadata = {"finish_reason": response.finish_reason,
                                          "model_name": response.model}
         message.response_metadata = {**message.response_metadata, "tokenlean": meta}
-        return message  # type: ignore[return-value]
+        return message
 
     def _pipeline_for(self, provider: _StreamingInner) -> Pipeline:
         return Pipeline(provider=provider, layers=self.layers, ledger=self.ledger)
@@ -279,9 +287,7 @@ def to_lc_tool_calls(message: BaseMessage) -> tuple[dict[str, Any], ...]:
     )
 
 
-def _answer_message(response: Response) -> Any:
-    from tokenlean.core import Message
-
+def _answer_message(response: Response) -> Message:
     return Message(role="assistant", content=response.text, tool_calls=response.tool_calls)
 
 

@@ -56,6 +56,7 @@ class TokenleanCompressor(BaseDocumentCompressor):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # built here, not in a validator, so a bad option raises tokenlean's ConfigError
+        # (hence `method` is a plain str field, checked by Compressor)
         self._compressor = Compressor(method=self.method,  # type: ignore[arg-type]
                                       ratio=self.ratio, max_tokens=self.max_tokens,
                                       model=self.model, force=self.force)
@@ -75,7 +76,7 @@ class TokenleanCompressor(BaseDocumentCompressor):
     def _documents(self, documents: Sequence[Document],
                    result: CompressResult) -> list[Document]:
         out: list[Document] = []
-        for i, (doc, text) in enumerate(zip(documents, result.documents)):
+        for i, (doc, text) in enumerate(zip(documents, result.documents, strict=True)):
             if not text and not self.keep_empty:
                 continue
             spans = [(s.start, s.end) for s in result.kept if s.doc == i]

@@ -48,7 +48,7 @@ def _lc_messages(messages: Any) -> list[BaseMessage]:
 
 def _rebuild(original: list[BaseMessage], result: HistoryResult) -> list[BaseMessage]:
     out = []
-    for new, src in zip(result.messages, result.source):
+    for new, src in zip(result.messages, result.source, strict=True):
         message = original[src]
         if src in result.compressed:
             message = message.model_copy(update={"content": to_lc_message(new).content})

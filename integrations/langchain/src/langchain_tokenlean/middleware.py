@@ -27,7 +27,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
+from langchain_core.messages import AIMessage, AnyMessage, SystemMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from tokenlean.core import CallResult, FunctionProvider, Pipeline, Request, Response
@@ -45,7 +45,7 @@ Handler = Callable[[ModelRequest], ModelResponse]
 AsyncHandler = Callable[[ModelRequest], Awaitable[ModelResponse]]
 
 
-class TokenleanMiddleware(AgentMiddleware):  # type: ignore[type-arg]
+class TokenleanMiddleware(AgentMiddleware):
     """Runs tokenlean's cache, templates, compression and budget around each model call.
 
     Keywords are ``lean()``'s: a ``preset`` (``"safe"``, ``"max-savings"``,
@@ -68,7 +68,7 @@ class TokenleanMiddleware(AgentMiddleware):  # type: ignore[type-arg]
     # ---- pure helpers (sync and async share them) -----------------------------
 
     @staticmethod
-    def _lc_messages(request: ModelRequest) -> list[BaseMessage]:
+    def _lc_messages(request: ModelRequest) -> list[AnyMessage]:
         head = [request.system_message] if request.system_message is not None else []
         return [*head, *request.messages]
 

@@ -25,9 +25,11 @@ from tokenlean.core._optional import require
 __all__ = ["lean_prompt"]
 
 P = TypeVar("P", PromptTemplate, ChatPromptTemplate)
-_ROLE_OF_TEMPLATE = {SystemMessagePromptTemplate: "system", HumanMessagePromptTemplate: "human",
-                     AIMessagePromptTemplate: "ai"}
-_ROLE_OF_MESSAGE = {SystemMessage: "system", HumanMessage: "human", AIMessage: "ai"}
+_ROLE_OF_TEMPLATE: dict[type, str] = {SystemMessagePromptTemplate: "system",
+                                      HumanMessagePromptTemplate: "human",
+                                      AIMessagePromptTemplate: "ai"}
+_ROLE_OF_MESSAGE: dict[type, str] = {SystemMessage: "system", HumanMessage: "human",
+                                     AIMessage: "ai"}
 
 
 _REWRITERS: dict[str, Any] = {}  # one memoising rewriter per mode, shared by every call
@@ -49,11 +51,11 @@ def _lean_string_prompt(prompt: PromptTemplate, rewriter: Any, results: list[Any
     if not result.changed:
         return prompt
     try:
-        check = PromptTemplate(template=result.text, template_format=prompt.template_format)
+        check = PromptTemplate.from_template(result.text, template_format=prompt.template_format)
     except Exception:  # the rewrite no longer parses as this format: keep the original
         return prompt
-    if set(check.input_variables) != set(PromptTemplate(
-            template=prompt.template, template_format=prompt.template_format).input_variables):
+    if set(check.input_variables) != set(PromptTemplate.from_template(
+            prompt.template, template_format=prompt.template_format).input_variables):
         return prompt
     return prompt.model_copy(update={"template": result.text})
 
@@ -62,14 +64,14 @@ def _lean_chat_prompt(prompt: ChatPromptTemplate, rewriter: Any, roles: frozense
                       results: list[Any]) -> ChatPromptTemplate:
     messages: list[Any] = []
     for message in prompt.messages:
-        role = _ROLE_OF_TEMPLATE.get(type(message))  # type: ignore[arg-type]
-        if role in roles and isinstance(getattr(message, "prompt", None), PromptTemplate):
-            inner = message.prompt  # type: ignore[union-attr]
+        role = _ROLE_OF_TEMPLATE.get(type(message))
+        inner = getattr(message, "prompt", None)
+        if role in roles and isinstance(inner, PromptTemplate):
             new_prompt = _lean_string_prompt(inner, rewriter, results)
             messages.append(message if new_prompt is inner
                             else message.model_copy(update={"prompt": new_prompt}))
             continue
-        role = _ROLE_OF_MESSAGE.get(type(message))  # type: ignore[arg-type]
+        role = _ROLE_OF_MESSAGE.get(type(message))
         if role in roles and isinstance(message, BaseMessage) and isinstance(message.content, str):
             result = rewriter.rewrite(message.content)
             results.append(result)

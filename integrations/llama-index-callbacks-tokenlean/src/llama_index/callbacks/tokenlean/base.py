@@ -42,6 +42,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from tokenlean.core import (
     CallRecord,
+    LayerReport,
     PriceTable,
     Usage,
     count_messages,
@@ -181,15 +182,17 @@ class TokenleanEventHandler(BaseEventHandler):
                 self._write(record)
 
     def _start(self, event: LLMChatStartEvent | LLMCompletionStartEvent) -> None:
-        chat = isinstance(event, LLMChatStartEvent)
+        if isinstance(event, LLMChatStartEvent):
+            kind, messages, prompt = "chat", tuple(event.messages), ""
+        else:
+            kind, messages, prompt = "completion", (), event.prompt
         span_id = event.span_id or event.id_
         with self._lock:
             ancestors = self.span_handler.ancestors(span_id) if self.span_handler else []
             outer = next((a for a in ancestors if a in self._runs), None)
-            run = _Run(kind="chat" if chat else "completion", started=time.perf_counter(),
+            run = _Run(kind=kind, started=time.perf_counter(),
                        wall=time.time(), model=model_from_dict(event.model_dict),
-                       messages=tuple(event.messages) if chat else (),
-                       prompt="" if chat else event.prompt, outer=outer,
+                       messages=messages, prompt=prompt, outer=outer,
                        parent=ancestors[0] if ancestors else None,
                        root=ancestors[-1] if ancestors else None)
             self._runs[span_id] = run
@@ -234,7 +237,8 @@ class TokenleanEventHandler(BaseEventHandler):
         model = run.model or "unknown"
         table = self.prices or default_price_table()
         lean_meta = (getattr(response, "additional_kwargs", None) or {}).get("tokenlean") or {}
-        cached, layers = bool(lean_meta.get("cached")), ()
+        cached = bool(lean_meta.get("cached"))
+        layers: tuple[LayerReport, ...] = ()
         if cached:  # lean()'s cache answered: nothing was spent, the whole call was saved
             saved, usage = usage, Usage()
             if run.model:
@@ -294,7 +298,7 @@ class TokenleanEventHandler(BaseEventHandler):
         detach_handlers(self._attached)
 
 
-def attach_handlers(handler: BaseEventHandler, span_handler: BaseSpanHandler | None,
+def attach_handlers(handler: BaseEventHandler, span_handler: BaseSpanHandler[Any] | None,
                     attached: list[tuple[Any, Any]], dispatcher: Dispatcher | None) -> None:
     """Add an event handler (and its span handler) to ``dispatcher``; note them in ``attached``."""
     target = dispatcher or get_dispatcher()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from llama_index.core.base.llms.types import (
@@ -250,12 +250,11 @@ class _StreamingInner:
         return piece.delta or ""
 
     def complete(self, request: Request) -> Response:
-        provider: Callable[..., Any] = (self.owner._chat_provider(self.kwargs) if self.chat else
-                                        self.owner._completion_provider(
-                                            self.kwargs.get("formatted", False),
-                                            {k: v for k, v in self.kwargs.items()
-                                             if k != "formatted"}))
-        return provider.complete(request)  # type: ignore[attr-defined, no-any-return]
+        provider = (self.owner._chat_provider(self.kwargs) if self.chat else
+                    self.owner._completion_provider(
+                        self.kwargs.get("formatted", False),
+                        {k: v for k, v in self.kwargs.items() if k != "formatted"}))
+        return provider.complete(request)
 
     async def acomplete(self, request: Request) -> Response:
         return await (self.owner._chat_provider(self.kwargs) if self.chat else

@@ -58,6 +58,7 @@ class TokenleanPostprocessor(BaseNodePostprocessor):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # built after validation so a bad option raises tokenlean's ConfigError
+        # (hence `method` is a plain str field, checked by Compressor)
         self._compressor = Compressor(method=self.method,  # type: ignore[arg-type]
                                       ratio=self.ratio, max_tokens=self.max_tokens,
                                       model=self.model, force=self.force)
