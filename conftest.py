@@ -41,8 +41,8 @@ def _is_local(address: object) -> bool:
         return False
 
 
-def _guarded(real):  # type: ignore[no-untyped-def]
-    def connect(self, address):  # type: ignore[no-untyped-def]
+def _guarded(real):
+    def connect(self, address):
         if not _is_local(address):
             raise OSError(f"tests may not reach the network (tried {address!r})")
         return real(self, address)

@@ -63,5 +63,5 @@ def report(result: dict[str, Any], questions: Sequence[str] = (), raw: Sequence[
     for key in ("calls", "input_tokens", "output_tokens", "cache_hits", "cost_usd"):
         fmt = "{:>14.6f}" if key == "cost_usd" else "{:>14}"
         print(f"{key:14}" + fmt.format(result["raw"][key]) + fmt.format(result["lean"][key]))
-    for question, before, after in zip(questions, raw, lean):
+    for question, before, after in zip(questions, raw, lean, strict=True):
         print(f"\nQ: {question}\n  raw : {before.strip()[:120]}\n  lean: {after.strip()[:120]}")

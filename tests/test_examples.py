@@ -19,7 +19,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 pytestmark = pytest.mark.server
 
 
-def load(name: str):  # type: ignore[no-untyped-def]
+def load(name: str):
     if str(EXAMPLES) not in sys.path:  # the examples import their shared helpers by name
         sys.path.insert(0, str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")

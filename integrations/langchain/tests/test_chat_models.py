@@ -134,7 +134,8 @@ def test_callbacks_see_the_wrapper() -> None:
             self.ends += 1
 
     spy = Spy()
-    lean(fake(), ledger=False, model="gpt-4o", preset="off").invoke("hi", config={"callbacks": [spy]})
+    lean(fake(), ledger=False, model="gpt-4o", preset="off").invoke(
+        "hi", config={"callbacks": [spy]})
     assert spy.starts >= 1 and spy.ends >= 1
 
 
@@ -142,13 +143,13 @@ def test_constructor_validates() -> None:
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="inner"):
-        LeanChatModel()  # type: ignore[call-arg]
+        LeanChatModel()
     from tokenlean.core import ConfigError
 
     with pytest.raises(ConfigError):
         lean(fake(), preset="fastest")
     with pytest.raises(ConfigError):
-        lean(fake(), cache=3.5)  # type: ignore[arg-type]
+        lean(fake(), cache=3.5)
 
 
 def test_messages_round_trip_to_inner() -> None:

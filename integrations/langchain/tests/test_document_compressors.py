@@ -68,7 +68,7 @@ def test_empty_and_bad_input() -> None:
     c = TokenleanCompressor(ratio=4)
     assert c.compress_documents([], "q") == []
     with pytest.raises(InvalidRequestError):
-        c.compress_documents(["not a document"], "q")  # type: ignore[list-item]
+        c.compress_documents(["not a document"], "q")
     with pytest.raises(ConfigError):
         TokenleanCompressor(ratio=0.5)
 

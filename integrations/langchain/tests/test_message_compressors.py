@@ -108,4 +108,4 @@ def test_errors() -> None:
     with pytest.raises(InvalidRequestError):
         compress_messages("hello", max_tokens=100)
     with pytest.raises(InvalidRequestError):
-        compress_messages([{"role": "user", "content": "x"}], max_tokens=100)  # type: ignore[list-item]
+        compress_messages([{"role": "user", "content": "x"}], max_tokens=100)

@@ -61,7 +61,7 @@ def test_roles_limit_what_is_rewritten():
 
 def test_bad_input():
     with pytest.raises(InvalidRequestError):
-        lean_prompt("a string")  # type: ignore[type-var]
+        lean_prompt("a string")
     with pytest.raises(InvalidRequestError):
         lean_prompt(PromptTemplate.from_template("{x}"), roles="system")
 

@@ -76,7 +76,7 @@ def handler() -> Iterator[TokenleanEventHandler]:
 
 
 @pytest.fixture
-def counting():  # type: ignore[no-untyped-def]
+def counting():
     """LlamaIndex's own TokenCountingHandler on the global callback manager (query
     engines hand their callback manager to the LLM), restored afterwards."""
     from llama_index.core import Settings

@@ -25,7 +25,7 @@ from tokenlean.core import ConfigError
 IMPLS = ("eager", "sdpa", "tokenlean")
 
 
-def _logits(model, ids, mask=None, impls=IMPLS):  # type: ignore[no-untyped-def]
+def _logits(model, ids, mask=None, impls=IMPLS):
     out = {}
     for impl in impls:
         model.set_attn_implementation(impl)
@@ -77,7 +77,7 @@ def test_cpu_mask_is_sdpa_format() -> None:
 
 @pytest.mark.parametrize("kv_heads", [1, 2, 4])  # MQA, GQA (4 query heads), MHA
 @pytest.mark.parametrize("padded", [False, True])
-def test_logits_match_eager_and_sdpa(kv_heads: int, padded: bool, make_tiny) -> None:  # type: ignore[no-untyped-def]
+def test_logits_match_eager_and_sdpa(kv_heads: int, padded: bool, make_tiny) -> None:
     register_attention()
     model = make_tiny(seed=3, num_key_value_heads=kv_heads)
     torch.manual_seed(0)
@@ -96,7 +96,7 @@ def test_logits_match_eager_and_sdpa(kv_heads: int, padded: bool, make_tiny) -> 
         assert _close(plain[0], out["tokenlean"][0])
 
 
-def test_kv_cache_decode_matches_eager(make_tiny) -> None:  # type: ignore[no-untyped-def]
+def test_kv_cache_decode_matches_eager(make_tiny) -> None:
     register_attention()
     model = make_tiny(seed=5)
     torch.manual_seed(1)
@@ -142,11 +142,11 @@ def test_sliding_window_matches_eager() -> None:
 
 # --- the function itself: masks, dropout, errors ------------------------------------------
 
-def _attn_module(make_tiny):  # type: ignore[no-untyped-def]
+def _attn_module(make_tiny):
     return make_tiny(seed=0).model.layers[0].self_attn  # 4 query heads, 2 KV heads
 
 
-def test_padding_mask_in_flash_format_runs_on_sdpa(make_tiny) -> None:  # type: ignore[no-untyped-def]
+def test_padding_mask_in_flash_format_runs_on_sdpa(make_tiny) -> None:
     module = _attn_module(make_tiny)
     torch.manual_seed(2)
     q, k, v = torch.randn(2, 4, 6, 16), torch.randn(2, 2, 6, 16), torch.randn(2, 2, 6, 16)
@@ -161,7 +161,7 @@ def test_padding_mask_in_flash_format_runs_on_sdpa(make_tiny) -> None:  # type: 
     assert _close(out2[:, 2:], out4[:, 2:]) and _close(out2[0], out4[0])
 
 
-def test_dropout_is_off_in_eval_and_softcap_errs(make_tiny) -> None:  # type: ignore[no-untyped-def]
+def test_dropout_is_off_in_eval_and_softcap_errs(make_tiny) -> None:
     module = _attn_module(make_tiny)
     q, k, v = torch.randn(1, 4, 5, 16), torch.randn(1, 2, 5, 16), torch.randn(1, 2, 5, 16)
     base, _ = tokenlean_attention_forward(module, q, k, v, None)
@@ -186,7 +186,7 @@ def test_load_model_defaults_to_tokenlean_and_stays_overridable(tiny_dir: Path) 
 
 
 def test_pruned_model_runs_tokenlean_and_saved_folder_loads_without_it(
-        tiny_dir: Path, tiny_tok, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+        tiny_dir: Path, tiny_tok, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dense, _ = load_model(str(tiny_dir))
     torch.manual_seed(0)
     calib = torch.randint(3, 256, (4, 16))

@@ -11,7 +11,7 @@ from tokenlean.backend import default_model_path, load_model, loading
 
 def test_two_converters_racing_both_get_one_complete_folder(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        make_tiny) -> None:  # type: ignore[no-untyped-def]
+        make_tiny) -> None:
     # its own home: the session's shared models folder must not receive the fake model
     monkeypatch.setenv("TOKENLEAN_HOME", str(tmp_path / "home"))
     barrier = threading.Barrier(2)

@@ -14,7 +14,8 @@ def test_load_hf_folder(tiny_dir: Path) -> None:
     model, tok = load_model(tiny_dir)
     assert not model.training
     assert model.config.num_hidden_layers == 2
-    assert model.config._attn_implementation == "tokenlean"  # the shared attention path (attention.py)
+    # the shared attention path (attention.py)
+    assert model.config._attn_implementation == "tokenlean"
     ids = tok("hello world", return_tensors="pt").input_ids
     with torch.no_grad():
         logits = model(ids).logits
@@ -67,7 +68,7 @@ def test_missing_torch_names_the_extra(tiny_dir: Path, monkeypatch: pytest.Monke
 
     real_import = builtins.__import__
 
-    def fake_import(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def fake_import(name, *args, **kwargs):
         if name == "torch" or name.startswith("torch."):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return real_import(name, *args, **kwargs)

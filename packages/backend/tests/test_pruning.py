@@ -26,14 +26,14 @@ def _calib(n: int = 4, t: int = 24, seed: int = 1) -> torch.Tensor:
     return torch.randint(3, 256, (n, t), generator=g)
 
 
-def test_count_parameters_matches_the_model(make_tiny) -> None:  # type: ignore[no-untyped-def]
+def test_count_parameters_matches_the_model(make_tiny) -> None:
     for overrides in ({}, SHAPE, {**SHAPE, "attention_bias": True, "tie_word_embeddings": False}):
         model = make_tiny(**overrides)
         assert count_parameters(model.config) == sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("method", ["taylor", "activation"])
-def test_importance_shapes_and_sign(method: str, make_tiny) -> None:  # type: ignore[no-untyped-def]
+def test_importance_shapes_and_sign(method: str, make_tiny) -> None:
     model = make_tiny(**SHAPE)
     imp = importance_scores(model, _calib(), method=method, batch_size=2)
     assert imp.heads.shape == (3, 6) and imp.channels.shape == (3, 128)
@@ -44,7 +44,7 @@ def test_importance_shapes_and_sign(method: str, make_tiny) -> None:  # type: ig
     assert all(p.grad is None for p in model.parameters())
 
 
-def _target_for(config, **shape) -> float:  # type: ignore[no-untyped-def]
+def _target_for(config, **shape) -> float:
     """The target whose plan is exactly ``shape`` (a hair under, against rounding)."""
     small = transformers.LlamaConfig(**{**config.to_dict(), **shape})
     return 1 - count_parameters(small) / count_parameters(config) - 1e-6
@@ -52,7 +52,7 @@ def _target_for(config, **shape) -> float:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("method", ["taylor", "activation"])
 def test_dead_units_score_zero_and_pruning_them_is_lossless(
-        method: str, make_tiny) -> None:  # type: ignore[no-untyped-def]
+        method: str, make_tiny) -> None:
     """Heads whose o_proj columns are zero and MLP channels whose down_proj column is
     zero contribute nothing: they must score 0, be the ones pruned, and the pruned
     model must compute the same logits as the dense one."""
@@ -86,7 +86,7 @@ def test_dead_units_score_zero_and_pruning_them_is_lossless(
 
 
 def test_pruning_live_units_changes_the_output_and_reconstruction_reduces_the_error(
-        make_tiny) -> None:  # type: ignore[no-untyped-def]
+        make_tiny) -> None:
     model = make_tiny(seed=5, **SHAPE)
     calib = _calib(8, 32)
     imp = importance_scores(model, calib, covariance=True)
@@ -116,7 +116,7 @@ def test_pruning_live_units_changes_the_output_and_reconstruction_reduces_the_er
 
 
 def test_pruned_model_saves_and_reloads_with_identical_logits(
-        tmp_path: Path, make_tiny, tiny_tok) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, make_tiny, tiny_tok) -> None:
     from tokenlean.backend._workflow import PRUNE_INFO_FILE
 
     model = make_tiny(**SHAPE)
@@ -142,7 +142,7 @@ def test_pruned_model_saves_and_reloads_with_identical_logits(
         save_pruned(pruned, tiny_tok, folder)
 
 
-def test_plan_shape_rules(make_tiny) -> None:  # type: ignore[no-untyped-def]
+def test_plan_shape_rules(make_tiny) -> None:
     cfg = make_tiny(**SHAPE).config
     # MLP channels go first; heads only when the MLP alone cannot meet the target
     assert plan_shape(cfg, target=0.05)["heads_per_group"] == 3
@@ -161,7 +161,7 @@ def test_plan_shape_rules(make_tiny) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_prune_needs_calibration_and_a_llama_style_model(
-        make_tiny) -> None:  # type: ignore[no-untyped-def]
+        make_tiny) -> None:
     with pytest.raises(ConfigError, match="calibration"):
         prune_model(make_tiny(**SHAPE), target=0.3)
     with pytest.raises(ConfigError, match="method"):

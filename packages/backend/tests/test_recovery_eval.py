@@ -28,7 +28,7 @@ TEXTS = ["The quick brown fox jumps over the lazy dog near the river bank. " * 4
 
 
 def test_quality_against_itself_is_perfect(
-        make_tiny, tiny_tok) -> None:  # type: ignore[no-untyped-def]
+        make_tiny, tiny_tok) -> None:
     model = make_tiny(**SHAPE)
     q = quality(model, tiny_tok, TEXTS, reference=model, max_tokens=64)
     assert q["agreement"] == 1.0 and abs(q["kl"]) < 1e-6
@@ -39,7 +39,7 @@ def test_quality_against_itself_is_perfect(
 
 
 def test_evaluate_reports_size_and_speed(
-        make_tiny, tiny_tok) -> None:  # type: ignore[no-untyped-def]
+        make_tiny, tiny_tok) -> None:
     model = make_tiny(**SHAPE)
     result = evaluate(model, tiny_tok, TEXTS, speed_runs=2, new_tokens=4, max_tokens=32)
     assert result["params"] == sum(p.numel() for p in model.parameters())
@@ -49,7 +49,7 @@ def test_evaluate_reports_size_and_speed(
 
 
 def test_distillation_moves_the_student_towards_the_teacher(
-        make_tiny, tiny_tok) -> None:  # type: ignore[no-untyped-def]
+        make_tiny, tiny_tok) -> None:
     teacher = make_tiny(seed=2, initializer_range=0.2, **SHAPE)  # peaked, not uniform, outputs
     blocks = token_blocks(tiny_tok, TEXTS * 4, seq_len=32)
     student, _ = prune_model(teacher, blocks[:4], target=0.35, reconstruct="none")
@@ -87,7 +87,7 @@ def test_read_texts_shapes_skip_and_errors(tmp_path: Path) -> None:
         read_texts(tmp_path / "missing.jsonl")
 
 
-def test_token_blocks(tiny_tok) -> None:  # type: ignore[no-untyped-def]
+def test_token_blocks(tiny_tok) -> None:
     blocks = token_blocks(tiny_tok, TEXTS, seq_len=50, max_blocks=3)
     assert blocks.shape == (3, 50) and blocks.dtype == torch.long
     with pytest.raises(InvalidRequestError, match="not enough"):
@@ -95,7 +95,7 @@ def test_token_blocks(tiny_tok) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_speculative_decoding_with_a_pruned_draft_is_lossless(
-        make_tiny, tiny_tok) -> None:  # type: ignore[no-untyped-def]
+        make_tiny, tiny_tok) -> None:
     dense = make_tiny(seed=4, initializer_range=0.2, **SHAPE)
     draft, _ = prune_model(dense, token_blocks(tiny_tok, TEXTS, seq_len=32), target=0.3,
                            heads_per_group=2)
@@ -113,7 +113,7 @@ def test_speculative_decoding_with_a_pruned_draft_is_lossless(
 
 
 def test_mixed_blocks_interleave_files_and_skip_used_blocks(
-        tmp_path: Path, tiny_tok) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, tiny_tok) -> None:
     rivers = tmp_path / "rivers.jsonl"
     cities = tmp_path / "cities.jsonl"
     rivers.write_text("".join(json.dumps({"text": f"river {i} flows past the hills. " * 12}) + "\n"
@@ -125,7 +125,8 @@ def test_mixed_blocks_interleave_files_and_skip_used_blocks(
     mixed = mixed_blocks(tiny_tok, [rivers, cities], seq_len=16, n_blocks=5, skip_blocks=2)
     assert mixed.shape == (5, 16)
     # round-robin, each file's first two blocks left out
-    for row, expected in zip(mixed, [own_r[2], own_c[2], own_r[3], own_c[3], own_r[4]]):
+    expected_rows = [own_r[2], own_c[2], own_r[3], own_c[3], own_r[4]]
+    for row, expected in zip(mixed, expected_rows, strict=True):
         assert torch.equal(row, expected)
     everything = mixed_blocks(tiny_tok, [rivers], seq_len=16, n_blocks=10_000)
     assert torch.equal(everything, own_r)  # the text runs out: fewer blocks, no repeats
@@ -136,7 +137,7 @@ def test_mixed_blocks_interleave_files_and_skip_used_blocks(
 
 
 def test_compare_speed_alternates_models_on_every_prompt(
-        make_tiny, tiny_tok) -> None:  # type: ignore[no-untyped-def]
+        make_tiny, tiny_tok) -> None:
     a, b = make_tiny(seed=1, **SHAPE), make_tiny(seed=2, **SHAPE)
     calls: list[str] = []
     a.model.register_forward_pre_hook(lambda *_: calls.append("a"))

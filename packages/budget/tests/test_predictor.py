@@ -21,7 +21,8 @@ def feature(text: str, name: str) -> float:
 
 def test_features_read_explicit_length_requests() -> None:
     assert len(prompt_features(user("hi"))) == len(FEATURE_NAMES)
-    assert feature("Write a 500 word essay on tides.", "req_words") == pytest.approx(math.log1p(500))
+    assert feature("Write a 500 word essay on tides.", "req_words") == pytest.approx(
+        math.log1p(500))
     assert feature("Summarize this in one sentence.", "req_sentences") == pytest.approx(math.log(2))
     assert feature("List 10 names for a cat", "req_items") == pytest.approx(math.log1p(10))
     assert feature("Answer yes or no: is water wet?", "flag_one_word") == 1.0

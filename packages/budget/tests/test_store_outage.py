@@ -34,15 +34,15 @@ class FlakyStore(SQLiteBudgetStore):
         if self.down:
             raise OSError("disk I/O error (injected)")
 
-    def reserve(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def reserve(self, *args, **kwargs):
         self._check()
         return super().reserve(*args, **kwargs)
 
-    def settle(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def settle(self, *args, **kwargs):
         self._check()
         return super().settle(*args, **kwargs)
 
-    def release(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def release(self, *args, **kwargs):
         self._check()
         return super().release(*args, **kwargs)
 

@@ -172,7 +172,7 @@ def test_four_processes_share_one_file_without_errors_or_corrupt_hits(tmp_path):
             p.kill()
             p.communicate()
     results = []
-    for p, (out, err) in zip(procs, outputs):
+    for p, (out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err
         results.append(json.loads(out.strip().splitlines()[-1]))
     assert sum(r["errors"] for r in results) == 0

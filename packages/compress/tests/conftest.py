@@ -16,7 +16,7 @@ Photosynthesis is a process used by plants and other organisms to convert light 
 
 The Great Wall of China is a series of fortifications that were built across the historical northern borders of ancient Chinese states. Several walls were built from as early as the 7th century BC. The best-known sections were built by the Ming dynasty between 1368 and 1644.
 
-Johann Sebastian Bach was a German composer and musician of the late Baroque period. He is known for orchestral music such as the Brandenburg Concertos and for vocal music such as the St Matthew Passion. Bach was born in Eisenach in 1685 and died in Leipzig in 1750."""
+Johann Sebastian Bach was a German composer and musician of the late Baroque period. He is known for orchestral music such as the Brandenburg Concertos and for vocal music such as the St Matthew Passion. Bach was born in Eisenach in 1685 and died in Leipzig in 1750."""  # noqa: E501 - prose paragraphs, one per line
 
 
 @pytest.fixture

@@ -54,8 +54,8 @@ def test_short_messages_pass_through() -> None:
 
 def test_pipeline_records_saved_tokens_and_retention(context: str, tmp_path) -> None:
     ledger = JSONLLedger(tmp_path / "ledger.jsonl")
-    pipe = Pipeline(provider=FunctionProvider(_echo), layers=[CompressLayer(ratio=4, min_tokens=50)],
-                    ledger=ledger)
+    pipe = Pipeline(provider=FunctionProvider(_echo),
+                    layers=[CompressLayer(ratio=4, min_tokens=50)], ledger=ledger)
     result = pipe.run(_request(context))
     (report,) = result.record.layers
     assert report.layer == "compress"

@@ -80,7 +80,8 @@ def train(data, hidden: int = 16, iters: int = 600, lr: float = 0.02, l2: float 
             gk = g[k] + l2 * p[k]
             m[k] = 0.9 * m[k] + 0.1 * gk
             v[k] = 0.999 * v[k] + 0.001 * gk * gk
-            p[k] -= lr * (m[k] / (1 - 0.9 ** (it + 1))) / (np.sqrt(v[k] / (1 - 0.999 ** (it + 1))) + 1e-8)
+            m_hat, v_hat = m[k] / (1 - 0.9 ** (it + 1)), v[k] / (1 - 0.999 ** (it + 1))
+            p[k] -= lr * m_hat / (np.sqrt(v_hat) + 1e-8)
         if it % 100 == 0:
             print(f"iter {it} loss {loss:.4f}", file=sys.stderr)
     return p

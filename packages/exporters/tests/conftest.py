@@ -35,12 +35,12 @@ def compress_report(model: str = "gpt-4o-mini") -> LayerReport:
 
 
 @pytest.fixture
-def record_factory():  # type: ignore[no-untyped-def]
+def record_factory():
     return make_record
 
 
 @pytest.fixture
-def compress_layer():  # type: ignore[no-untyped-def]
+def compress_layer():
     return compress_report
 
 
@@ -134,12 +134,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def decode_attrs():  # type: ignore[no-untyped-def]
+def decode_attrs():
     return span_attrs
 
 
 @pytest.fixture
-def receiver_on():  # type: ignore[no-untyped-def]
+def receiver_on():
     """Start an :class:`OTLPReceiver` on a given port; closed at teardown."""
     started: list[OTLPReceiver] = []
 

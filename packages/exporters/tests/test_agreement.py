@@ -20,7 +20,7 @@ langchain_tokenlean = pytest.importorskip("langchain_tokenlean")
 li_tokenlean = pytest.importorskip("llama_index.callbacks.tokenlean")
 
 
-def lc_model(**fields: Any):  # type: ignore[no-untyped-def]
+def lc_model(**fields: Any):
     from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import AIMessage, AIMessageChunk
     from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -35,11 +35,11 @@ def lc_model(**fields: Any):  # type: ignore[no-untyped-def]
         def _llm_type(self) -> str:
             return "usage-fake"
 
-        def _generate(self, messages, stop=None, run_manager=None, **kw):  # type: ignore[no-untyped-def]
+        def _generate(self, messages, stop=None, run_manager=None, **kw):
             return ChatResult(generations=[ChatGeneration(message=AIMessage(
                 content="Paris.", usage_metadata=usage, response_metadata=meta))])
 
-        def _stream(self, messages, stop=None, run_manager=None, **kw):  # type: ignore[no-untyped-def]
+        def _stream(self, messages, stop=None, run_manager=None, **kw):
             for piece in ("Par", "is."):
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
                 if run_manager:
@@ -54,7 +54,7 @@ def lc_model(**fields: Any):  # type: ignore[no-untyped-def]
     return Model(**fields)
 
 
-def li_llm():  # type: ignore[no-untyped-def]
+def li_llm():
     from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
     from llama_index.core.llms.callbacks import llm_completion_callback
 
@@ -69,7 +69,7 @@ def li_llm():  # type: ignore[no-untyped-def]
                 "prompt_tokens": 300, "completion_tokens": 7, "total_tokens": 307}})
 
         @llm_completion_callback()
-        def stream_complete(self, prompt: str, formatted: bool = False, **kw: Any):  # type: ignore[no-untyped-def]
+        def stream_complete(self, prompt: str, formatted: bool = False, **kw: Any):
             yield self.complete(prompt)
 
     return LLM()

@@ -33,7 +33,7 @@ class HTTPSink:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def record(self, record) -> None:  # type: ignore[no-untyped-def]
+    def record(self, record) -> None:
         httpx.post(self.url, json=record.to_dict(), timeout=2).raise_for_status()
 
 
@@ -44,7 +44,7 @@ def serve(port: int, bodies: list) -> HTTPServer:
             self.send_response(204)
             self.end_headers()
 
-        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+        def log_message(self, *args) -> None:
             pass
 
     server = HTTPServer(("127.0.0.1", port), Handler)

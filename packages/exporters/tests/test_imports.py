@@ -27,7 +27,7 @@ def test_import_does_not_load_sdks() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_missing_extra_names_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_missing_extra_names_it(monkeypatch) -> None:
     import pytest
 
     from tokenlean.core import MissingExtraError

@@ -50,7 +50,7 @@ def test_cost_details_unknown_split_keeps_totals(record_factory) -> None:
                        "output_reasoning": pytest.approx(0.0002), "total": pytest.approx(0.0018)}
 
 
-def _export(otlp_receiver, record):  # type: ignore[no-untyped-def]
+def _export(otlp_receiver, record):
     # the Langfuse SDK keeps one configuration per public key per process: use a fresh key
     exporter = LangfuseExporter(public_key=f"pk-lf-{uuid.uuid4().hex}", secret_key="sk-lf-test",
                                 base_url=otlp_receiver.url, timeout_s=5)

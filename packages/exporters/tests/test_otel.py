@@ -18,7 +18,7 @@ from tokenlean.exporters import OTelExporter
 
 
 @pytest.fixture
-def sdk():  # type: ignore[no-untyped-def]
+def sdk():
     reader = InMemoryMetricReader()
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider()

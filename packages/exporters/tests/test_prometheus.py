@@ -25,7 +25,7 @@ def total(samples: dict, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def prom():  # type: ignore[no-untyped-def]
+def prom():
     exporter = PrometheusExporter()
     port = exporter.serve(0)
     yield exporter, port

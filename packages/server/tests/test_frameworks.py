@@ -58,7 +58,7 @@ async def test_llamaindex_openai_like_async(server: ServerThread) -> None:
                          async_http_client=http)
         out = await llm.achat([ChatMessage(role="user", content="Say hello.")])
     raw = out.raw
-    usage = raw["usage"] if isinstance(raw, dict) else raw.usage  # type: ignore[union-attr]
+    usage = raw["usage"] if isinstance(raw, dict) else raw.usage
     completion = usage["completion_tokens"] if isinstance(usage, dict) \
         else usage.completion_tokens
     assert out.message.content is not None and completion >= 1

@@ -27,7 +27,7 @@ def test_select_errors():
     with pytest.raises(ConfigError):
         select_examples(EXAMPLES, "q", k=0)
     with pytest.raises(InvalidRequestError):
-        select_examples("abc", "q")  # type: ignore[arg-type]
+        select_examples("abc", "q")
     assert select_examples([], "q").examples == ()
 
 

@@ -2,7 +2,8 @@ import tokenlean.templates as t
 
 EXPECTED = [
     "CONSTRAINT_KEYWORDS", "CacheBreakpoints", "DEFAULT_SIMILARITY_FLOOR", "LayoutResult",
-    "MiniLMScorer", "PASS_DESCRIPTIONS", "PassReport", "RewriteResult", "STRUCTURAL_SIMILARITY_FLOOR", "Selection",
+    "MiniLMScorer", "PASS_DESCRIPTIONS", "PassReport", "RewriteResult",
+    "STRUCTURAL_SIMILARITY_FLOOR", "Selection",
     "SimilarityScorer", "TemplateRewriter", "TemplatesLayer", "Violation",
     "anthropic_cache_breakpoints", "cacheable_prefix_tokens", "check_invariants",
     "constraint_clauses", "diff", "find_variables", "layout_template",

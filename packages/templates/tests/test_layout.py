@@ -88,7 +88,7 @@ def test_anthropic_breakpoints():
                     reason="shared dev data not present")
 def test_replay_layout_makes_prefix_cacheable():
     with (DATA / "prompts_arena_hard_v01.jsonl").open(encoding="utf-8") as fh:
-        prompts = [json.loads(line) for _, line in zip(range(60), fh)]
+        prompts = [json.loads(line) for _, line in zip(range(60), fh, strict=False)]
     rules = " ".join(f"Rule {i}: answer precisely and cite code when needed." for i in range(120))
     system = ["You are a careful assistant.\n\n" + rules]
     out = replay(prompts, system, turns=4, conversations=3)
