@@ -57,8 +57,8 @@ def measure(name: str, wheels: Path, scratch: Path) -> dict[str, object]:
     listed = json.loads(_pip(python, "list", "--format", "json"))
     pulled = sorted(d["name"] for d in listed
                     if d["name"].lower() not in NOT_COUNTED and d["name"] != name)
-    return {"package": name, "pulls_in": len(pulled), "size_mb": round((_size(site) - empty) / 1e6, 1),
-            "distributions": pulled}
+    size_mb = round((_size(site) - empty) / 1e6, 1)
+    return {"package": name, "pulls_in": len(pulled), "size_mb": size_mb, "distributions": pulled}
 
 
 def main() -> None:

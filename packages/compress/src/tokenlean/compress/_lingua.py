@@ -51,21 +51,21 @@ def _prompt_compressor(model_path: str | None, device: str) -> Any:
         return _loaded[key]
 
 
-def _local_class(base: type) -> type:
+def _local_class(base: type[Any]) -> type[Any]:
     import torch
 
     from tokenlean.backend import load_model
     from tokenlean.backend.kv import cache_from_pairs, cache_pairs, forward_with_cache, new_cache
     from tokenlean.backend.loading import model_label
 
-    class _LocalPromptCompressor(base):  # type: ignore[misc, valid-type]
+    class _LocalPromptCompressor(base):
         def __init__(self, path: Path | None, device: str) -> None:
             # Same attributes as PromptCompressor.__init__ (not called), without its downloads.
             self.model_name = model_label(path)
             self.use_llmlingua2 = False
             self.retrieval_model = None
             self.retrieval_model_name = None
-            self.open_api_config = {}
+            self.open_api_config: dict[str, Any] = {}
             self.cache_bos_num = 10
             self.prefix_bos_num = 100
             self.oai_tokenizer = get_tokenizer("gpt-4")._encoding  # type: ignore[attr-defined]
@@ -76,7 +76,7 @@ def _local_class(base: type) -> type:
             self.tokenizer = tokenizer
             self.model = model
             self.device = device
-            self.context_idxs = []
+            self.context_idxs: list[Any] = []
             self.max_position_embeddings = model.config.max_position_embeddings
 
         def get_ppl(self, text: str, granularity: str = "sentence", input_ids: Any = None,

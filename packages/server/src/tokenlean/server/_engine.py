@@ -217,7 +217,7 @@ class Engine:
         self.threads = threads
         self.context_length = int(getattr(config, "max_position_embeddings", 0) or 2048)
         self.device = next(model.parameters()).device
-        eos = set()
+        eos: set[int] = set()
         for source in (getattr(model, "generation_config", None), config, tokenizer):
             ids = getattr(source, "eos_token_id", None)
             eos.update([ids] if isinstance(ids, int) else (ids or []))
