@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import defaultdict
+from typing import Any
 
 import typer
 
 from tokenlean.budget import LengthPredictor
 from tokenlean.core import InvalidRequestError, Message, read_prompts
 
-from .budget_train import TEST, TRAIN, evaluate, load_examples, train
+from .budget_train import TEST, TRAIN, Example, evaluate, load_examples, train
 
 
 def bench(
@@ -73,9 +74,9 @@ def _run(data: str, quantile: float | None, limit: int | None, split: str, fixed
     typer.echo(json.dumps(result))
 
 
-def _per_source(predictor: LengthPredictor, rows: list, fixed_cap: int,
-                use_model: bool = True) -> dict:
-    groups: dict[str, list] = defaultdict(list)
+def _per_source(predictor: LengthPredictor, rows: list[Example], fixed_cap: int,
+                use_model: bool = True) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[Example]] = defaultdict(list)
     for row in rows:
         groups[row.source or "-"].append(row)
     keys = ("rows", "coverage", "mean_predicted", "mean_actual", "predicted_over_actual")
@@ -84,13 +85,13 @@ def _per_source(predictor: LengthPredictor, rows: list, fixed_cap: int,
                    if k in keys} for name, group in sorted(groups.items()) if len(group) >= 20}
 
 
-def _cross_validate(examples: list, folds: int, quantile: float, fixed_cap: int,
-                    use_model: bool = True) -> dict:
+def _cross_validate(examples: list[Example], folds: int, quantile: float, fixed_cap: int,
+                    use_model: bool = True) -> dict[str, Any]:
     """Retrain per fold (split by prompt hash); each fold's rows are predicted by a model
     that never saw their prompt."""
     out = []
     for fold in range(folds):
-        def role(e, fold=fold):
+        def role(e: Example, fold: int = fold) -> str:
             bucket = int(e.prompt_key[:8], 16) % folds
             if bucket == fold:
                 return TEST

@@ -48,8 +48,9 @@ def concise_eval(chats: Sequence[Sequence[Message]], predictor: LengthPredictor,
     for messages in chats:
         predicted = min(predictor.predict(messages), fixed_cap)
         base_tokens, base_finish = _generate(tokenizer, model, messages, fixed_cap)
-        lean = with_length_instruction(Request(messages=tuple(messages), model="local"), predicted)
-        lean_tokens, lean_finish = _generate(tokenizer, model, lean.messages, predicted)
+        concise = with_length_instruction(Request(messages=tuple(messages), model="local"),
+                                          predicted)
+        lean_tokens, lean_finish = _generate(tokenizer, model, concise.messages, predicted)
         rows.append((base_tokens, base_finish, lean_tokens, lean_finish, predicted))
         print(json.dumps({"prompt": len(rows), "baseline": [base_tokens, base_finish],
                           "concise": [lean_tokens, lean_finish], "max_tokens": predicted}),

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from tokenlean.core import Request, Response, Usage, read_jsonl
+from tokenlean.core import Message, Request, Response, Usage, read_jsonl
 
 __all__ = ["bench", "held_out", "run_pairs"]
 
@@ -40,7 +40,7 @@ def _load(path: Path, split: str, limit: int) -> list[dict[str, Any]]:
 
 
 def _request(text: str, tenant: str) -> Request:
-    return Request(messages=({"role": "user", "content": text},), model="bench-model",
+    return Request(messages=(Message(role="user", content=text),), model="bench-model",
                    tenant=tenant)
 
 

@@ -50,9 +50,9 @@ def run_bench(rows: list[dict[str, Any]], *, mode: str = "safe", model: str = "g
         entry["templates"] += 1
         entry["tokens_before"] += r.tokens_before
         entry["tokens_after"] += r.tokens_after
-    for entry in by_type.values():
-        entry["saved_ratio"] = round(1 - entry["tokens_after"] / entry["tokens_before"], 4) \
-            if entry["tokens_before"] else 0.0
+    for group in by_type.values():
+        group["saved_ratio"] = round(1 - group["tokens_after"] / group["tokens_before"], 4) \
+            if group["tokens_before"] else 0.0
     ratios = [r.saved_ratio for r in results]
     return {
         "templates": len(results),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -32,7 +33,7 @@ def _count_lines(path: Path, limit: int | None) -> int | None:
     return n if limit is None else min(n, limit)
 
 
-def layer_table(report: dict, *, title: str) -> Table:
+def layer_table(report: dict[str, Any], *, title: str) -> Table:
     table = Table(title=title)
     for column in ("layer", "status", "input tok saved", "output tok saved", "$ saved",
                    "share of spend", "requests changed", "quality proxy"):

@@ -75,7 +75,7 @@ def rag_prompt() -> Any:
 
     prompt = ChatPromptTemplate.from_messages([("system", SYSTEM_TEMPLATE),
                                                ("human", "{question}")])
-    context = RunnableLambda(lambda q: "\n\n".join(retrieve(q)))
+    context: RunnableLambda[str, str] = RunnableLambda(lambda q: "\n\n".join(retrieve(q)))
     return {"context": context, "question": RunnablePassthrough()} | prompt
 
 
@@ -381,13 +381,13 @@ def _quiet() -> None:
 def _warm(layers: Sequence[Any], price_as: str) -> None:
     """Run the rewriting layers once on a demo-shaped request so their models load now,
     not inside the first timed question (the cache loads its embedder via ``warm``)."""
-    from tokenlean.core import Request
+    from tokenlean.core import Message, Request
 
     question = SESSION[0][0]
+    context = "\n\n".join(retrieve(question))
     sample = Request(model=price_as, messages=(
-        {"role": "system", "content": SYSTEM_TEMPLATE.format(context="\n\n".join(
-            retrieve(question)))},
-        {"role": "user", "content": question}))
+        Message(role="system", content=SYSTEM_TEMPLATE.format(context=context)),
+        Message(role="user", content=question)))
     for layer in layers:
         warm = getattr(layer, "warm", None)
         if callable(warm):
@@ -441,10 +441,14 @@ def run_demo(*, price_as: str = "gpt-4o", html: Path | None = Path("tokenlean-de
     server, model_name = _start_server(out)
     out.print(f"local server: [bold]{server.url}[/] serving {model_name}")
     try:
+        # by field alias (max_tokens, stop), which mypy cannot see through pydantic
+        options: dict[str, Any] = {
+            "base_url": server.url + "/v1", "api_key": "local", "model": model_name,
+            "temperature": 0, "max_tokens": max_tokens, "stop": ["\n\n"], "max_retries": 0,
+            "timeout": 600}
+
         def chat() -> Any:
-            return ChatOpenAI(base_url=server.url + "/v1", api_key="local", model=model_name,
-                              temperature=0, max_tokens=max_tokens, stop=["\n\n"],
-                              max_retries=0, timeout=600)
+            return ChatOpenAI(**options)
 
         ledger = _Collect()
         lean_llm = lean(chat(), preset="max-savings", ledger=ledger, model=price_as,
