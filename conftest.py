@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +71,30 @@ def _tokenlean_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     home = tmp_path_factory.mktemp("tokenlean_home")
     (home / "models").symlink_to(_shared_models, target_is_directory=True)
     monkeypatch.setenv("TOKENLEAN_HOME", str(home))
+
+
+SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
+
+
+def _on_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def shared_data_file(name: str) -> Path:
+    """``../shared/data/NAME``; a test that needs it skips where the evaluation data
+    is not checked out, and fails (with the path) under ``CI=true``, where it must be."""
+    path = SHARED_DATA / name
+    if path.is_file():
+        return path
+    message = (f"evaluation data file {name} not found at {path} (the tests read "
+               "../shared/data beside the checkout: see its README)")
+    if _on_ci():
+        pytest.fail(f"{message}; CI=true, so this is a failure, not a skip", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def shared_data() -> Callable[[str], Path]:
+    """``shared_data("qa_squad_dev.jsonl")``: the path of a file of ../shared/data, or a
+    skip (locally) / a failure (CI=true) naming it when it is absent."""
+    return shared_data_file

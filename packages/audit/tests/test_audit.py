@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,9 +21,6 @@ from tokenlean.core import (
     count_messages,
     count_tokens,
 )
-
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
-ARENA = DATA / "prompts_arena_hard_v01.jsonl"
 
 SYSTEM = ("You are a very helpful assistant.   Please  make sure to always answer the "
           "question.\n\n\nPlease always be polite and kind. Please make sure to always answer "
@@ -180,9 +178,9 @@ def test_cli_prints_the_acceptance_keys(log: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "no such file" in bad.output
 
 
-@pytest.mark.skipif(not ARENA.exists(), reason=f"evaluation data absent: {ARENA}")
-def test_arena_hard_prompts_shape() -> None:
-    report = audit_log(ARENA, limit=12, options=AuditOptions(layers=("budget", "cache")))
+def test_arena_hard_prompts_shape(shared_data: Callable[[str], Path]) -> None:
+    report = audit_log(shared_data("prompts_arena_hard_v01.jsonl"), limit=12,
+                       options=AuditOptions(layers=("budget", "cache")))
     assert report["requests"] == 12
     assert report["source"]["format"] == "prompts"
     assert report["tokens_before"]["output"] > report["tokens_before"]["input"] > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,6 @@ from tokenlean.budget import LengthPredictor
 from tokenlean.budget._predictor import _Ensemble
 from tokenlean.cli import app
 from tokenlean.core import ConfigError, Message
-
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def user(text: str) -> list[Message]:
@@ -127,10 +126,9 @@ def test_bench_command_prints_json(synthetic_file: Path) -> None:
         assert key in out
 
 
-@pytest.mark.skipif(not (DATA / "prompts_arena_hard_v01.jsonl").exists(),
-                    reason="shared evaluation data absent")
-def test_shipped_predictor_on_held_out_arena_prompts() -> None:
-    examples = [e for e in load_examples([DATA / "prompts_arena_hard_v01.jsonl"])
+def test_shipped_predictor_on_held_out_arena_prompts(
+        shared_data: Callable[[str], Path]) -> None:
+    examples = [e for e in load_examples([shared_data("prompts_arena_hard_v01.jsonl")])
                 if e.split == "test"]
     metrics = evaluate(LengthPredictor.default(), examples)
     assert metrics["coverage"] >= 0.85

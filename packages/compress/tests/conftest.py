@@ -1,10 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 
 # A SQuAD-like context: five short paragraphs about different things.
 CONTEXT = """\
@@ -25,8 +24,5 @@ def context() -> str:
 
 
 @pytest.fixture
-def squad_path() -> Path:
-    path = DATA / "qa_squad_dev.jsonl"
-    if not path.exists():
-        pytest.skip(f"evaluation data not found at {path}")
-    return path
+def squad_path(shared_data: Callable[[str], Path]) -> Path:
+    return shared_data("qa_squad_dev.jsonl")

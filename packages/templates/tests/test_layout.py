@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 
@@ -11,8 +10,6 @@ from tokenlean.templates import (
     check_invariants,
     layout_template,
 )
-
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 TEMPLATE = """Current date and time: {now}. User: {user}.
 
@@ -84,10 +81,8 @@ def test_anthropic_breakpoints():
         anthropic_cache_breakpoints({"system": "x"})
 
 
-@pytest.mark.skipif(not (DATA / "prompts_arena_hard_v01.jsonl").exists(),
-                    reason="shared dev data not present")
-def test_replay_layout_makes_prefix_cacheable():
-    with (DATA / "prompts_arena_hard_v01.jsonl").open(encoding="utf-8") as fh:
+def test_replay_layout_makes_prefix_cacheable(shared_data):
+    with shared_data("prompts_arena_hard_v01.jsonl").open(encoding="utf-8") as fh:
         prompts = [json.loads(line) for _, line in zip(range(60), fh, strict=False)]
     rules = " ".join(f"Rule {i}: answer precisely and cite code when needed." for i in range(120))
     system = ["You are a careful assistant.\n\n" + rules]

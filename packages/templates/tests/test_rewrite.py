@@ -1,6 +1,5 @@
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 
@@ -12,9 +11,6 @@ from tokenlean.templates import (
     diff,
     find_variables,
 )
-
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / \
-    "templates_prompts_chat_dev.jsonl"
 
 VERBOSE = (
     "I want you to act as a travel guide for {city}.   Please   suggest places to visit.\n\n\n\n"
@@ -137,9 +133,8 @@ def test_minilm_similarity_is_measured(minilm):
     assert unrelated[0] < 0.5
 
 
-@pytest.mark.skipif(not DATA.exists(), reason="shared dev data not present")
-def test_real_templates_sample_zero_violations():
-    with DATA.open(encoding="utf-8") as fh:
+def test_real_templates_sample_zero_violations(shared_data):
+    with shared_data("templates_prompts_chat_dev.jsonl").open(encoding="utf-8") as fh:
         rows = [json.loads(line) for _, line in zip(range(60), fh, strict=False)]
     results = fast().rewrite_many([r["template"] for r in rows])
     assert sum(r.saved_tokens for r in results) > 0.03 * sum(r.tokens_before for r in results)
