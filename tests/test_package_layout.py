@@ -26,6 +26,7 @@ DEV_IMPORTS = {
     "openai": "openai", "anthropic": "anthropic", "langchain-openai": "langchain_openai",
     "langchain-anthropic": "langchain_anthropic", "langchain-classic": "langchain_classic",
     "llama-index-llms-openai-like": "llama_index.llms.openai_like",
+    "ruff": "ruff", "mypy": "mypy",
 }
 
 
