@@ -28,7 +28,8 @@ NOT_COUNTED = {"pip", "setuptools", "wheel"}
 
 
 def _members() -> dict[str, Path]:
-    folders = [*sorted((ROOT / "packages").glob("*/pyproject.toml")),
+    folders = [ROOT / "pyproject.toml",  # the `tokenlean` meta-package: core + cli
+               *sorted((ROOT / "packages").glob("*/pyproject.toml")),
                *sorted((ROOT / "integrations").glob("*/pyproject.toml"))]
     return {tomllib.loads(p.read_text())["project"]["name"]: p.parent for p in folders}
 
