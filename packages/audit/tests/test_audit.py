@@ -1,4 +1,5 @@
-"""The audit replay: log shapes, sequential combination of layers, honest accounting."""
+"""The audit replays the log through the pipeline lean() would build: its layers, its
+order, its ledger rows; plus the log shapes and honest accounting."""
 
 from __future__ import annotations
 
@@ -10,17 +11,18 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tokenlean.audit import AuditOptions, audit_log, context_spans, read_log
+from tokenlean.audit import AuditOptions, audit_log, read_log
 from tokenlean.cli import app
 from tokenlean.core import (
     CallRecord,
+    ConfigError,
     InvalidRequestError,
     LayerReport,
-    Message,
     Usage,
     count_messages,
     count_tokens,
 )
+from tokenlean.core.presets import LAYER_ORDER, build_layers
 
 SYSTEM = ("You are a very helpful assistant.   Please  make sure to always answer the "
           "question.\n\n\nPlease always be polite and kind. Please make sure to always answer "
@@ -31,12 +33,15 @@ CONTEXT = " ".join(
 
 
 def _call(question: str, answer: str, *, system: str = SYSTEM, finish: str = "stop",
-          max_tokens: int | None = None, context: bool = True) -> dict:
+          max_tokens: int | None = None, context: bool = True,
+          temperature: float | None = 0.0) -> dict:
     user = f"Context:\n{CONTEXT}\n\nQuestion: {question}" if context else question
     body: dict = {"model": "gpt-4o-mini", "messages": [
         {"role": "system", "content": system}, {"role": "user", "content": user}]}
     if max_tokens:
         body["max_tokens"] = max_tokens
+    if temperature is not None:
+        body["temperature"] = temperature
     return {"request": body, "response": {
         "object": "chat.completion", "model": "gpt-4o-mini",
         "choices": [{"index": 0, "finish_reason": finish,
@@ -58,64 +63,103 @@ def log(tmp_path: Path) -> Path:
     return _write(tmp_path, [
         _call("How many tonnes of salt does Vell3 export?", "Vell3 exports 9 tonnes."),
         _call("How many tonnes of salt does Vell3 export?", "Vell3 exports 9 tonnes."),
-        _call("List every item you can think of.", RUNAWAY, finish="length", max_tokens=4096,
-              context=False),
+        # a runaway: the app set no cap, the provider's own one cut it
+        _call("List every item you can think of.", RUNAWAY, finish="length", context=False),
         _call("Why was the lighthouse rebuilt?", "A storm damaged the old tower."),
     ])
 
 
-def test_layers_combine_sequentially_and_add_up(log: Path) -> None:
-    report = audit_log(log, options=AuditOptions(layers=("templates", "budget", "cache")))
-    layers = {la["layer"]: la for la in report["layers"]}
-    assert report["requests"] == 4
-    # per-layer savings add up to the total: layers act on what the previous ones left
+def _layers(report: dict) -> dict[str, dict]:
+    return {la["layer"]: la for la in report["layers"]}
+
+
+def test_replay_builds_the_layers_lean_builds_in_lean_order(log: Path) -> None:
+    report = audit_log(log)  # lean()'s default: preset "safe"
+    assert report["preset"] == "safe"
+    assert report["layer_order"] == [layer.name for layer in build_layers(preset="safe")]
+    assert report["layer_order"][0] == "cache"  # lean() looks the cache up first
+    # every built-in layer has a row, in pipeline order; what the preset leaves off says so
+    assert [la["layer"] for la in report["layers"]] == list(LAYER_ORDER)
+    layers = _layers(report)
+    assert layers["compress"]["status"] == "off"
+    assert layers["compress"]["note"] == "off in preset 'safe'"
+    replayed = audit_log(log, options=AuditOptions(preset="max-savings",
+                                                   choices={"compress": False}))
+    assert replayed["preset"] == "max-savings" and replayed["choices"] == {"compress": False}
+    assert replayed["layer_order"] == [
+        layer.name for layer in build_layers(preset="max-savings", compress=False)]
+
+
+def test_a_cache_hit_saves_the_whole_call_as_the_app_sent_it(log: Path) -> None:
+    report = audit_log(log, options=AuditOptions(preset="safe"))
+    layers = _layers(report)
+    first = json.loads(log.read_text().splitlines()[0])
+    prompt = count_messages(first["request"]["messages"], model="gpt-4o").tokens
+    # the cache runs first: the repeat is a hit on the prompt the app sent, before
+    # templates touched it, and templates only ran on the three calls that missed
+    cache = layers["cache"]
+    assert report["cache"]["hits"] == 1 and report["cache"]["lookups"] == 4
+    assert cache["requests_changed"] == 1
+    assert cache["saved_input_tokens"] == prompt
+    assert cache["saved_output_tokens"] == count_tokens("Vell3 exports 9 tonnes.",
+                                                        model="gpt-4o").tokens
+    assert layers["templates"]["requests_changed"] == 3
+    assert report["cache"]["examples"][0]["kind"] == "exact"
+    # per-layer savings add up to the total
     saved = sum(la["saved_usd"] for la in report["layers"])
     assert saved == pytest.approx(report["cost_usd_before"] - report["cost_usd_after"], abs=1e-5)
     assert report["saved_ratio"] == pytest.approx(
         1 - report["cost_usd_after"] / report["cost_usd_before"], abs=1e-3)
-    assert report["cost_per_mtok_after"] < report["cost_per_mtok_before"]
     # both cost-per-1M numbers share the original traffic's tokens as denominator
     base = report["tokens_before"]["input"] + report["tokens_before"]["output"]
     assert report["cost_per_mtok_before"] == pytest.approx(
         report["cost_usd_before"] * 1e6 / base, rel=1e-3)
-    # templates rewrote the repeated system prompt (3 requests carry it)
-    templates = layers["templates"]
-    assert templates["status"] == "ran"
-    first = json.loads(log.read_text().splitlines()[0])
-    tokens_first = count_messages(first["request"]["messages"], model="gpt-4o").tokens
-    per_request_template_saving = templates["saved_input_tokens"] // templates["requests_changed"]
-    # the exact repeat is a cache hit; it saves what templates left of the call, not the original
-    cache = layers["cache"]
-    assert cache["requests_changed"] == 1
-    assert report["cache"]["hits"] == 1 and report["cache"]["lookups"] == 4
-    assert cache["saved_input_tokens"] == tokens_first - per_request_template_saving
-    assert cache["saved_output_tokens"] == count_tokens("Vell3 exports 9 tonnes.",
-                                                        model="gpt-4o").tokens
-    assert report["cache"]["examples"][0]["kind"] == "exact"
 
 
-def test_budget_counts_only_runaway_answers(log: Path) -> None:
-    report = audit_log(log, options=AuditOptions(layers=("budget",)))
-    budget = next(la for la in report["layers"] if la["layer"] == "budget")
+def test_sampled_calls_are_not_served_from_the_cache_unless_lean_would(tmp_path: Path) -> None:
+    same = _call("Tell me a joke.", "A joke.", context=False, temperature=None)
+    path = _write(tmp_path, [same, same])
+    assert audit_log(path)["cache"]["hits"] == 0  # temperature unset: a sampled call
+    opted_in = audit_log(path, options=AuditOptions(cache_sampled=True))
+    assert opted_in["cache"]["hits"] == 1 and opted_in["cache_sampled"] is True
+
+
+def test_a_lowered_cap_cuts_the_logged_answer_where_the_model_would_stop(log: Path) -> None:
+    report = audit_log(log, options=AuditOptions(preset="off", choices={"budget": "predict"}))
+    budget = _layers(report)["budget"]
     points = report["budget"]["points"]
     assert len(points) == 4
-    cap, actual = points[2]  # the runaway answer, cut at 4096 by the logged request
+    cap, actual = points[2]  # the runaway answer
     assert actual == count_tokens(RUNAWAY, model="gpt-4o").tokens
     assert cap < actual
-    # answers that ended on their own save nothing even when the cap is below them
     assert budget["requests_changed"] == 1
     assert budget["saved_output_tokens"] == actual - cap
-    assert budget["saved_input_tokens"] == 0
+    assert report["tokens_after"]["output"] == report["tokens_before"]["output"] - (actual - cap)
     covered = sum(1 for c, a in points if a <= c) / 4
     assert budget["quality"]["coverage"] == pytest.approx(covered)
 
 
-def test_off_and_skipped_layers_are_reported_with_a_note(log: Path) -> None:
-    report = audit_log(log, options=AuditOptions(layers=("budget",)))
-    layers = {la["layer"]: la for la in report["layers"]}
-    assert layers["templates"]["status"] == "off"
-    assert layers["cache"]["status"] == "off"
-    assert layers["templates"]["saved_usd"] == 0
+def test_a_cap_the_app_set_is_never_lowered_by_the_replay(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_call("List every item.", RUNAWAY, finish="length",
+                                   max_tokens=4096, context=False)])
+    report = audit_log(path, options=AuditOptions(preset="off", choices={"budget": "predict"}))
+    assert _layers(report)["budget"]["saved_output_tokens"] == 0
+    assert report["tokens_after"] == report["tokens_before"]
+
+
+def test_off_and_custom_layers_are_reported(log: Path) -> None:
+    report = audit_log(log, options=AuditOptions(preset="off"))
+    assert report["layer_order"] == []
+    assert {la["status"] for la in report["layers"]} == {"off"}
+    assert report["cost_usd_after"] == report["cost_usd_before"]
+    custom = audit_log(log, options=AuditOptions(layers=build_layers(preset="off",
+                                                                     cache="exact")))
+    assert custom["preset"] == "custom layers" and custom["layer_order"] == ["cache"]
+    assert _layers(custom)["templates"]["note"] == "not among the layers given"
+    with pytest.raises(ConfigError, match="unknown preset"):
+        audit_log(log, options=AuditOptions(preset="cheap"))
+    with pytest.raises(ConfigError, match="no price known"):
+        audit_log(log, options=AuditOptions(price_as="no-such-model-xyz"))
 
 
 def test_ledger_export_reports_recorded_savings(tmp_path: Path) -> None:
@@ -153,34 +197,35 @@ def test_bad_logs_fail_with_the_line(tmp_path: Path) -> None:
         list(read_log(tmp_path / "missing.jsonl"))
 
 
-def test_context_spans_pick_only_marked_context() -> None:
-    user = Message(role="user", content=f"Context:\n{CONTEXT}\n\nQuestion: why?")
-    spans = context_spans(user)
-    assert len(spans) == 1
-    a, b = spans[0]
-    assert user.text[a:b].strip().startswith("Paragraph 0") and "Question" not in user.text[a:b]
-    assert context_spans(Message(role="user", content=CONTEXT)) == []  # no marker: the user's own
-    assert context_spans(Message(role="tool", content=CONTEXT, tool_call_id="t")) != []
-    assert context_spans(Message(role="user", content="Context: short. Question: x")) == []
-
-
 def test_cli_prints_the_acceptance_keys(log: Path, tmp_path: Path) -> None:
     out_html = tmp_path / "audit.html"
-    result = CliRunner().invoke(app, ["audit", str(log), "--json", "--layers", "budget,cache",
+    result = CliRunner().invoke(app, ["audit", str(log), "--json", "--preset", "off",
+                                      "--budget", "predict", "--cache", "exact",
                                       "--html", str(out_html)])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for key in ("cost_per_mtok_before", "cost_per_mtok_after", "saved_ratio", "layers"):
         assert key in report
+    assert report["preset"] == "off" and report["layer_order"] == ["cache", "budget"]
     assert all("quality" in la for la in report["layers"])
     assert out_html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     bad = CliRunner().invoke(app, ["audit", str(tmp_path / "nope.jsonl")])
     assert bad.exit_code == 2 and "no such file" in bad.output
 
 
+def test_cli_table_names_the_preset_it_replayed(log: Path) -> None:
+    result = CliRunner().invoke(app, ["audit", str(log), "--preset", "safe", "--templates",
+                                      "off"])
+    assert result.exit_code == 0, result.output
+    assert "preset 'safe'" in result.stdout and "templates=off" in result.stdout
+    bad = CliRunner().invoke(app, ["audit", str(log), "--cache", "fuzzy"])
+    assert bad.exit_code == 2 and "cache= takes" in bad.output
+
+
 def test_arena_hard_prompts_shape(shared_data: Callable[[str], Path]) -> None:
     report = audit_log(shared_data("prompts_arena_hard_v01.jsonl"), limit=12,
-                       options=AuditOptions(layers=("budget", "cache")))
+                       options=AuditOptions(preset="off", choices={"budget": "predict",
+                                                                   "cache": "exact"}))
     assert report["requests"] == 12
     assert report["source"]["format"] == "prompts"
     assert report["tokens_before"]["output"] > report["tokens_before"]["input"] > 0

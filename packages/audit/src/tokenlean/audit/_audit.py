@@ -1,115 +1,82 @@
-"""Replay a traffic log offline through the layers and estimate what each saves.
+"""Replay a traffic log offline through the pipeline ``lean()`` would run.
 
-Layers are applied **sequentially to the same request stream**, in pipeline
-order, each to what the previous ones left:
+The audit does not imitate the layers: it builds them with the function
+``lean()`` builds them with (:func:`tokenlean.core.presets.build_layers`, the
+same preset and keywords, so the same layers in the same order: the cache
+first) and runs every logged request through the real
+:class:`~tokenlean.core.Pipeline`. Two parts stand in for the outside world:
 
-1. ``templates``: the rewriter (``tokenlean.templates.TemplateRewriter``,
-   safe mode) on system / developer messages. Saved: input tokens measured
-   before/after. Quality proxy: the rewriter's MiniLM similarity.
-2. ``compress``: only *context-bearing* messages: tool results and the
-   context block of a message that marks one (``Context:``, ``Documents:``,
-   ``<context>``...). The user's own question, instructions and code are never
-   compressed. Saved: input tokens. Quality proxy: the compressor's retention
-   estimate (or, when it reports none, the share of question words kept).
-3. ``budget``: the length predictor's ``max_tokens`` for the request. A
-   predicted cap does not shorten a good answer, so an answer that ended on
-   its own saves nothing; output is counted as saved only where the logged
-   answer ran into a length cap (``finish_reason == "length"``) longer than the
-   predicted one (a runaway the predicted cap would have stopped earlier).
-   Quality proxy: coverage (share of answers that fit under the cap) and the
-   share the cap would have cut.
-4. ``cache``: a fresh in-memory ``ResponseCache`` (exact + semantic, default
-   false-hit guard) replayed in log order; each miss stores its logged answer.
-   A hit removes the whole remaining call: the input the earlier layers left
-   and the output. Only hits the guard accepted count. The cache sees the
-   request as the pipeline would (including the budget's ``max_tokens``,
-   which is part of the cache key).
+* the provider is a :class:`~tokenlean.audit._replay.ReplayProvider`, which
+  answers each request with the answer the log recorded for it (cut at the
+  request's ``max_tokens`` when a layer lowered the cap: the model would have
+  stopped there);
+* the ledger is a :class:`~tokenlean.audit._replay.MemoryLedger`, which
+  collects the :class:`~tokenlean.core.CallRecord` rows the pipeline writes,
+  the rows ``lean()``'s ledger would hold.
 
-Token counts use the ``--price-as`` model's tokenizer for both prompts and
-answers, and prices come from its genai-prices rates, so a log of mixed models
-is priced as if it all had gone to that model. Cost per 1M tokens (before and
-after) divides the spend by the *original* traffic's tokens (input + output),
-so the two numbers share a denominator and their ratio is the saving.
+The report is computed from those rows. Every call is priced as ``price_as``
+(its tokenizer counts prompts and answers, its genai-prices rates price them),
+so a log of mixed models is priced as if it all had gone to that model. What a
+layer saved on the input side is what the pipeline measured (prompt tokens
+before minus after the layer). On the output side the replay measures against
+the logged answer: a cache hit saves the whole logged call (``lean()``'s ledger
+books it as the call it replaced, what that call cost after the other layers;
+the rest is booked to the cache too, since the other layers did not run), and
+an answer cut by a lowered ``max_tokens`` saves the tokens after the cut
+(booked to the layer that set the cap). So the per-layer savings add up to the difference
+between the spend before and after. Cost per 1M tokens (before and after)
+divides the spend by the *original* traffic's tokens (input + output), so the
+two numbers share a denominator and their ratio is the saving.
 """
 
 from __future__ import annotations
 
-import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from tokenlean.core import (
-    ConfigError,
-    Message,
-    Request,
+    CallRecord,
+    Layer,
+    Pipeline,
     Response,
     TokenleanError,
     TokenleanWarning,
-    Usage,
     count_messages,
-    count_tokens,
 )
-from tokenlean.core.prices import default_price_table
+from tokenlean.core.presets import LAYER_ORDER, LayerChoice, build_layers
 
 from ._logs import LogEntry, read_log
+from ._replay import MemoryLedger, PricedAs, ReplayProvider
 
-__all__ = ["LAYERS", "AuditOptions", "audit_entries", "audit_log", "context_spans"]
+__all__ = ["LAYERS", "AuditOptions", "audit_entries", "audit_log"]
 
-LAYERS = ("templates", "compress", "budget", "cache")
+#: the built-in layers, in the order ``lean()`` runs them
+LAYERS = LAYER_ORDER
 _MTOK = 1_000_000
-
-_CONTEXT_MARK = re.compile(
-    r"^[ \t]*(?:#+[ \t]*)?(?:context|contexts|documents?|sources?|passages?"
-    r"|retrieved(?: documents)?|background|reference(?:s| material)?|knowledge)[ \t]*:"
-    r"|<(?:context|documents?|sources?|passages?)>", re.I | re.M)
-_QUESTION_MARK = re.compile(r"^[ \t]*(?:question|query|user question)[ \t]*:"
-                            r"|</(?:context|documents?|sources?|passages?)>", re.I | re.M)
-
-
-def context_spans(message: Message, *, min_tokens: int = 120,
-                  count_model: str = "gpt-4o") -> list[tuple[int, int]]:
-    """Character spans of ``message`` that carry retrieved context (may be empty).
-
-    A tool message is context as a whole; a system or user message only from
-    a context marker (``Context:``, ``Documents:``, ``<context>``...) up to a
-    ``Question:`` line or a closing tag. Spans under ``min_tokens`` are left
-    alone (nothing worth compressing).
-    """
-    text = message.text
-    if not text or not isinstance(message.content, str):
-        return []
-    spans: list[tuple[int, int]] = []
-    if message.role == "tool":
-        spans = [(0, len(text))]
-    elif message.role in ("system", "developer", "user"):
-        for mark in _CONTEXT_MARK.finditer(text):
-            start = mark.end()
-            if spans and start < spans[-1][1]:
-                continue
-            end_mark = _QUESTION_MARK.search(text, start)
-            end = end_mark.start() if end_mark else len(text)
-            if end > start:
-                spans.append((start, end))
-    return [(a, b) for a, b in spans
-            if count_tokens(text[a:b], model=count_model).tokens >= min_tokens]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditOptions:
-    """What the audit replays and how it prices."""
+    """What the audit replays and how it prices.
+
+    ``preset``, ``choices`` and ``cache_sampled`` are ``lean()``'s:
+    ``AuditOptions(preset="max-savings", choices={"compress": False})`` replays
+    ``lean(model, preset="max-savings", compress=False)``. ``layers`` replaces the
+    preset with these layer objects, like ``lean(model, layers=[...])``.
+    """
 
     price_as: str = "gpt-4o"
-    layers: Sequence[str] = LAYERS
-    compress_ratio: float = 3.0
-    budget_quantile: float | None = None
-    cache_embedder: str = "wordllama"
-    tenant_field: str | None = None
+    preset: str = "safe"
+    choices: Mapping[str, LayerChoice] = field(default_factory=dict)
+    cache_sampled: bool = False
+    layers: Sequence[Layer] | None = None
     max_examples: int = 50
     max_points: int = 2000
 
@@ -121,210 +88,190 @@ class _LayerAcc:
     note: str = ""
     saved_input: int = 0
     saved_output: int = 0
-    saved_usd: Decimal = Decimal(0)
     changed: int = 0
     quality: dict[str, list[float]] = field(default_factory=dict)
 
-    def add_quality(self, key: str, value: float | None) -> None:
-        if value is not None:
+    def add_quality(self, key: str, value: Any) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             self.quality.setdefault(key, []).append(float(value))
 
 
-# ---- layer adapters (each uses the layer package's public API) ------------------
+@dataclass
+class _Books:
+    """What the replay adds up while it reads the log."""
+
+    layers: dict[str, _LayerAcc]
+    in_before: int = 0
+    out_before: int = 0
+    in_after: int = 0
+    out_after: int = 0
+    requests: int = 0
+    formats: set[str] = field(default_factory=set)
+    ledger_mode: bool = False
+    hits: list[float] = field(default_factory=list)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    compression: list[tuple[float, float]] = field(default_factory=list)
+    budget: list[tuple[int, int]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def acc(self, name: str) -> _LayerAcc:
+        if name not in self.layers:
+            self.layers[name] = _LayerAcc(name)
+        return self.layers[name]
 
 
-class _Templates:
-    name = "templates"
+@dataclass(frozen=True, slots=True)
+class _Replayed:
+    """One replayed call, waiting for its ledger row."""
 
-    def __init__(self, price_as: str) -> None:
-        from tokenlean.templates import TemplateRewriter
-
-        self.rewriter = TemplateRewriter(mode="safe", model=price_as)
-
-    def apply(self, request: Request, acc: _LayerAcc) -> Request:
-        messages = list(request.messages)
-        changed = False
-        for i, m in enumerate(messages):
-            if m.role not in ("system", "developer") or not m.text.strip():
-                continue
-            new = self._rewrite_instructions(m, acc)
-            if new != m.text:
-                messages[i] = m.with_text(new)
-                changed = True
-        return request.with_messages(messages) if changed else request
-
-    def _rewrite_instructions(self, message: Message, acc: _LayerAcc) -> str:
-        """Rewrite the template part of a system message; a retrieved-context block in it
-        is data, not template (compression's job), and is left as is."""
-        text = message.text
-        spans = context_spans(message, min_tokens=0, count_model=self.rewriter.model)
-        cuts = [0, *[x for span in spans for x in span], len(text)]
-        out = []
-        for k in range(0, len(cuts), 2):
-            a, b = cuts[k], cuts[k + 1]
-            piece = text[a:b]
-            if piece.strip():
-                result = self.rewriter.rewrite(piece.strip())
-                acc.add_quality("similarity", result.similarity)
-                if result.changed and result.saved_tokens > 0:
-                    lead = piece[:len(piece) - len(piece.lstrip())]
-                    trail = piece[len(piece.rstrip()):]
-                    piece = lead + result.text.strip() + trail
-            out.append(piece)
-            if k + 2 < len(cuts):
-                out.append(text[b:cuts[k + 2]])
-        return "".join(out)
+    line: int
+    input_tokens: int   # the logged request's prompt, priced-as tokenizer
+    output_tokens: int  # the logged answer
+    query: str
+    hit: Mapping[str, Any] | None  # the cache's raw hit info, when the call was a hit
 
 
-class _Compress:
-    """Question-aware compression of context spans through ``tokenlean.compress``."""
-
-    name = "compress"
-
-    def __init__(self, price_as: str, ratio: float) -> None:
-        from tokenlean.compress import Compressor
-
-        self.price_as = price_as
-        self.compressor = Compressor(ratio=ratio, model=price_as)
-        self.points: list[tuple[float, float]] = []
-
-    def _one(self, text: str, question: str) -> tuple[str, float | None]:
-        result = self.compressor.compress(text, question or None)
-        return result.text, float(result.retention)
-
-    def apply(self, request: Request, acc: _LayerAcc) -> Request:
-        question = request.last_user_text
-        messages = list(request.messages)
-        changed = False
-        for i, m in enumerate(messages):
-            spans = context_spans(m, count_model=self.price_as)
-            if not spans:
-                continue
-            text = m.text
-            out, last = [], 0
-            for a, b in spans:
-                q = question
-                if m.role == "user":  # the question inside the same message
-                    q = (text[:a] + " " + text[b:]).strip() or question
-                piece, retention = self._one(text[a:b], q)
-                before = count_tokens(text[a:b], model=self.price_as).tokens
-                after = max(1, count_tokens(piece, model=self.price_as).tokens)
-                if after < before:
-                    self.points.append((before / after, 1.0 if retention is None else retention))
-                    acc.add_quality("retention", retention)
-                    out.append(text[last:a] + piece)
-                else:
-                    out.append(text[last:b])
-                last = b
-            out.append(text[last:])
-            new = "".join(out)
-            if new != text:
-                messages[i] = m.with_text(new)
-                changed = True
-        return request.with_messages(messages) if changed else request
+# ---- building the layers ------------------------------------------------------------
 
 
-class _Budget:
-    name = "budget"
-
-    def __init__(self, price_as: str, quantile: float | None) -> None:
-        from tokenlean.budget import LengthPredictor
-
-        self.predictor = LengthPredictor.default(count_model=price_as)
-        if quantile is not None:
-            self.predictor = self.predictor.with_quantile(quantile)
-        self.points: list[tuple[int, int]] = []
-        self.covered = 0
-        self.seen = 0
-
-    def apply(self, request: Request, output_tokens: int, finish_reason: str | None,
-              acc: _LayerAcc) -> tuple[Request, int]:
-        cap = self.predictor.predict(request.messages)
-        if request.max_tokens is not None:
-            cap = min(cap, request.max_tokens)
-        self.seen += 1
-        self.points.append((cap, output_tokens))
-        if output_tokens <= cap:
-            self.covered += 1
-        saved = 0
-        if finish_reason == "length" and output_tokens > cap:
-            saved = output_tokens - cap  # a runaway the predicted cap stops earlier
-        if saved:
-            acc.changed += 1
-        from dataclasses import replace
-
-        return replace(request, max_tokens=cap), saved
+def _installed(name: str) -> bool:
+    return bool(entry_points(group="tokenlean.layers", name=name))
 
 
-class _Cache:
-    name = "cache"
-
-    def __init__(self, embedder: str) -> None:
-        from tokenlean.cache import ResponseCache
-
-        self.note = ""
-        try:
-            self.cache = ResponseCache(semantic=True, embedder=embedder)
-        except TokenleanError as exc:  # the semantic guard cannot load: exact hits only
-            self.cache = ResponseCache(semantic=False)
-            self.note = f"exact hits only: the semantic false-hit guard could not load ({exc})"
-        self.lookups = 0
-        self.accepted: list[float] = []
-        self.examples: list[dict[str, Any]] = []
-
-    def lookup(self, request: Request) -> Any:
-        self.lookups += 1
-        return self.cache.lookup(request)
-
-    def store(self, request: Request, text: str, output_tokens: int) -> None:
-        self.cache.update(request, Response(text=text, model=request.model, finish_reason="stop",
-                                            usage=Usage(output_tokens=output_tokens)))
-
-    def close(self) -> None:
-        self.cache.close()
-
-
-def _make(name: str, options: AuditOptions) -> Any:
-    if name == "templates":
-        return _Templates(options.price_as)
-    if name == "compress":
-        return _Compress(options.price_as, options.compress_ratio)
-    if name == "budget":
-        return _Budget(options.price_as, options.budget_quantile)
-    if name == "cache":
-        return _Cache(options.cache_embedder)
-    raise ConfigError(f"unknown layer {name!r}; known: {list(LAYERS)}")
+def _layers(options: AuditOptions) -> tuple[list[Layer], dict[str, _LayerAcc]]:
+    """The layers ``lean()`` would run for ``options``, and a report row for every layer
+    (those that run, and the built-in ones that do not, with why)."""
+    if options.layers is not None:
+        layers = list(options.layers)
+        why = "not among the layers given"
+    else:
+        choices: dict[str, Any] = dict(options.choices)
+        layers = build_layers(preset=options.preset, cache_sampled=options.cache_sampled,
+                              **choices)
+        why = f"off in preset {options.preset!r}"
+    rows = {layer.name: _LayerAcc(layer.name) for layer in layers}
+    for name in LAYER_ORDER:
+        if name in rows:
+            continue
+        if _installed(name):
+            rows[name] = _LayerAcc(name, status="off", note=why)
+        else:
+            rows[name] = _LayerAcc(name, status="skipped", note=(
+                f"no installed package provides the {name} layer "
+                f"(pip install 'tokenlean[{name}]')"))
+    return layers, rows
 
 
 # ---- the replay -------------------------------------------------------------------
 
 
-def _rates(price_as: str) -> tuple[Decimal, Decimal]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TokenleanWarning)
-        rates = default_price_table().rates(model=price_as)
-    if rates is None:
-        raise ConfigError(f"no price known for {price_as!r}; pass --price-as with a model "
-                          "genai-prices knows, e.g. gpt-4o")
-    return rates
+def _answered(records: Sequence[CallRecord], pending: Sequence[_Replayed],
+              books: _Books, options: AuditOptions) -> None:
+    """Book the pipeline's ledger rows against the logged calls they replayed."""
+    for call, record in zip(pending, records, strict=True):
+        books.in_after += record.usage.input_tokens
+        books.out_after += record.usage.output_tokens
+        cut = call.output_tokens - record.usage.output_tokens
+        cap_layer = next((rep.layer for rep in record.layers if "max_tokens" in rep.detail),
+                         None)
+        before_hit = sum(rep.saved_input_tokens for rep in record.layers[:-1])
+        for index, rep in enumerate(record.layers):
+            acc = books.acc(rep.layer)
+            if record.cached and index == len(record.layers) - 1:
+                # the ledger books a hit as the call it replaced (what it cost after the
+                # other layers); against the logged traffic the whole call is gone
+                saved_in, saved_out = call.input_tokens - before_hit, call.output_tokens
+            else:
+                saved_in = rep.saved_input_tokens
+                saved_out = cut if not record.cached and rep.layer == cap_layer else 0
+            acc.saved_input += saved_in
+            acc.saved_output += saved_out
+            if saved_in or saved_out:
+                acc.changed += 1
+                for key, value in rep.quality.items():
+                    acc.add_quality(key, value)
+            if rep.layer == cap_layer and isinstance(rep.detail.get("max_tokens"), int):
+                books.budget.append((int(rep.detail["max_tokens"]), call.output_tokens))
+            after = rep.detail.get("tokens_after")
+            if rep.layer == "compress" and isinstance(after, int) and after > 0:
+                books.compression.append((int(rep.detail.get("tokens_before", after)) / after,
+                                          float(rep.quality.get("retention", 1.0))))
+        if record.cached:
+            score = float(record.cache_score if record.cache_score is not None else 1.0)
+            books.hits.append(score)
+            hit = call.hit or {}
+            verifier = hit.get("verifier")
+            if verifier is not None:
+                books.acc(record.layers[-1].layer).add_quality("verifier", verifier)
+            if len(books.examples) < options.max_examples:
+                books.examples.append({
+                    "kind": hit.get("kind", "exact"), "similarity": round(score, 4),
+                    "verifier": verifier, "query": call.query[:300],
+                    "matched": str(hit.get("matched_query", ""))[:300], "line": call.line})
 
 
-def _mean(values: Iterable[float]) -> float | None:
-    values = list(values)
-    return sum(values) / len(values) if values else None
+def _run_one(pipeline: Pipeline, provider: ReplayProvider, entry: LogEntry,
+             books: _Books, price_as: str) -> _Replayed | None:
+    """Replay one logged call; None when a layer refused it (as lean() would raise)."""
+    request = entry.request
+    assert request is not None  # parse_line guarantees it for replayed formats
+    prompt = count_messages(request.messages, model=price_as, tools=request.tools).tokens
+    provider.expect(request, entry.response_text or "", finish_reason=entry.finish_reason,
+                    output_tokens=entry.usage_output)
+    answer = provider.logged_output_tokens(request)
+    books.in_before += prompt
+    books.out_before += answer
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TokenleanWarning)
+        try:
+            result = pipeline.run(request)
+        except TokenleanError as exc:  # a layer refused the call: lean() would raise it
+            provider.forget(request)
+            books.refused.append(f"line {entry.line}: {exc}")
+            books.in_after += prompt
+            books.out_after += answer
+            result = None
+    for warning in caught:
+        if issubclass(warning.category, TokenleanWarning):
+            key = str(warning.message).split(" failed", 1)[0]
+            books.failures[key] = books.failures.get(key, 0) + 1
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+    if result is None:
+        return None
+    hit = _hit_info(result.response)
+    return _Replayed(entry.line, prompt, answer, request.last_user_text, hit)
 
 
-def _tokens(entry: LogEntry, price_as: str) -> tuple[int, int]:
-    assert_request = entry.request
-    if assert_request is None:  # pragma: no cover - callers check
-        raise ConfigError("no request")
-    tin = count_messages(assert_request.messages, model=price_as,
-                         tools=assert_request.tools).tokens
-    if entry.response_text is not None:
-        tout = count_tokens(entry.response_text, model=price_as).tokens
-    else:
-        tout = entry.usage_output or 0
-    return tin, tout
+def _hit_info(response: Response) -> Mapping[str, Any] | None:
+    if not response.cached:
+        return None
+    raw = response.raw.get("cache") if isinstance(response.raw, Mapping) else None
+    return raw if isinstance(raw, Mapping) else {}
+
+
+def _observed(record: CallRecord, books: _Books) -> None:
+    """A ledger record: the savings its layers recorded (nothing is replayed)."""
+    a_in, a_out = record.usage.input_tokens, record.usage.output_tokens
+    books.in_after += a_in
+    books.out_after += a_out
+    books.in_before += a_in
+    books.out_before += a_out
+    for rep in record.layers:
+        acc = books.acc(rep.layer)
+        acc.status, acc.note = "ran", "as recorded in the ledger"
+        acc.saved_input += rep.saved_input_tokens
+        acc.saved_output += rep.saved_output_tokens
+        if rep.saved_input_tokens or rep.saved_output_tokens:
+            acc.changed += 1
+        for key, value in rep.quality.items():
+            acc.add_quality(key, value)
+        books.in_before += rep.saved_input_tokens
+        books.out_before += rep.saved_output_tokens
+    if record.cached and record.cache_score is not None:
+        books.hits.append(float(record.cache_score))
 
 
 def audit_entries(entries: Iterable[LogEntry], *, options: AuditOptions | None = None,
@@ -332,236 +279,173 @@ def audit_entries(entries: Iterable[LogEntry], *, options: AuditOptions | None =
                   source: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Replay ``entries`` and return the report dict (see :mod:`tokenlean.audit.report`)."""
     options = options or AuditOptions()
-    unknown = [n for n in options.layers if n not in LAYERS]
-    if unknown:
-        raise ConfigError(f"unknown layer(s) {unknown}; known: {list(LAYERS)}")
-    rate_in, rate_out = _rates(options.price_as)
+    prices = PricedAs(options.price_as)
     started = time.perf_counter()
-    accs = {name: _LayerAcc(name) for name in LAYERS}
-    impls: dict[str, Any] = {}
-    for name in LAYERS:
-        if name not in options.layers:
-            accs[name].status, accs[name].note = "off", "not requested"
-            continue
-        try:
-            impls[name] = _make(name, options)
-        except ImportError as exc:
-            accs[name].status = "skipped"
-            accs[name].note = (f"tokenlean-{name} is not installed or has no usable public API "
-                               f"yet ({exc}); install tokenlean-{name} to include this layer")
-        except TokenleanError as exc:  # installed but not usable here (e.g. a missing model)
-            accs[name].status = "skipped"
-            accs[name].note = f"tokenlean-{name} could not start: {exc}"
-    totals = {"in_before": 0, "out_before": 0, "in_after": 0, "out_after": 0}
-    cost_before = cost_after = Decimal(0)
-    ledger_mode = False
-    n = 0
-    formats: set[str] = set()
-    cache = impls.get("cache")
-    if cache is not None and cache.note:
-        accs["cache"].note = cache.note
+    layers, rows = _layers(options)
+    books = _Books(layers=rows)
+    provider = ReplayProvider(count_model=options.price_as)
+    ledger = MemoryLedger()
+    # no time budget per layer step: a replay's timing is not the app's, and an offline
+    # audit should give the same numbers on a busy machine (tokenlean bench overhead
+    # measures the time)
+    pipeline = Pipeline(provider=provider, layers=layers, ledger=ledger, prices=prices,
+                        count_model=options.price_as, layer_time_budget_s=None)
+    pending: list[_Replayed] = []
     try:
         for entry in entries:
-            n += 1
-            formats.add(entry.format)
+            books.requests += 1
+            books.formats.add(entry.format)
             if entry.record is not None:
-                ledger_mode = True
-                t_in, t_out, a_in, a_out = _observed(entry, accs, rate_in, rate_out, cache)
+                books.ledger_mode = True
+                _observed(entry.record, books)
             else:
-                t_in, t_out, a_in, a_out = _replay(entry, impls, accs, options, rate_in,
-                                                   rate_out)
-            totals["in_before"] += t_in
-            totals["out_before"] += t_out
-            totals["in_after"] += a_in
-            totals["out_after"] += a_out
-            cost_before += t_in * rate_in + t_out * rate_out
-            cost_after += a_in * rate_in + a_out * rate_out
+                replayed = _run_one(pipeline, provider, entry, books, options.price_as)
+                if replayed is not None:
+                    pending.append(replayed)
             if progress is not None:
-                progress(n)
+                progress(books.requests)
     finally:
-        if cache is not None:
-            cache.close()
-    return _build_report(n=n, formats=formats, ledger_mode=ledger_mode, accs=accs, impls=impls,
-                         totals=totals, cost_before=cost_before, cost_after=cost_after,
-                         options=options, elapsed=time.perf_counter() - started,
-                         source=source or {})
+        if options.layers is None:  # the audit built them: it closes them
+            for layer in layers:
+                close = getattr(layer, "close", None)
+                if callable(close):
+                    close()
+    _answered(list(ledger.records()), pending, books, options)
+    return _report(books, layers, options, prices, elapsed=time.perf_counter() - started,
+                   source=source or {})
 
 
-def _replay(entry: LogEntry, impls: Mapping[str, Any], accs: Mapping[str, _LayerAcc],
-            options: AuditOptions, rate_in: Decimal,
-            rate_out: Decimal) -> tuple[int, int, int, int]:
-    price_as = options.price_as
-    request = entry.request
-    assert request is not None  # parse_line guarantees it for replayed formats
-    t_in, t_out = _tokens(entry, price_as)
-    current, cur_in, out = request, t_in, t_out
-    for name in ("templates", "compress"):
-        layer = impls.get(name)
-        if layer is None:
-            continue
-        new = layer.apply(current, accs[name])
-        if new.messages != current.messages:
-            new_in = count_messages(new.messages, model=price_as, tools=new.tools).tokens
-            saved = cur_in - new_in
-            accs[name].saved_input += saved
-            accs[name].saved_usd += saved * rate_in
-            accs[name].changed += 1
-            current, cur_in = new, new_in
-    budget = impls.get("budget")
-    if budget is not None:
-        current, saved_out = budget.apply(current, out, entry.finish_reason, accs["budget"])
-        accs["budget"].saved_output += saved_out
-        accs["budget"].saved_usd += saved_out * rate_out
-        out -= saved_out
-    cache = impls.get("cache")
-    if cache is not None:
-        hit = cache.lookup(current)
-        if hit is not None:
-            acc = accs["cache"]
-            acc.saved_input += cur_in
-            acc.saved_output += out
-            acc.saved_usd += cur_in * rate_in + out * rate_out
-            acc.changed += 1
-            acc.add_quality("similarity", hit.score)
-            if hit.verifier is not None:
-                acc.add_quality("verifier", hit.verifier)
-            cache.accepted.append(hit.score)
-            if len(cache.examples) < options.max_examples:
-                cache.examples.append({"kind": hit.kind, "similarity": round(hit.score, 4),
-                                       "verifier": hit.verifier,
-                                       "query": current.last_user_text[:300],
-                                       "matched": hit.matched_query[:300],
-                                       "line": entry.line})
-            return t_in, t_out, 0, 0
-        if entry.response_text is not None:
-            cache.store(current, entry.response_text, out)
-    return t_in, t_out, cur_in, out
+# ---- the report -------------------------------------------------------------------
 
 
-def _observed(entry: LogEntry, accs: dict[str, _LayerAcc], rate_in: Decimal,
-              rate_out: Decimal, cache: Any) -> tuple[int, int, int, int]:
-    """A ledger record: the savings its layers recorded (nothing is replayed)."""
-    record = entry.record
-    assert record is not None  # only called for ledger entries
-    a_in, a_out = record.usage.input_tokens, record.usage.output_tokens
-    t_in, t_out = a_in, a_out
-    for rep in record.layers:
-        acc = accs.get(rep.layer)
-        if acc is None:
-            acc = accs.setdefault(rep.layer, _LayerAcc(rep.layer))
-        acc.status = "ran"
-        acc.note = "as recorded in the ledger"
-        acc.saved_input += rep.saved_input_tokens
-        acc.saved_output += rep.saved_output_tokens
-        acc.saved_usd += rep.saved_input_tokens * rate_in + rep.saved_output_tokens * rate_out
-        if rep.saved_input_tokens or rep.saved_output_tokens:
-            acc.changed += 1
-        for key, value in rep.quality.items():
-            if isinstance(value, (int, float)):
-                acc.add_quality(key, value)
-        t_in += rep.saved_input_tokens
-        t_out += rep.saved_output_tokens
-    if record.cached and cache is not None and record.cache_score is not None:
-        cache.accepted.append(float(record.cache_score))
-    return t_in, t_out, a_in, a_out
+def _mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
 
 
 def _per_mtok(usd: Decimal, tokens: int) -> float:
     return float(usd) * _MTOK / tokens if tokens else 0.0
 
 
-def _build_report(*, n: int, formats: set[str], ledger_mode: bool,
-                  accs: Mapping[str, _LayerAcc], impls: Mapping[str, Any],
-                  totals: Mapping[str, int], cost_before: Decimal, cost_after: Decimal,
-                  options: AuditOptions, elapsed: float,
-                  source: Mapping[str, Any]) -> dict[str, Any]:
-    base_tokens = totals["in_before"] + totals["out_before"]
-    layers = []
-    for name, acc in accs.items():
+def _layer_rows(books: _Books, rates: tuple[Decimal, Decimal], cost_before: Decimal,
+                base_tokens: int) -> list[dict[str, Any]]:
+    rate_in, rate_out = rates
+    out = []
+    for name, acc in books.layers.items():
         quality: dict[str, Any] = {k: round(v, 4) for k, v in
                                    ((k, _mean(vals)) for k, vals in acc.quality.items())
                                    if v is not None}
-        if name == "budget" and "budget" in impls and not ledger_mode:
-            b = impls["budget"]
-            quality["coverage"] = round(b.covered / b.seen, 4) if b.seen else None
-            quality["would_cut_share"] = round(1 - b.covered / b.seen, 4) if b.seen else None
-        if name == "cache" and "cache" in impls:
-            quality["hit_rate"] = round(acc.changed / n, 4) if n else 0.0
-        layers.append({
+        if acc.status == "ran" and not books.ledger_mode and name == "budget" and books.budget:
+            covered = sum(1 for cap, actual in books.budget if actual <= cap) / len(books.budget)
+            quality["coverage"] = round(covered, 4)
+            quality["would_cut_share"] = round(1 - covered, 4)
+        if acc.status == "ran" and name == "cache":
+            quality["hit_rate"] = round(len(books.hits) / books.requests, 4) \
+                if books.requests else 0.0
+        saved_usd = acc.saved_input * rate_in + acc.saved_output * rate_out
+        out.append({
             "layer": name, "status": acc.status, "note": acc.note,
             "saved_input_tokens": acc.saved_input, "saved_output_tokens": acc.saved_output,
-            "saved_usd": round(float(acc.saved_usd), 6),
-            "saved_per_mtok": round(_per_mtok(acc.saved_usd, base_tokens), 4),
-            "saved_share": round(float(acc.saved_usd / cost_before), 4) if cost_before else 0.0,
+            "saved_usd": round(float(saved_usd), 6),
+            "saved_per_mtok": round(_per_mtok(saved_usd, base_tokens), 4),
+            "saved_share": round(float(saved_usd / cost_before), 4) if cost_before else 0.0,
             "requests_changed": acc.changed, "quality": quality,
         })
-    before = _per_mtok(cost_before, base_tokens)
-    after = _per_mtok(cost_after, base_tokens)
+    return out
+
+
+def _report(books: _Books, layers: Sequence[Layer], options: AuditOptions, prices: PricedAs,
+            *, elapsed: float, source: Mapping[str, Any]) -> dict[str, Any]:
+    rates = prices.rates(model=options.price_as)
+    assert rates is not None  # PricedAs checked it
+    rate_in, rate_out = rates
+    cost_before = books.in_before * rate_in + books.out_before * rate_out
+    cost_after = books.in_after * rate_in + books.out_after * rate_out
+    base_tokens = books.in_before + books.out_before
+    preset = options.preset if options.layers is None else "custom layers"
     report: dict[str, Any] = {
         "schema": "tokenlean.audit/1",
         "kind": "audit",
         "title": "tokenlean audit",
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "price_as": options.price_as,
-        "source": {**source, "format": ",".join(sorted(formats)) or "empty",
-                   "mode": "recorded (ledger)" if ledger_mode else "replayed"},
-        "requests": n,
-        "tokens_before": {"input": totals["in_before"], "output": totals["out_before"]},
-        "tokens_after": {"input": totals["in_after"], "output": totals["out_after"]},
+        "preset": preset,
+        "choices": {k: v if isinstance(v, (bool, str)) else type(v).__name__
+                    for k, v in options.choices.items() if v is not None},
+        "cache_sampled": options.cache_sampled,
+        "layer_order": [layer.name for layer in layers],
+        "source": {**source, "format": ",".join(sorted(books.formats)) or "empty",
+                   "mode": "recorded (ledger)" if books.ledger_mode else "replayed"},
+        "requests": books.requests,
+        "tokens_before": {"input": books.in_before, "output": books.out_before},
+        "tokens_after": {"input": books.in_after, "output": books.out_after},
         "cost_usd_before": round(float(cost_before), 6),
         "cost_usd_after": round(float(cost_after), 6),
-        "cost_per_mtok_before": round(before, 4),
-        "cost_per_mtok_after": round(after, 4),
+        "cost_per_mtok_before": round(_per_mtok(cost_before, base_tokens), 4),
+        "cost_per_mtok_after": round(_per_mtok(cost_after, base_tokens), 4),
         "saved_ratio": round(1 - float(cost_after / cost_before), 4) if cost_before else 0.0,
-        "layers": layers,
+        "layers": _layer_rows(books, rates, cost_before, base_tokens),
         "elapsed_s": round(elapsed, 2),
-        "notes": _notes(options, ledger_mode),
+        "notes": _notes(books, options, preset),
     }
-    cache = impls.get("cache")
-    if cache is not None:
-        report["cache"] = {"lookups": cache.lookups if not ledger_mode else n,
-                           "hits": (accs["cache"].changed if not ledger_mode
-                                    else len(cache.accepted)),
-                           "accepted": [round(s, 4) for s in cache.accepted[:options.max_points]],
-                           "rejected": [], "examples": cache.examples,
-                           "guard": "default false-hit guard" if cache.cache.guard else "none"}
-    comp = impls.get("compress")
-    if comp is not None:
-        report["compression"] = {"target_ratio": options.compress_ratio,
-                                 "points": [[round(r, 3), round(q, 4)]
-                                            for r, q in comp.points[:options.max_points]]}
-    budget = impls.get("budget")
-    if budget is not None and not ledger_mode:
-        report["budget"] = {"quantile": budget.predictor.quantile,
-                            "coverage": round(budget.covered / budget.seen, 4)
-                            if budget.seen else None,
-                            "points": [list(p) for p in budget.points[:options.max_points]]}
+    by_name = {layer.name: layer for layer in layers}
+    if "cache" in by_name or (books.ledger_mode and books.hits):
+        guard = getattr(by_name.get("cache"), "guard", None)
+        report["cache"] = {
+            "lookups": books.requests,
+            "hits": len(books.hits),
+            "accepted": [round(s, 4) for s in books.hits[:options.max_points]],
+            "rejected": [], "examples": books.examples,
+            "guard": "default false-hit guard" if guard is not None else "none (exact hits)"}
+    if "compress" in by_name:
+        compressor = getattr(by_name["compress"], "compressor", None)
+        report["compression"] = {
+            "target_ratio": getattr(compressor, "ratio", None),
+            "points": [[round(r, 3), round(q, 4)]
+                       for r, q in books.compression[:options.max_points]]}
+    if "budget" in by_name and not books.ledger_mode:
+        predictor = getattr(by_name["budget"], "predictor", None)
+        covered = sum(1 for cap, actual in books.budget if actual <= cap)
+        report["budget"] = {
+            "quantile": getattr(predictor, "quantile", None),
+            "coverage": round(covered / len(books.budget), 4) if books.budget else None,
+            "points": [list(p) for p in books.budget[:options.max_points]]}
     return report
 
 
-def _notes(options: AuditOptions, ledger_mode: bool) -> list[str]:
-    if ledger_mode:
+def _notes(books: _Books, options: AuditOptions, preset: str) -> list[str]:
+    if books.ledger_mode:
         return ["Ledger export: the savings shown are what the layers recorded on the real "
                 "calls (nothing was replayed); all tokens are re-priced as "
                 f"{options.price_as}."]
-    return [
+    replayed = (f"the layers lean() builds for preset {preset!r}" if options.layers is None
+                else "the layers given")
+    notes = [
+        f"Replayed through the real pipeline with {replayed}, in lean()'s order (the cache "
+        "first, keyed on the request as the app sent it; a hit skips every other layer); "
+        "the provider answered each call with its logged answer.",
         f"Every request was priced as {options.price_as} (genai-prices rates), tokens counted "
         "with its tokenizer; cost per 1M tokens divides spend by the original traffic's "
-        "input + output tokens, before and after alike.",
-        "Layers were applied in pipeline order to the same request stream, each to what the "
-        "previous layers left (compress acts on what templates left; a cache hit removes "
-        "the whole remaining call). Per-layer savings add up to the total.",
-        "templates: the safe rewriter on system/developer messages only, on their "
-        "instruction text (a context block inside a system message is left to compress).",
-        "compress: only context-bearing messages (tool results, marked context blocks); "
-        f"target ratio {options.compress_ratio}x.",
-        "budget: a predicted cap does not shorten an answer that ends on its own, so output "
-        "is counted as saved only for logged answers cut by a longer length cap "
-        "(finish_reason=length). Coverage is the share of answers that fit under the cap.",
-        "cache: a fresh in-memory cache replayed in log order; a miss stores the logged "
-        "answer; only hits accepted by the false-hit guard count. The cache key includes "
-        "the request's model, so the same prompt sent to different models never hits.",
+        "input + output tokens, before and after alike. Per-layer savings add up to the "
+        "total.",
+        "Input saved is what the pipeline measured per layer. A cache hit saves the whole "
+        "logged call (lean()'s ledger books a hit as the call it replaced, after the other "
+        "layers; the rest is booked to the cache here, since they did not run). Output "
+        "saved is measured against the logged answer: a max_tokens "
+        "that a layer lowered cuts a longer answer where the model would have stopped "
+        "(the cut answer is shorter, and worse: see the budget's would_cut_share).",
+        "The cache starts empty and is filled in log order (a miss stores its logged "
+        "answer, as lean() would store the model's); its key includes the request's model "
+        "and sampling parameters, so what lean() would not serve from cache is not counted.",
     ]
+    for what, count in sorted(books.failures.items()):
+        notes.append(f"{what}: failed on {count} call(s); the pipeline passed those calls "
+                     "through without it (lean() would too, with a warning).")
+    if books.refused:
+        notes.append(f"{len(books.refused)} call(s) were refused by a layer (lean() would "
+                     f"raise the error to the app) and are booked unchanged; first: "
+                     f"{books.refused[0]}")
+    return notes
 
 
 def audit_log(path: str | Path, *, options: AuditOptions | None = None,

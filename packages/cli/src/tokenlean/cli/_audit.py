@@ -50,29 +50,54 @@ def layer_table(report: dict[str, Any], *, title: str) -> Table:
     return table
 
 
+def _choice(value: str | None) -> bool | str | None:
+    """A layer option as ``lean()`` takes it: on / off, or the option string."""
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    if lowered in {"on", "true", "yes"}:
+        return True
+    if lowered in {"off", "false", "no"}:
+        return False
+    return value.strip()
+
+
+def _layer_option(name: str, values: str) -> Any:
+    return typer.Option(None, f"--{name}", help=f"lean()'s {name}= for the replay: on, off or "
+                        f"{values} (default: what --preset turns on).")
+
+
 def audit(
     log: Path = typer.Argument(..., help="JSONL traffic log: OpenAI request/response pairs, "
                                "the prompts shape, or a tokenlean ledger export."),
+    preset: str = typer.Option("safe", "--preset", help="The lean() preset to replay: safe "
+                               "(lean()'s default), max-savings or off."),
+    cache: str | None = _layer_option("cache", "exact / semantic"),
+    templates: str | None = _layer_option("templates", "whitespace / safe"),
+    compress: str | None = _layer_option("compress", "a method name"),
+    budget: str | None = _layer_option("budget", "predict / concise"),
+    cache_sampled: bool = typer.Option(False, "--cache-sampled", help="lean()'s "
+                                       "cache_sampled=True: sampled calls (temperature above 0 "
+                                       "or unset, no seed) may be answered from the cache."),
     price_as: str = typer.Option("gpt-4o", "--price-as", help="Price every call as this model."),
     html: Path | None = typer.Option(None, "--html", help="Write the HTML report here."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N calls."),
-    layers: str = typer.Option("templates,compress,budget,cache", "--layers",
-                               help="Comma-separated layers to replay."),
-    compress_ratio: float = typer.Option(3.0, "--compress-ratio",
-                                         help="Target ratio for context compression."),
 ) -> None:
-    """Replay a traffic log offline and estimate what each layer would save."""
+    """Replay a traffic log offline through the layers lean() would run; show what each saves."""
     replay = require("tokenlean.audit", extra="audit", feature="tokenlean audit")
     if not log.exists():
         raise InvalidRequestError(f"no such file: {log}")
-    options = replay.AuditOptions(price_as=price_as, compress_ratio=compress_ratio,
-                           layers=tuple(x.strip() for x in layers.split(",") if x.strip()))
+    choices = {name: choice for name, value in (("cache", cache), ("templates", templates),
+                                                ("compress", compress), ("budget", budget))
+               if (choice := _choice(value)) is not None}
+    options = replay.AuditOptions(price_as=price_as, preset=preset, choices=choices,
+                                  cache_sampled=cache_sampled)
     total = _count_lines(log, limit)
     with _progress(_err) as bar:
         task = bar.add_task("replaying", total=total)
         report = replay.audit_log(log, options=options, limit=limit,
-                           progress=lambda n: bar.update(task, completed=n))
+                                  progress=lambda n: bar.update(task, completed=n))
     if html is not None:
         replay.write_html(report, html)
         _err.print(f"report written to [bold]{html}[/]")
@@ -80,8 +105,12 @@ def audit(
         typer.echo(json.dumps(report))
         return
     out = Console()
+    replayed = f"preset {report['preset']!r}" + "".join(
+        f", {name}={'on' if value is True else 'off' if value is False else value}"
+        for name, value in report["choices"].items()) + (
+        ", cache_sampled" if report["cache_sampled"] else "")
     out.print(layer_table(report, title=f"tokenlean audit of {log} ({report['requests']} calls, "
-                                        f"priced as {price_as})"))
+                                        f"{replayed}, priced as {price_as})"))
     out.print(f"$ per 1M tokens: {report['cost_per_mtok_before']:.3f} -> "
               f"{report['cost_per_mtok_after']:.3f}  (saved {report['saved_ratio'] * 100:.1f}%)")
     for layer in report["layers"]:

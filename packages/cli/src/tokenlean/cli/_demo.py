@@ -186,7 +186,8 @@ def demo_layers() -> tuple[dict[str, Any], list[str]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                if build_layers(preset="off", **{name: PRESETS["max-savings"][name]}):
+                choice: dict[str, Any] = {name: PRESETS["max-savings"][name]}
+                if build_layers(preset="off", **choice):
                     registered.add(name)
             except Exception as exc:
                 notes.append(f"{name}: the preset's factory failed ({exc}); built directly")
@@ -214,9 +215,12 @@ def demo_layers() -> tuple[dict[str, Any], list[str]]:
 
 
 def _rates(price_as: str) -> tuple[Decimal, Decimal]:
-    from tokenlean.audit._audit import _rates as rates
+    """USD per input and output token of ``price_as`` (ConfigError when unknown)."""
+    from tokenlean.audit._replay import PricedAs
 
-    return rates(price_as)
+    rates = PricedAs(price_as).rates(model=price_as)
+    assert rates is not None  # PricedAs refuses a model without a price
+    return rates
 
 
 def demo_report(raw: Sequence[DemoCall], lean_calls: Sequence[DemoCall], *, price_as: str,
