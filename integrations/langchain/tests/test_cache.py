@@ -15,8 +15,54 @@ from langchain_tokenlean import TokenleanCache
 from tokenlean.cache import SQLiteStore
 
 
+class GreedyChat(FakeListChatModel):
+    """A fake chat model that names its temperature (0) in its settings, as real
+    ones do: its calls are repeatable, so the cache may answer them."""
+
+    temperature: float = 0.0
+
+    @property
+    def _identifying_params(self) -> dict:
+        return {**super()._identifying_params, "temperature": self.temperature}
+
+
+class GreedyLLM(FakeListLLM):
+    temperature: float = 0.0
+
+    @property
+    def _identifying_params(self) -> dict:
+        return {**super()._identifying_params, "temperature": self.temperature}
+
+
 def chat(cache, responses=("first", "second", "third")):
-    return FakeListChatModel(responses=list(responses), cache=cache)
+    return GreedyChat(responses=list(responses), cache=cache)
+
+
+@pytest.mark.parametrize("settings", [{"temperature": 0.7}, None], ids=["sampled", "unknown"])
+def test_a_sampling_model_is_asked_every_time_unless_cache_sampled(settings):
+    def model(cache):
+        if settings is None:  # names no temperature: the provider's default, which samples
+            return FakeListChatModel(responses=["first", "second", "third"], cache=cache)
+        return GreedyChat(responses=["first", "second", "third"], cache=cache, **settings)
+
+    sampling = model(TokenleanCache(semantic=False))
+    assert [sampling.invoke("Tell me a joke").content for _ in range(2)] == ["first", "second"]
+    opted_in = model(TokenleanCache(semantic=False, cache_sampled=True))
+    assert [opted_in.invoke("Tell me a joke").content for _ in range(2)] == ["first", "first"]
+
+
+def test_a_truncated_answer_is_not_stored():
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration
+
+    cache = TokenleanCache(semantic=False)
+    llm_string = GreedyChat(responses=["x"])._get_llm_string()
+    cut = AIMessage("The answer is", response_metadata={"finish_reason": "length"})
+    cache.update("q", llm_string, [ChatGeneration(message=cut)])
+    assert cache.lookup("q", llm_string) is None
+    done = AIMessage("The answer is 4.", response_metadata={"finish_reason": "stop"})
+    cache.update("q", llm_string, [ChatGeneration(message=done)])
+    assert cache.lookup("q", llm_string) is not None
 
 
 def test_exact_hit_returns_the_first_answer_again():
@@ -73,11 +119,11 @@ def test_global_cache_and_text_llms():
     previous = get_llm_cache()
     try:
         set_llm_cache(TokenleanCache(semantic=False))
-        llm = FakeListLLM(responses=["one", "two"])
+        llm = GreedyLLM(responses=["one", "two"])
         assert llm.invoke("complete this") == "one"
         assert llm.invoke("complete this") == "one"
-        assert FakeListChatModel(responses=["x", "y"]).invoke("hello").content == "x"
-        assert FakeListChatModel(responses=["x", "y"]).invoke("hello").content == "x"
+        assert GreedyChat(responses=["x", "y"]).invoke("hello").content == "x"
+        assert GreedyChat(responses=["x", "y"]).invoke("hello").content == "x"
     finally:
         set_llm_cache(previous)
 

@@ -44,12 +44,14 @@ def model() -> CountingModel:
 def _ask(text: str, *, tenant: str = "default", system: str | None = None, **kw) -> Request:
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": text}]
+    kw.setdefault("temperature", 0.0)  # a repeatable call: sampled ones are never cached
     return Request(messages=messages, model=kw.pop("model", "gpt-4o-mini"), tenant=tenant, **kw)
 
 
 @pytest.fixture
 def ask():
-    """Build a one-turn request: ask("text", tenant=..., system=..., temperature=...)."""
+    """Build a one-turn request: ask("text", tenant=..., system=..., temperature=...);
+    temperature 0 unless given."""
     return _ask
 
 

@@ -5,10 +5,9 @@ def test_all_is_pinned():
     assert sorted(cache.__all__) == [
         "CacheHit", "Embedder", "Entry", "FalseHitGuard", "FunctionEmbedder",
         "GPTCacheEmbedding", "GuardEvaluation", "GuardVerdict",
-        "MiniLMEmbedder", "PostgresStore", "RedisStore", "RequestKeys", "ResponseCache",
-        "SQLiteStore", "Store",
-        "WordLlamaEmbedder", "get_embedder", "import_gptcache_sqlite", "keys_for",
-        "read_gptcache_sqlite",
+        "MiniLMEmbedder", "NOT_CACHED", "PostgresStore", "RedisStore", "RequestKeys",
+        "ResponseCache", "SQLiteStore", "Store", "WordLlamaEmbedder", "get_embedder", "import_gptcache_sqlite",
+        "is_sampled", "keys_for", "read_gptcache_sqlite",
     ]
     for name in cache.__all__:
         assert getattr(cache, name) is not None

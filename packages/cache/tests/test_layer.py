@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tokenlean.cache import FunctionEmbedder, ResponseCache, SQLiteStore
-from tokenlean.core import Pipeline, Request, Response, TokenleanWarning, Usage
+from tokenlean.core import ConfigError, Pipeline, Request, Response, TokenleanWarning, Usage
 
 
 def exact_cache(**kw) -> ResponseCache:
@@ -35,13 +35,13 @@ def test_whitespace_is_normalised_but_case_is_not(model, ask):
 
 
 @pytest.mark.parametrize("change", [
-    {"model": "gpt-4o"}, {"max_tokens": 5}, {"temperature": 0.0}, {"top_p": 0.5},
+    {"model": "gpt-4o"}, {"max_tokens": 5}, {"temperature": 0.7}, {"top_p": 0.5},
     {"stop": ["\n"]}, {"seed": 7}, {"params": {"response_format": {"type": "json_object"}}},
     {"tools": [{"type": "function", "function": {"name": "f"}}]}, {"system": "Be brief."},
     {"tenant": "other"},
 ])
 def test_every_output_changing_field_is_in_the_exact_key(model, ask, change):
-    cache = exact_cache()
+    cache = exact_cache(cache_sampled=True)  # the key alone decides here
     pipe = Pipeline(provider=model.provider(), layers=[cache])
     pipe.run(ask("Tell me a fact"))
     assert not pipe.run(ask("Tell me a fact", **change)).response.cached
@@ -61,7 +61,7 @@ def test_earlier_turns_are_part_of_the_key(model):
     pipe = Pipeline(provider=model.provider(), layers=[cache])
 
     def chat(prev: str) -> Request:
-        return Request(model="gpt-4o-mini", messages=[
+        return Request(model="gpt-4o-mini", temperature=0, messages=[
             {"role": "user", "content": prev}, {"role": "assistant", "content": "ok"},
             {"role": "user", "content": "and then?"}])
 
@@ -94,25 +94,35 @@ def test_adversarial_tenants_never_share_entries(model, ask, bow):
     assert pipe.run(ask("what is our refund policy", tenant="acme")).response.cached
 
 
-def test_sampling_policy(model, ask, bow):
-    def fresh(**kw) -> Pipeline:
+def test_sampled_calls_are_neither_served_nor_stored_unless_cache_sampled(model, ask, bow):
+    def fresh(**kw) -> tuple[ResponseCache, Pipeline]:
         cache = ResponseCache(embedder=FunctionEmbedder(bow), guard=None, min_score=0.8, **kw)
-        return Pipeline(provider=model.provider(), layers=[cache])
+        return cache, Pipeline(provider=model.provider(), layers=[cache])
 
-    pipe = fresh()  # default "exact": exact hits yes, semantic no when sampling
+    cache, pipe = fresh()
+    for settings in ({"temperature": 0.9}, {"temperature": None}, {"temperature": 0.9}):
+        first = pipe.run(ask("name a colour", **settings))
+        assert not pipe.run(ask("name a colour", **settings)).response.cached
+        assert not pipe.run(ask("name a colour please", **settings)).response.cached
+        assert {r.layer: r for r in first.record.layers}["cache"].detail == {
+            "not_cached": "sampled"}
+    assert cache.store.count() == 0  # nothing stored either
+    # a seed makes a sampled call repeatable: cached
+    pipe.run(ask("name a colour", temperature=0.9, seed=3))
+    assert pipe.run(ask("name a colour", temperature=0.9, seed=3)).response.cached
+    pipe.run(ask("name a fruit"))  # temperature 0: exact and semantic hits
+    assert pipe.run(ask("name a fruit please")).response.cached
+
+    cache, pipe = fresh(cache_sampled=True)
     pipe.run(ask("name a colour", temperature=0.9))
     assert pipe.run(ask("name a colour", temperature=0.9)).response.cached
-    assert not pipe.run(ask("name a colour please", temperature=0.9)).response.cached
-    pipe.run(ask("name a fruit"))
-    assert pipe.run(ask("name a fruit please")).response.cached  # temperature None: semantic ok
-
-    pipe = fresh(sampling="none")
-    pipe.run(ask("name a colour", temperature=0.9))
-    assert not pipe.run(ask("name a colour", temperature=0.9)).response.cached
-
-    pipe = fresh(sampling="all")
-    pipe.run(ask("name a colour", temperature=0.9))
     assert pipe.run(ask("name a colour please", temperature=0.9)).response.cached
+    assert pipe.run(ask("name a colour", temperature=None)).response.cached is False  # new key
+
+
+def test_cache_sampled_must_be_a_bool():
+    with pytest.raises(ConfigError, match="cache_sampled"):
+        ResponseCache(semantic=False, cache_sampled="yes")  # type: ignore[arg-type]
 
 
 def test_ttl_and_invalidation(model, ask):

@@ -85,7 +85,8 @@ def test_second_instance_sees_writes_and_deletes(tmp_path, bow):
     from tokenlean.core import Request, Response
 
     def req(text):
-        return Request(messages=[{"role": "user", "content": text}], model="gpt-4o-mini")
+        return Request(messages=[{"role": "user", "content": text}], model="gpt-4o-mini",
+                       temperature=0)
 
     assert two.lookup(req("warm the index of two")) is None
     one.update(req("where is the train station"), Response(text="north"))
@@ -146,7 +147,8 @@ WORKER = textwrap.dedent("""
             text = f"question number {q} about topic {q * 7}"
             try:
                 r = pipe.run(Request(messages=[{"role": "user", "content": text}],
-                                     model="gpt-4o-mini", tenant=f"t{q % 2}")).response
+                                     model="gpt-4o-mini", tenant=f"t{q % 2}",
+                                     temperature=0)).response
             except Exception:
                 errors += 1
                 continue

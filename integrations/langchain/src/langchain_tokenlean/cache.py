@@ -33,13 +33,13 @@ from ._convert import from_lc_messages, to_lc_message, usage_from_lc, usage_to_l
 
 __all__ = ["TokenleanCache"]
 
-_PARAM = re.compile(r"\('(model|model_name|temperature)', ([^)]*)\)")
+_PARAM = re.compile(r"\('(model|model_name|temperature|seed)', ([^)]*)\)")
 
 
-def _settings(llm_string: str) -> tuple[str, float | None]:
-    """The model name and temperature LangChain put in ``llm_string`` (for
-    invalidation by model and the sampling policy); the whole string is in the key."""
-    model, temperature = "langchain", None
+def _settings(llm_string: str) -> tuple[str, float | None, int | None]:
+    """The model name, temperature and seed LangChain put in ``llm_string`` (for
+    invalidation by model and the sampled-call policy); the whole string is in the key."""
+    model, temperature, seed = "langchain", None, None
     for name, value in _PARAM.findall(llm_string):
         try:
             parsed = ast.literal_eval(value.strip())
@@ -47,9 +47,12 @@ def _settings(llm_string: str) -> tuple[str, float | None]:
             continue
         if name in ("model", "model_name") and isinstance(parsed, str) and parsed:
             model = parsed
-        elif name == "temperature" and isinstance(parsed, (int, float)):
+        elif (name == "temperature" and isinstance(parsed, (int, float))
+              and not isinstance(parsed, bool)):
             temperature = float(parsed) if 0 <= parsed <= 2 else None
-    return model, temperature
+        elif name == "seed" and isinstance(parsed, int) and not isinstance(parsed, bool):
+            seed = parsed
+    return model, temperature, seed
 
 
 def _messages(prompt: str) -> tuple[Message, ...]:
@@ -74,8 +77,10 @@ class TokenleanCache(BaseCache):
         store: any :class:`tokenlean.cache.Store` (``RedisStore`` for exact
             hits shared across machines).
         tenant: entries of one tenant are never served to another.
-        semantic / embedder / guard / min_score / ttl_s / sampling: see
-            :class:`tokenlean.cache.ResponseCache`.
+        semantic / embedder / guard / min_score / ttl_s / cache_sampled: see
+            :class:`tokenlean.cache.ResponseCache`. A model whose settings
+            (``llm_string``) name no temperature, or one above 0 without a seed,
+            samples: its calls are not cached unless ``cache_sampled=True``.
         cache: an existing :class:`~tokenlean.cache.ResponseCache` (then the
             options above must not be given).
     """
@@ -85,22 +90,22 @@ class TokenleanCache(BaseCache):
                  embedder: Any = "wordllama",
                  guard: FalseHitGuard | Literal["default"] | None = "default",
                  min_score: float | None = None, ttl_s: float | None = None,
-                 sampling: Literal["exact", "all", "none"] = "exact",
+                 cache_sampled: bool = False,
                  cache: ResponseCache | None = None) -> None:
         if cache is None:
             cache = ResponseCache(store=store if store is not None else path,
                                   semantic=semantic, embedder=embedder,
                                   guard=guard, min_score=min_score, ttl_s=ttl_s,
-                                  sampling=sampling)
+                                  cache_sampled=cache_sampled)
         self.cache = cache
         self.tenant = tenant
 
     # ---- conversion --------------------------------------------------------
 
     def _request(self, prompt: str, llm_string: str) -> Request:
-        model, temperature = _settings(llm_string)
+        model, temperature, seed = _settings(llm_string)
         return Request(messages=_messages(prompt), model=model, temperature=temperature,
-                       params={"llm_string": llm_string}, tenant=self.tenant,
+                       seed=seed, params={"llm_string": llm_string}, tenant=self.tenant,
                        provider="langchain")
 
     @staticmethod
@@ -112,9 +117,12 @@ class TokenleanCache(BaseCache):
             from ._convert import from_lc_message
 
             msg = from_lc_message(gen.message)
+            meta = gen.message.response_metadata or {}
+            finish = meta.get("finish_reason") or meta.get("stop_reason")
             return Response(text=msg.text, tool_calls=msg.tool_calls,
                             usage=usage_from_lc(gen.message.usage_metadata),
-                            finish_reason="tool_calls" if msg.tool_calls else "stop")
+                            finish_reason=str(finish or ("tool_calls" if msg.tool_calls
+                                                         else "stop")))
         if isinstance(gen, ChatGeneration):
             return None
         return Response(text=gen.text)

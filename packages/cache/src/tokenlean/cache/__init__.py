@@ -12,6 +12,9 @@ vector index, in Redis (exact hits, TTLs) or in PostgreSQL + pgvector.
 
     cache = ResponseCache(store="~/.tokenlean/cache.sqlite")
     pipeline = Pipeline(provider=provider, layers=[cache])
+
+A call that samples (temperature above 0 or unknown, and no seed) is never
+answered from the cache unless ``ResponseCache(cache_sampled=True)``.
 """
 
 from ._embed import Embedder, FunctionEmbedder, MiniLMEmbedder, WordLlamaEmbedder, get_embedder
@@ -23,13 +26,14 @@ from ._gptcache import (
     read_gptcache_sqlite,
 )
 from ._guard import FalseHitGuard, GuardVerdict
-from ._keys import RequestKeys, keys_for
-from ._layer import CacheHit, ResponseCache
+from ._keys import RequestKeys, is_sampled, keys_for
+from ._layer import NOT_CACHED, CacheHit, ResponseCache
 from ._postgres import PostgresStore
 from ._redis import RedisStore
 from ._sqlite import SQLiteStore
 
 __all__ = [
+    "NOT_CACHED",
     "CacheHit",
     "Embedder",
     "Entry",
@@ -48,6 +52,7 @@ __all__ = [
     "WordLlamaEmbedder",
     "get_embedder",
     "import_gptcache_sqlite",
+    "is_sampled",
     "keys_for",
     "read_gptcache_sqlite",
 ]

@@ -100,14 +100,16 @@ def read_gptcache_sqlite(path: str | Path, *, table_prefix: str = "gptcache"
 
 
 def import_gptcache_sqlite(cache: Any, path: str | Path, *, model: str,
-                           tenant: str = "default", table_prefix: str = "gptcache") -> int:
+                           tenant: str = "default", temperature: float | None = 0.0,
+                           table_prefix: str = "gptcache") -> int:
     """Store each (question, answer) of a GPTCache SQLite store in ``cache`` (a
-    :class:`ResponseCache`) as a one-turn ``model`` request of ``tenant``;
-    returns how many. GPTCache keeps no model or parameters: choose them."""
+    :class:`ResponseCache`) as a one-turn ``model`` request of ``tenant`` at
+    ``temperature``; returns how many were stored. GPTCache keeps no model or
+    parameters: choose them (a sampled temperature stores nothing unless the cache
+    has ``cache_sampled=True``)."""
     n = 0
     for question, answer in read_gptcache_sqlite(path, table_prefix=table_prefix):
         request = Request(messages=(Message(role="user", content=question),), model=model,
-                          tenant=tenant)
-        cache.update(request, Response(text=answer, model=model))
-        n += 1
+                          tenant=tenant, temperature=temperature)
+        n += cache.update(request, Response(text=answer, model=model)) is None
     return n

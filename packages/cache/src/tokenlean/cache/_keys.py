@@ -22,7 +22,7 @@ from typing import Any
 
 from tokenlean.core import Message, Request
 
-__all__ = ["RequestKeys", "keys_for", "normalise_text"]
+__all__ = ["RequestKeys", "is_sampled", "keys_for", "normalise_text"]
 
 # params that do not change what the model answers
 IGNORED_PARAMS = frozenset({
@@ -75,7 +75,14 @@ class RequestKeys:
     exact: str
     context: str | None  # None: no semantic matching (last message is not a user turn)
     query: str  # normalised last user text ("" when context is None)
-    sampling: bool  # temperature > 0
+    sampled: bool  # see is_sampled
+
+
+def is_sampled(request: Request) -> bool:
+    """Whether ``request`` samples: temperature above 0, or unknown (``None`` means
+    the provider's default, 1.0 for OpenAI and Anthropic), and no seed. Two askings
+    of a sampled call may rightly get two different answers."""
+    return (request.temperature is None or request.temperature > 0) and request.seed is None
 
 
 def keys_for(request: Request) -> RequestKeys:
@@ -97,6 +104,5 @@ def keys_for(request: Request) -> RequestKeys:
         query = normalise_text(last.content)
         context = _digest({"v": 1, "tenant": request.tenant, "settings": settings,
                            "history": messages[:-1], "name": last.name})
-    sampling = request.temperature is not None and request.temperature > 0
     return RequestKeys(tenant=request.tenant, model=request.model, exact=exact,
-                       context=context, query=query, sampling=sampling)
+                       context=context, query=query, sampled=is_sampled(request))

@@ -2,14 +2,22 @@
 
 ``process(request)`` returns a cached :class:`Response` on a hit (exact first,
 then semantic), else the request unchanged; ``on_response`` stores the
-provider's answer. The pipeline records a hit as a call that cost nothing and
+provider's answer, or says why it did not (a :class:`LayerNote` whose
+``detail["not_cached"]`` the pipeline puts in the call's record: one of
+:data:`NOT_CACHED`). The pipeline records a hit as a call that cost nothing and
 saved the original call's tokens (layer ``cache``).
+
+A *sampled* call (temperature above 0 or unknown, and no seed) is never answered
+from the cache, nor stored, unless ``cache_sampled=True``: two askings of it may
+rightly get two answers, and a cache that replays one changes what the app
+gets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tokenlean.core import ConfigError, Request, Response, TokenleanError
+from tokenlean.core import ConfigError, LayerNote, Request, Response, TokenleanError
 from tokenlean.core.outage import Outage
 
 from ._embed import Embedder, get_embedder
@@ -26,9 +34,26 @@ from ._guard import FalseHitGuard
 from ._keys import RequestKeys, keys_for
 from ._sqlite import SQLiteStore
 
-__all__ = ["CacheHit", "ResponseCache"]
+__all__ = ["DEFAULT_MEMORY_ENTRIES", "NOT_CACHED", "CacheHit", "ResponseCache"]
 
-Sampling = Literal["exact", "all", "none"]
+_log = logging.getLogger("tokenlean.cache")
+# finish reasons of a complete answer, and of one cut by max_tokens (OpenAI's, Anthropic's)
+_COMPLETE = frozenset({"stop", "tool_calls", "end_turn", "stop_sequence", "tool_use"})
+_TRUNCATED = frozenset({"length", "max_tokens"})
+#: entries the default in-memory store keeps (oldest evicted first)
+DEFAULT_MEMORY_ENTRIES = 10_000
+#: why an answer was not stored, as ``detail["not_cached"]`` of the record's cache report
+NOT_CACHED: dict[str, str] = {
+    "sampled": "the call samples (temperature above 0 or unknown, no seed) and "
+               "cache_sampled is off",
+    "truncated": "the answer was cut by max_tokens (finish_reason 'length' or "
+                 "'max_tokens')",
+    "content_filter": "the provider filtered the answer (finish_reason 'content_filter')",
+    "error": "the answer is an error (finish_reason 'error')",
+    "unknown_finish_reason": "the provider gave a finish_reason that does not say the "
+                             "answer is complete",
+    "store_error": "the store failed (see the TokenleanWarning)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +72,8 @@ class ResponseCache:
 
     Args:
         store: a :class:`Store`, or a path for an embedded :class:`SQLiteStore`
-            (default: in memory).
+            (default: in memory, the newest :data:`DEFAULT_MEMORY_ENTRIES`
+            entries; they are lost when the process exits, see the docs).
         semantic: match the last user turn by meaning (within identical context).
         embedder: ``"wordllama"`` (default), ``"minilm"``, an :class:`Embedder`,
             a LangChain ``Embeddings`` or a LlamaIndex embedding.
@@ -58,9 +84,9 @@ class ResponseCache:
             the match threshold (default 0.9).
         top_k: candidates the guard reads per lookup (bounds its cost).
         ttl_s: seconds an entry lives (None: until evicted or invalidated).
-        sampling: for requests with ``temperature > 0``: ``"exact"`` (default)
-            serves exact hits only, ``"none"`` never serves them from cache,
-            ``"all"`` serves semantic hits too. ``temperature=None`` counts as 0.
+        cache_sampled: also answer (and store) *sampled* calls: temperature
+            above 0 or unknown (``None``), and no seed. Off by default: such a
+            call may rightly get a new answer each time.
     """
 
     name = "cache"
@@ -69,24 +95,24 @@ class ResponseCache:
                  embedder: str | Embedder | Any = "wordllama",
                  guard: FalseHitGuard | Literal["default"] | None = "default",
                  min_score: float | None = None, top_k: int = 4, ttl_s: float | None = None,
-                 sampling: Sampling = "exact", store_sampled: bool = True,
+                 cache_sampled: bool = False,
                  clock: Callable[[], float] = time.time) -> None:
-        if sampling not in ("exact", "all", "none"):
-            raise ConfigError(f"sampling must be 'exact', 'all' or 'none', got {sampling!r}")
+        if not isinstance(cache_sampled, bool):
+            raise ConfigError(f"cache_sampled must be True or False, got {cache_sampled!r}")
         if top_k < 1:
             raise ConfigError("top_k must be >= 1")
         if ttl_s is not None and ttl_s <= 0:
             raise ConfigError("ttl_s must be positive or None")
         if store is None:
-            store = SQLiteStore()
+            store = SQLiteStore(max_entries=DEFAULT_MEMORY_ENTRIES)
         elif isinstance(store, (str, Path)):
             store = SQLiteStore(store)
         if not isinstance(store, Store):
             raise ConfigError(f"{store!r} is not a cache store (see tokenlean.cache.Store)")
         self.store: Store = store
         self.semantic = semantic
-        self.sampling: Sampling = sampling
-        self.store_sampled = store_sampled
+        self.cache_sampled = cache_sampled
+        self._logged_memory_hit = False
         self.top_k = top_k
         self.ttl_s = ttl_s
         self._clock = clock
@@ -105,6 +131,21 @@ class ResponseCache:
         self._outage = Outage("tokenlean cache", "calls go to the model uncached until the "
                               "store recovers")
         self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (f"ResponseCache(store={self.store_description}, semantic={self.semantic}, "
+                f"cache_sampled={self.cache_sampled})")
+
+    @property
+    def in_memory(self) -> bool:
+        """True when the entries live in this process only (lost when it exits)."""
+        return isinstance(self.store, SQLiteStore) and self.store.path == ":memory:"
+
+    @property
+    def store_description(self) -> str:
+        if self.in_memory:
+            return "in memory (entries are lost when the process exits)"
+        return repr(self.store)
 
     # ---- helpers shared by sync and async ------------------------------------
 
@@ -134,7 +175,7 @@ class ResponseCache:
 
     def _lookup(self, request: Request) -> CacheHit | None:
         keys = keys_for(request)
-        if keys.sampling and self.sampling == "none":
+        if keys.sampled and not self.cache_sampled:
             return None
         now = self._clock()
         entry = self.store.get(keys.tenant, keys.exact, now)
@@ -142,8 +183,7 @@ class ResponseCache:
             hit = self._decode(entry, "exact", 1.0, None)
             if hit is not None:
                 return hit
-        if (not self.semantic or keys.context is None
-                or (keys.sampling and self.sampling != "all")):
+        if not self.semantic or keys.context is None:
             return None
         vector = self.embedder.embed([keys.query])[0]
         space = self._space(keys)
@@ -165,28 +205,35 @@ class ResponseCache:
                 return hit
         return None
 
-    def _entry_for(self, request: Request, response: Response) -> tuple[Entry, RequestKeys] | None:
-        if response.cached or response.finish_reason not in ("stop", "tool_calls"):
-            return None  # never re-store a hit; never store truncated / failed answers
-        keys = keys_for(request)
-        if keys.sampling and not self.store_sampled:
+    def _why_not(self, keys: RequestKeys, response: Response) -> str | None:
+        """Why ``response`` must not be stored (a key of :data:`NOT_CACHED`), or None."""
+        if keys.sampled and not self.cache_sampled:
+            return "sampled"
+        if response.finish_reason in _COMPLETE:
             return None
+        if response.finish_reason in _TRUNCATED:
+            return "truncated"
+        if response.finish_reason in ("content_filter", "error"):
+            return response.finish_reason
+        return "unknown_finish_reason"
+
+    def _entry_for(self, keys: RequestKeys, response: Response) -> Entry:
         now = self._clock()
         space = self._space(keys) if self.semantic and keys.context is not None else None
-        entry = Entry(id=keys.exact, tenant=keys.tenant, model=keys.model, context=space,
-                      query=keys.query, response=response_to_json(response), created_at=now,
-                      expires_at=None if self.ttl_s is None else now + self.ttl_s)
-        return entry, keys
+        return Entry(id=keys.exact, tenant=keys.tenant, model=keys.model, context=space,
+                     query=keys.query, response=response_to_json(response), created_at=now,
+                     expires_at=None if self.ttl_s is None else now + self.ttl_s)
 
-    def _store(self, request: Request, response: Response) -> bool:
-        """Store the answer; False when there was nothing to store (no store call)."""
-        made = self._entry_for(request, response)
-        if made is None:
-            return False
-        entry, keys = made
+    def _store(self, keys: RequestKeys, response: Response) -> None:
+        entry = self._entry_for(keys, response)
         vector = None if entry.context is None else self.embedder.embed([keys.query])[0]
         self.store.put(entry, vector)
-        return True
+
+    def _note_hit(self, hit: CacheHit | None) -> None:
+        if hit is not None and self.in_memory and not self._logged_memory_hit:
+            self._logged_memory_hit = True
+            _log.info("tokenlean cache: answered from the in-memory cache; its entries are "
+                      "lost when the process exits (ResponseCache(store=PATH) keeps them)")
 
     # ---- public API ------------------------------------------------------------
 
@@ -202,27 +249,36 @@ class ResponseCache:
             self._outage.failed(seen, exc, "lookup")
             return None
         self._outage.ok(seen)
+        self._note_hit(hit)
         return hit
 
     async def alookup(self, request: Request) -> CacheHit | None:
         return await asyncio.to_thread(self.lookup, request)
 
-    def update(self, request: Request, response: Response) -> None:
-        """Store ``response`` as the answer to ``request`` (hits, truncated
-        answers and errors are not stored)."""
+    def update(self, request: Request, response: Response) -> str | None:
+        """Store ``response`` as the answer to ``request``. Returns None when it was
+        stored (or is a hit, which is never stored again), else why not: a key of
+        :data:`NOT_CACHED` (a sampled call, a truncated or failed answer, a store
+        outage)."""
+        if response.cached:
+            return None  # a hit's update never reaches the store: it proves nothing
+        keys = keys_for(request)
+        why = self._why_not(keys, response)
+        if why is not None:
+            return why
         seen = self._outage.begin()
         try:
-            stored = self._store(request, response)
+            self._store(keys, response)
         except TokenleanError:
             raise
         except Exception as exc:
             self._outage.failed(seen, exc, "store")
-            return
-        if stored:  # a hit's update never reaches the store: it proves nothing
-            self._outage.ok(seen)
+            return "store_error"
+        self._outage.ok(seen)
+        return None
 
-    async def aupdate(self, request: Request, response: Response) -> None:
-        await asyncio.to_thread(self.update, request, response)
+    async def aupdate(self, request: Request, response: Response) -> str | None:
+        return await asyncio.to_thread(self.update, request, response)
 
     def invalidate(self, *, tenant: str | None = None, model: str | None = None,
                    older_than_s: float | None = None) -> int:
@@ -249,11 +305,15 @@ class ResponseCache:
         hit = await self.alookup(request)
         return request if hit is None else hit.response
 
-    def on_response(self, request: Request, response: Response) -> None:
-        self.update(request, response)
+    def _note(self, why: str | None) -> LayerNote | None:
+        """What the pipeline adds to this call's record: why its answer was not stored."""
+        return None if why is None else LayerNote(layer=self.name, detail={"not_cached": why})
 
-    async def aon_response(self, request: Request, response: Response) -> None:
-        await self.aupdate(request, response)
+    def on_response(self, request: Request, response: Response) -> LayerNote | None:
+        return self._note(self.update(request, response))
+
+    async def aon_response(self, request: Request, response: Response) -> LayerNote | None:
+        return self._note(await self.aupdate(request, response))
 
     def warm(self) -> None:
         """Load the embedder and the guard's model now instead of on first use."""

@@ -74,6 +74,9 @@ class SQLiteStore:
         self._version: int | None = None  # PRAGMA data_version at the last sync
         self._dirty = True  # this connection wrote since the last sync
 
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r}, max_entries={self.max_entries})"
+
     # ---- index sync ---------------------------------------------------------
 
     def _sync(self) -> None:

@@ -17,13 +17,29 @@ prices it, and appends one :class:`CallRecord` per call to the ledger.
 Failure policy: a :class:`TokenleanError` from a layer (budget exceeded, bad
 input) reaches the caller. Any *other* exception from a layer, a hook or the
 ledger is a bug or an outage in tokenlean's own machinery: the pipeline warns
-(:class:`TokenleanWarning`) and carries on as if that layer were absent, so
-tokenlean never makes a call fail that would have succeeded without it.
+(:class:`TokenleanWarning`, one per failing step) and carries on as if that
+layer were absent, so tokenlean never makes a call fail that would have
+succeeded without it.
+
+Time budget: each step of a layer (``process`` or a hook) has one, the layer's
+``time_budget_s`` attribute if it has one, else the pipeline's
+``layer_time_budget_s`` (default :data:`DEFAULT_LAYER_TIME_BUDGET_S`; the first
+step of a layer class in the process gets :data:`FIRST_CALL_TIME_BUDGET_S`,
+as it may load a model). A step past its budget is treated like one that
+raised: one warning, and the call goes on without that layer (the request it
+would have changed passes through unchanged, an answer is not held back by
+a hook). The step finishes in the background; if ``process`` then returns a
+request, the layer gets ``on_error(that_request, TimeoutError)``, so what it
+reserved meanwhile (a budget) is released. ``layer_time_budget_s=None`` runs
+steps in the caller's thread, without a budget.
+
+A hook may return a :class:`LayerNote` saying what it did with the answer (the
+cache: why it did not store it); its ``detail`` is added to the layer's report
+in the call's record.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
@@ -31,6 +47,14 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+from ._time_budget import (
+    DEFAULT_LAYER_TIME_BUDGET_S,
+    FIRST_CALL_TIME_BUDGET_S,
+    Overran,
+    arun_within,
+    run_within,
+    when_done,
+)
 from .errors import ConfigError, TokenleanError, TokenleanWarning
 from .prices import PriceTable, default_price_table
 from .records import CallRecord, LayerReport
@@ -38,6 +62,8 @@ from .tokens import count_messages
 from .types import Chunk, LayerNote, Request, Response, Usage
 
 __all__ = [
+    "DEFAULT_LAYER_TIME_BUDGET_S",
+    "FIRST_CALL_TIME_BUDGET_S",
     "CallResult",
     "Layer",
     "Pipeline",
@@ -48,7 +74,12 @@ __all__ = [
 
 @runtime_checkable
 class Layer(Protocol):
-    """One cost-cutting step. ``process`` must not mutate its argument."""
+    """One cost-cutting step. ``process`` must not mutate its argument.
+
+    Optional: ``time_budget_s`` (seconds each of its steps may take; see the
+    module's "Time budget"), hooks ``on_response`` / ``on_error`` and their
+    ``a``-prefixed twins.
+    """
 
     name: str
 
@@ -91,8 +122,40 @@ class _Ledger(Protocol):
 
 
 def _warn(what: str, exc: BaseException) -> None:
-    warnings.warn(f"{what} failed and was skipped ({type(exc).__name__}: {exc}); "
-                  "the call continued without it", TokenleanWarning, stacklevel=4)
+    if isinstance(exc, Overran):
+        message = (f"{what} {exc} and was skipped; the call continued without it (the step "
+                   "goes on in the background; set the layer's time_budget_s to change it)")
+    else:
+        message = (f"{what} failed and was skipped ({type(exc).__name__}: {exc}); "
+                   "the call continued without it")
+    warnings.warn(message, TokenleanWarning, stacklevel=4)
+
+
+# layer classes that finished a step in this process: their models are loaded
+_warm: set[type] = set()
+
+
+def _late_release(layer: Layer, over: Overran) -> None:
+    """When an overrun ``process`` returns after all, tell the layer its request was
+    not sent (a budget releases its reservation)."""
+    def release(out: object) -> None:
+        _warm.add(type(layer))
+        hook = getattr(layer, "on_error", None)
+        if isinstance(out, Request) and hook is not None:
+            hook(out, TimeoutError(f"layer {layer.name!r} {over}; the call went on without it"))
+
+    when_done(over.late, release)
+
+
+def _merge_notes(reports: list[LayerReport], notes: Sequence[LayerNote]) -> list[LayerReport]:
+    """The reports with the details hooks returned added to their layers' reports."""
+    if not notes:
+        return reports
+    extra: dict[str, dict[str, Any]] = {}
+    for note in notes:
+        extra.setdefault(note.layer, {}).update(note.detail)
+    return [replace(r, detail={**r.detail, **extra[r.layer]}) if r.layer in extra else r
+            for r in reports]
 
 
 def _with_chunks(response: Response, texts: list[str]) -> Response:
@@ -118,7 +181,14 @@ class Pipeline:
     def __init__(self, *, provider: Provider, layers: Sequence[Layer] = (),
                  ledger: _Ledger | None = None, prices: PriceTable | None = None,
                  count_model: str | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 layer_time_budget_s: float | None = DEFAULT_LAYER_TIME_BUDGET_S) -> None:
+        if layer_time_budget_s is not None and (
+                isinstance(layer_time_budget_s, bool)
+                or not isinstance(layer_time_budget_s, (int, float))
+                or not 0 < layer_time_budget_s < float("inf")):
+            raise ConfigError("layer_time_budget_s must be a positive number of seconds or None, "
+                              f"got {layer_time_budget_s!r}")
         if not isinstance(provider, Provider):
             raise ConfigError("provider must have name, complete() and acomplete()")
         for layer in layers:
@@ -132,9 +202,21 @@ class Pipeline:
         self.ledger = ledger
         self.prices = prices or default_price_table()
         self.count_model = count_model
+        self.layer_time_budget_s = layer_time_budget_s
         self._clock = clock
 
     # ---- pure helpers shared by the sync and async paths -----------------
+
+    def _budget(self, layer: Layer) -> float | None:
+        """Seconds ``layer``'s next step may take (None: no budget)."""
+        own = getattr(layer, "time_budget_s", None)
+        if own is not None:
+            return float(own)
+        if self.layer_time_budget_s is None:
+            return None
+        if type(layer) not in _warm:
+            return max(self.layer_time_budget_s, FIRST_CALL_TIME_BUDGET_S)
+        return self.layer_time_budget_s
 
     def _prompt_tokens(self, request: Request) -> int:
         return count_messages(request.messages, model=self.count_model or request.model,
@@ -222,17 +304,25 @@ class Pipeline:
         before = self._prompt_tokens(current) if self.layers else 0
         for layer in self.layers:
             try:
-                out = layer.process(current)
+                out = run_within(self._budget(layer), layer.process, current)
             except TokenleanError:
                 self._fail(ran, None)
                 raise
             except Exception as exc:
-                _warn(f"layer {layer.name!r}", exc)
+                self._skip(layer, exc)
                 continue
+            _warm.add(type(layer))
             current, before, answer = self._apply(layer, current, out, before, rates, reports, ran)
             if answer is not None:
                 return current, answer, reports, ran
         return current, None, reports, ran
+
+    @staticmethod
+    def _skip(layer: Layer, exc: Exception) -> None:
+        """``layer``'s ``process`` raised or overran: warn; the call goes on without it."""
+        _warn(f"layer {layer.name!r}", exc)
+        if isinstance(exc, Overran):
+            _late_release(layer, exc)
 
     def _fail(self, ran: Sequence[tuple[Layer, Request]], exc: BaseException | None) -> None:
         """Tell each layer that ran, about the request it processed, that the call failed."""
@@ -240,20 +330,26 @@ class Pipeline:
             hook = getattr(layer, "on_error", None)
             if hook is not None:
                 try:
-                    hook(seen, exc)
+                    run_within(self._budget(layer), hook, seen, exc)
                 except Exception as hook_exc:
                     _warn(f"{layer.name}.on_error", hook_exc)
 
-    def _after(self, ran: Sequence[tuple[Layer, Request]], response: Response) -> None:
+    def _after(self, ran: Sequence[tuple[Layer, Request]], response: Response) -> list[LayerNote]:
+        """Each layer's ``on_response``; returns the notes they gave back."""
+        notes: list[LayerNote] = []
         for layer, seen in reversed(ran):
             hook = getattr(layer, "on_response", None)
             if hook is not None:
                 try:
-                    hook(seen, response)
+                    note = run_within(self._budget(layer), hook, seen, response)
                 except TokenleanError:
                     raise
                 except Exception as exc:
                     _warn(f"{layer.name}.on_response", exc)
+                    continue
+                if isinstance(note, LayerNote):
+                    notes.append(note)
+        return notes
 
     def run(self, request: Request) -> CallResult:
         """Run one call through the layers and the provider."""
@@ -265,7 +361,7 @@ class Pipeline:
             except BaseException as exc:
                 self._fail(ran, exc)
                 raise
-        self._after(ran, answer)
+        reports = _merge_notes(reports, self._after(ran, answer))
         record = self._record(request, final, answer, reports, started, wall)
         self._write(record)
         return CallResult(answer, record, final)
@@ -281,7 +377,7 @@ class Pipeline:
         else:
             for text in _replay_texts(answer):
                 yield Chunk(text=text)
-        self._after(ran, answer)
+        reports = _merge_notes(reports, self._after(ran, answer))
         self._write(self._record(request, final, answer, reports, started, wall))
         yield Chunk(response=answer)
 
@@ -322,13 +418,14 @@ class Pipeline:
         before = self._prompt_tokens(current) if self.layers else 0
         for layer in self.layers:
             try:
-                out = await layer.aprocess(current)
+                out = await arun_within(self._budget(layer), layer.aprocess, current)
             except TokenleanError:
                 await self._afail(ran, None)
                 raise
             except Exception as exc:
-                _warn(f"layer {layer.name!r}", exc)
+                self._skip(layer, exc)
                 continue
+            _warm.add(type(layer))
             current, before, answer = self._apply(layer, current, out, before, rates, reports, ran)
             if answer is not None:
                 return current, answer, reports, ran
@@ -340,24 +437,26 @@ class Pipeline:
             hook = getattr(layer, "aon_error", None) or getattr(layer, "on_error", None)
             if hook is not None:
                 try:
-                    result = hook(seen, exc)
-                    if inspect.isawaitable(result):
-                        await result
+                    await arun_within(self._budget(layer), hook, seen, exc)
                 except Exception as hook_exc:
                     _warn(f"{layer.name}.on_error", hook_exc)
 
-    async def _aafter(self, ran: Sequence[tuple[Layer, Request]], response: Response) -> None:
+    async def _aafter(self, ran: Sequence[tuple[Layer, Request]],
+                      response: Response) -> list[LayerNote]:
+        notes: list[LayerNote] = []
         for layer, seen in reversed(ran):
             hook = getattr(layer, "aon_response", None) or getattr(layer, "on_response", None)
             if hook is not None:
                 try:
-                    result = hook(seen, response)
-                    if inspect.isawaitable(result):
-                        await result
+                    note = await arun_within(self._budget(layer), hook, seen, response)
                 except TokenleanError:
                     raise
                 except Exception as exc:
                     _warn(f"{layer.name}.on_response", exc)
+                    continue
+                if isinstance(note, LayerNote):
+                    notes.append(note)
+        return notes
 
     async def arun(self, request: Request) -> CallResult:
         """Async twin of :meth:`run`."""
@@ -369,7 +468,7 @@ class Pipeline:
             except BaseException as exc:
                 await self._afail(ran, exc)
                 raise
-        await self._aafter(ran, answer)
+        reports = _merge_notes(reports, await self._aafter(ran, answer))
         record = self._record(request, final, answer, reports, started, wall)
         await self._awrite(record)
         return CallResult(answer, record, final)
@@ -405,7 +504,7 @@ class Pipeline:
         else:
             for text in _replay_texts(answer):
                 yield Chunk(text=text)
-        await self._aafter(ran, answer)
+        reports = _merge_notes(reports, await self._aafter(ran, answer))
         await self._awrite(self._record(request, final, answer, reports, started, wall))
         yield Chunk(response=answer)
 

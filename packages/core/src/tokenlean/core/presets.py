@@ -21,13 +21,16 @@ preset             templates  compress      budget    cache
 ``"safe"`` turns on only what cannot change an answer. A preset's layer whose
 package is not installed is left out; a layer asked for by keyword whose
 package is missing raises :class:`MissingExtraError`.
+
+No preset answers a *sampled* call (temperature above 0 or unknown, and no
+seed) from the cache: ``cache_sampled=True`` opts in (the cache factory gets it
+as a keyword).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any
 
 from .errors import ConfigError, MissingExtraError
 from .pipeline import Layer
@@ -47,17 +50,24 @@ PRESETS: dict[str, dict[str, bool | str]] = {
 }
 
 
-def _factory(name: str) -> Callable[[Any], Layer] | None:
+def _factory(name: str) -> Callable[..., Layer] | None:
     """The factory a package registered for layer ``name`` (tokenlean's own layers register
     theirs like any other package), or None when no installed package provides it."""
     for ep in entry_points(group="tokenlean.layers", name=name):
-        factory: Callable[[Any], Layer] = ep.load()
+        factory: Callable[..., Layer] = ep.load()
         return factory
     return None
 
 
-def build_layers(*, preset: str = "safe", **choices: LayerChoice) -> list[Layer]:
-    """Layers in pipeline order for ``preset`` overridden by explicit ``choices``."""
+def build_layers(*, preset: str = "safe", cache_sampled: bool = False,
+                 **choices: LayerChoice) -> list[Layer]:
+    """Layers in pipeline order for ``preset`` overridden by explicit ``choices``.
+
+    ``cache_sampled=True`` lets the cache this builds answer sampled calls too; it
+    needs a cache built here (a cache object you pass carries its own setting).
+    """
+    if not isinstance(cache_sampled, bool):
+        raise ConfigError(f"cache_sampled must be True or False, got {cache_sampled!r}")
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     unknown = set(choices) - set(LAYER_ORDER)
@@ -81,5 +91,13 @@ def build_layers(*, preset: str = "safe", **choices: LayerChoice) -> list[Layer]
                 continue  # preset default for a layer that is not installed
             raise MissingExtraError(feature=f"the {name} layer", extra=name,
                                     module=f"tokenlean.{name}")
-        layers.append(factory(choice))
+        options = {"cache_sampled": True} if name == "cache" and cache_sampled else {}
+        layers.append(factory(choice, **options))
+    built_cache = any(layer.name == "cache" for layer in layers) and not isinstance(
+        choices.get("cache"), Layer)
+    if cache_sampled and not built_cache:
+        raise ConfigError(
+            "cache_sampled=True needs a cache built by this call (got "
+            f"preset={preset!r}, cache={choices.get('cache')!r}); a cache object you pass "
+            "takes cache_sampled itself, e.g. ResponseCache(cache_sampled=True)")
     return layers
