@@ -11,6 +11,9 @@ EXPECTED = [
     "TokenleanWarning", "Tokenizer", "Totals", "Usage", "__version__", "count_messages",
     "count_tokens", "default_ledger_path", "get_tokenizer", "open_ledger", "price", "read_jsonl",
     "read_prompts", "register_tokenizer",
+    # the one accounting path, the PostgreSQL ledger, the totals' definition
+    "ObservedCall", "call_record", "estimate_usage", "write_record", "awrite_record",
+    "PostgresLedger", "totals_of",
 ]
 
 

@@ -5,6 +5,8 @@ Framework-neutral: nothing here imports LangChain or LlamaIndex.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._postgres import PostgresLedger
+from .accounting import ObservedCall, awrite_record, call_record, estimate_usage, write_record
 from .datafiles import read_jsonl, read_prompts
 from .errors import (
     BackendError,
@@ -15,7 +17,15 @@ from .errors import (
     TokenleanError,
     TokenleanWarning,
 )
-from .ledger import JSONLLedger, LedgerStore, SQLiteLedger, Totals, default_ledger_path, open_ledger
+from .ledger import (
+    JSONLLedger,
+    LedgerStore,
+    SQLiteLedger,
+    Totals,
+    default_ledger_path,
+    open_ledger,
+    totals_of,
+)
 from .pipeline import CallResult, Layer, Pipeline, Provider, StreamingProvider
 from .prices import ModelPrice, PriceTable, price
 from .providers import FunctionProvider, OpenAICompatibleProvider
@@ -56,8 +66,10 @@ __all__ = [
     "Message",
     "MissingExtraError",
     "ModelPrice",
+    "ObservedCall",
     "OpenAICompatibleProvider",
     "Pipeline",
+    "PostgresLedger",
     "PriceTable",
     "Provider",
     "Request",
@@ -72,13 +84,18 @@ __all__ = [
     "Totals",
     "Usage",
     "__version__",
+    "awrite_record",
+    "call_record",
     "count_messages",
     "count_tokens",
     "default_ledger_path",
+    "estimate_usage",
     "get_tokenizer",
     "open_ledger",
     "price",
     "read_jsonl",
     "read_prompts",
     "register_tokenizer",
+    "totals_of",
+    "write_record",
 ]

@@ -1,8 +1,8 @@
-"""Running totals of call records, and a ledger write that warns once per outage.
+"""Running totals of call records, as the framework cost handlers keep them.
 
-Shared by the framework cost handlers (``langchain-tokenlean``'s callback,
-``llama-index-callbacks-tokenlean``'s event handler), so both count, price and
-degrade the same way.
+Shared by ``langchain-tokenlean``'s callback and ``llama-index-callbacks-tokenlean``'s
+event handler, so both add up the records :mod:`tokenlean.core.accounting` made
+the same way, and say "unknown" the same way.
 """
 
 from __future__ import annotations
@@ -10,28 +10,38 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from .accounting import check_sink
 from .errors import ConfigError
-from .outage import Outage
 from .prices import PriceTable
-from .records import CallRecord, LayerReport
-from .types import Usage
+from .records import CallRecord
 
-__all__ = ["COUNTERS", "SinkOutage", "Tally", "cache_hit", "check_handler_options", "tally"]
+__all__ = ["COUNTERS", "Tally", "check_handler_options", "tally", "usd_text"]
 
 # running totals every cost handler keeps (integers, then dollars)
-COUNTERS = ("calls", "cached_calls", "unpriced_calls", "input_tokens", "output_tokens",
-            "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
-_MONEY = ("cost_usd", "saved_usd")
+COUNTERS = ("calls", "cached_calls", "unpriced_calls", "unpriced_savings", "input_tokens",
+            "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+_MONEY = ("priced_cost_usd", "priced_saved_usd")
 
 
 def check_handler_options(ledger: Any, prices: Any, tenant: Any) -> None:
     """A cost handler's options, checked when it is built (``ConfigError`` naming the option)."""
-    if ledger is not None and not callable(getattr(ledger, "record", None)):
-        raise ConfigError("ledger must have a record(record) method (a ledger or exporter)")
+    check_sink(ledger)
     if prices is not None and not isinstance(prices, PriceTable):
         raise ConfigError("prices must be a tokenlean.core.PriceTable")
     if not isinstance(tenant, str) or not tenant:
         raise ConfigError("tenant must be a non-empty string")
+
+
+def unpriced(record: CallRecord) -> bool:
+    """A call whose cost nobody knows (a hit is a known $0; rows written before hits
+    carried a cost are read the same way)."""
+    return record.cost is None and not record.cached
+
+
+def unpriced_saving(report: Any) -> bool:
+    """A layer report that saved tokens whose price is not known."""
+    return report.saved_usd is None and bool(report.saved_input_tokens
+                                             or report.saved_output_tokens)
 
 
 def tally(totals: Any, record: CallRecord) -> None:
@@ -39,46 +49,51 @@ def tally(totals: Any, record: CallRecord) -> None:
 
     A cache hit counts as a call (``cached_calls``) that cost nothing; a call
     without a known price counts in ``unpriced_calls`` (its cost stays out of
-    ``cost_usd``, it is never taken as $0).
+    ``priced_cost_usd`` and makes the total unknown, never $0).
     """
     usage = record.usage
     totals.calls += 1
     totals.cached_calls += int(record.cached)
-    totals.unpriced_calls += int(record.cost is None and not record.cached)
+    totals.unpriced_calls += int(unpriced(record))
     totals.input_tokens += usage.input_tokens
     totals.output_tokens += usage.output_tokens
     totals.cache_read_tokens += usage.cache_read_tokens
     totals.cache_write_tokens += usage.cache_write_tokens
     totals.reasoning_tokens += usage.reasoning_tokens
-    totals.cost_usd += record.cost_usd or 0
-    totals.saved_usd += sum((r.saved_usd or Decimal(0) for r in record.layers), Decimal(0))
+    totals.priced_cost_usd += record.cost_usd or 0
+    for report in record.layers:
+        totals.unpriced_savings += int(unpriced_saving(report))
+        totals.priced_saved_usd += report.saved_usd or 0
 
 
-def cache_hit(prices: Any, usage: Usage, *, model: str, provider: str | None,
-              layer: str) -> tuple[Usage, tuple[LayerReport, ...]]:
-    """What to record for a call a cache answered: zero billed usage, and one
-    report for ``layer`` that saved the whole call (``usage`` priced at today's
-    rates; ``saved_usd`` is ``None`` when the model has no known price)."""
-    would_cost = prices.price(usage, model=model, provider=provider)
-    return Usage(), (LayerReport(
-        layer=layer, saved_input_tokens=usage.input_tokens,
-        saved_output_tokens=usage.output_tokens,
-        saved_usd=None if would_cost is None else would_cost.total_usd),)
+def usd_text(total: Decimal | None, *, priced: Decimal, unpriced_calls: int, calls: int) -> str:
+    """A dollar total for people: ``$0.000123``, or ``unknown (...)`` when part of it
+    has no known price (never ``$0``)."""
+    if total is not None:
+        return f"${total:.6f}"
+    return (f"unknown ({unpriced_calls} of {calls} calls unpriced; "
+            f"the priced ones: ${priced:.6f})")
 
 
 class Tally:
-    """Running totals of :class:`CallRecord` s (``calls``, tokens by kind, dollars)."""
+    """Running totals of :class:`CallRecord` s (``calls``, tokens by kind, dollars).
+
+    ``cost_usd`` / ``saved_usd`` are ``None`` (unknown) as soon as one call (one
+    saving) has no known price; ``priced_cost_usd`` / ``priced_saved_usd`` sum
+    the priced ones.
+    """
 
     calls: int
     cached_calls: int
     unpriced_calls: int
+    unpriced_savings: int
     input_tokens: int
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
     reasoning_tokens: int
-    cost_usd: Decimal
-    saved_usd: Decimal
+    priced_cost_usd: Decimal
+    priced_saved_usd: Decimal
 
     def __init__(self) -> None:
         for name in COUNTERS:
@@ -98,42 +113,12 @@ class Tally:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-
-class SinkOutage:
-    """Writes records to a sink (a ledger, an exporter); a failing sink never fails
-    the call: its rows are dropped with **one** :class:`TokenleanWarning` per
-    outage (:class:`~tokenlean.core.outage.Outage`: the next success ends it)."""
-
-    def __init__(self, what: str = "cost ledger") -> None:
-        self.outage = Outage("tokenlean", "rows are dropped until it recovers (one warning "
-                                          "per outage), the calls are unaffected")
-        self.what = what
+    @property
+    def cost_usd(self) -> Decimal | None:
+        """Dollars spent; ``None`` (unknown) when a call had no known price."""
+        return None if self.unpriced_calls else self.priced_cost_usd
 
     @property
-    def down(self) -> bool:
-        return self.outage.down
-
-    def write(self, sink: Any, record: CallRecord) -> None:
-        if sink is None:
-            return
-        seen = self.outage.begin()
-        try:
-            sink.record(record)
-        except Exception as exc:
-            self.outage.failed(seen, exc, self.what)  # warns on the handler's caller
-        else:
-            self.outage.ok(seen)
-
-    async def awrite(self, sink: Any, record: CallRecord) -> None:
-        """Awaits the sink's ``arecord`` when it has one."""
-        arecord = getattr(sink, "arecord", None)
-        if arecord is None:
-            self.write(sink, record)
-            return
-        seen = self.outage.begin()
-        try:
-            await arecord(record)
-        except Exception as exc:
-            self.outage.failed(seen, exc, self.what)
-        else:
-            self.outage.ok(seen)
+    def saved_usd(self) -> Decimal | None:
+        """Dollars saved; ``None`` (unknown) when a saving had no known price."""
+        return None if self.unpriced_savings else self.priced_saved_usd

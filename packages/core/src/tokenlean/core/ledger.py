@@ -1,18 +1,23 @@
 """The cost ledger: one row per call, appended atomically, queried for totals.
 
-Two stores share one interface:
+Three stores share one interface (and one contract test: concurrent writers,
+``kill -9`` mid-write, totals):
 
-* :class:`SQLiteLedger` (default): WAL journal, one transaction per row. A row
-  is committed or absent; ``kill -9`` mid-write loses at most the row being
-  written and never corrupts the file (SQLite's WAL guarantees this for
-  process crashes with ``synchronous=NORMAL``). Several threads and processes
-  may append at once.
+* :class:`SQLiteLedger` (default): WAL journal, one transaction per row (the
+  call and its layer reports). A row is committed or absent; ``kill -9``
+  mid-write loses at most the row being written and never corrupts the file.
+  Several threads and processes may append at once.
 * :class:`JSONLLedger`: one JSON object per line, each appended with a single
   ``write`` on an ``O_APPEND`` descriptor; a torn last line (power loss) is
   skipped on read with a warning.
+* :class:`~tokenlean.core.PostgresLedger`: one PostgreSQL table, for an app
+  that runs on many machines (``pip install 'tokenlean[ledger-postgres]'``).
 
 ``totals(by=...)`` groups by ``"model"``, ``"tenant"``, ``"day"`` or
-``"layer"``. Pass ``tenant=`` to restrict every query to one tenant.
+``"layer"``; pass ``tenant=`` to restrict it to one tenant. The SQL stores
+compute totals in SQL (exact decimal sums); :func:`totals_of` is the
+definition they agree with, and what the JSONL store runs. A group's cost is
+``None`` (unknown, never $0) as soon as one of its calls has no known price.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ import sqlite3
 import threading
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from ._tally import unpriced, unpriced_saving
 from .errors import ConfigError, TokenleanWarning
 from .records import CallRecord
 from .sqlite import open_shared_sqlite
@@ -41,10 +47,12 @@ __all__ = [
     "Totals",
     "default_ledger_path",
     "open_ledger",
+    "totals_of",
 ]
 
 GroupBy = Literal["model", "tenant", "day", "layer"]
-_GROUPS = ("model", "tenant", "day", "layer")
+GROUPS: tuple[GroupBy, ...] = ("model", "tenant", "day", "layer")
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def default_ledger_path() -> Path:
@@ -55,18 +63,41 @@ def default_ledger_path() -> Path:
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """Sums over a group of calls. ``cost_usd`` sums only priced calls;
-    ``unpriced_calls`` says how many had no known price."""
+    """Sums over a group of calls (or, grouped by layer, of one layer's reports).
+
+    ``cost_usd`` is ``None`` (unknown) when ``unpriced_calls`` of the group had
+    no known price, else the group's spend; ``priced_cost_usd`` always sums the
+    priced calls. ``saved_usd`` / ``priced_saved_usd`` / ``unpriced_savings``
+    say the same of the savings. Grouped by layer, ``calls`` counts the calls
+    the layer reported on and ``cached_calls`` those it answered.
+    """
 
     key: str
     calls: int
     input_tokens: int
     output_tokens: int
-    cost_usd: Decimal
+    priced_cost_usd: Decimal
     unpriced_calls: int
     saved_tokens: int
-    saved_usd: Decimal
+    priced_saved_usd: Decimal
+    unpriced_savings: int
     cached_calls: int
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        return None if self.unpriced_calls else self.priced_cost_usd
+
+    @property
+    def saved_usd(self) -> Decimal | None:
+        return None if self.unpriced_savings else self.priced_saved_usd
+
+    @classmethod
+    def from_row(cls, row: Iterable[Any]) -> Totals:
+        """From a SQL result row in field order (NULL sums are 0, money as Decimal)."""
+        key, calls, tin, tout, cost, unpriced_n, saved, saved_usd, unpriced_s, cached = row
+        return cls(str(key), int(calls), int(tin or 0), int(tout or 0),
+                   Decimal(str(cost or 0)), int(unpriced_n or 0), int(saved or 0),
+                   Decimal(str(saved_usd or 0)), int(unpriced_s or 0), int(cached or 0))
 
 
 @runtime_checkable
@@ -79,37 +110,86 @@ class LedgerStore(Protocol):
 
     def totals(self, *, by: GroupBy = "model", tenant: str | None = None) -> list[Totals]: ...
 
-
-def _check_group(by: str) -> None:
-    if by not in _GROUPS:
-        raise ConfigError(f"by must be one of {list(_GROUPS)}, got {by!r}")
+    def close(self) -> None: ...
 
 
-def _totals(records: Iterator[CallRecord], by: GroupBy) -> list[Totals]:
-    """Group records in Python: the one definition both stores agree with."""
-    acc: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, Decimal(0), 0, 0, Decimal(0), 0])
+def check_group(by: str) -> None:
+    if by not in GROUPS:
+        raise ConfigError(f"by must be one of {list(GROUPS)}, got {by!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RowSums:
+    """What the SQL stores keep in columns beside a row's JSON body, so totals are
+    computed in SQL: per call, and per layer report ``(layer, saved_tokens,
+    saved_usd, answered)``."""
+
+    input_tokens: int
+    output_tokens: int
+    saved_tokens: int
+    saved_usd: Decimal
+    unpriced_savings: int
+    layers: tuple[tuple[str, int, Decimal | None, bool], ...]
+
+    @classmethod
+    def of(cls, record: CallRecord) -> RowSums:
+        last = len(record.layers) - 1
+        return cls(
+            input_tokens=record.usage.input_tokens, output_tokens=record.usage.output_tokens,
+            saved_tokens=record.saved_tokens,
+            saved_usd=sum((r.saved_usd or Decimal(0) for r in record.layers), Decimal(0)),
+            unpriced_savings=sum(unpriced_saving(r) for r in record.layers),
+            layers=tuple((r.layer, r.saved_input_tokens + r.saved_output_tokens, r.saved_usd,
+                          record.cached and i == last) for i, r in enumerate(record.layers)))
+
+
+def totals_of(records: Iterable[CallRecord], by: GroupBy) -> list[Totals]:
+    """Totals of ``records`` grouped ``by`` a key: the definition every store agrees with."""
+    check_group(by)
+    acc: dict[str, list[Any]] = defaultdict(
+        lambda: [0, 0, 0, Decimal(0), 0, 0, Decimal(0), 0, 0])
     for rec in records:
+        sums = RowSums.of(rec)
         if by == "layer":
-            for rep in rec.layers:
-                row = acc[rep.layer]
+            for layer, saved, saved_usd, answered in sums.layers:
+                row = acc[layer]
                 row[0] += 1
-                row[5] += rep.saved_input_tokens + rep.saved_output_tokens
-                row[6] += rep.saved_usd or 0
-                row[7] += int(rec.cached and rep.saved_output_tokens > 0)
+                row[5] += saved
+                row[6] += saved_usd or 0
+                row[7] += int(saved_usd is None and saved > 0)
+                row[8] += int(answered)
             continue
-        key = {"model": rec.model, "tenant": rec.tenant, "day": rec.day}[by]
-        row = acc[key]
+        row = acc[{"model": rec.model, "tenant": rec.tenant, "day": rec.day}[by]]
         row[0] += 1
-        row[1] += rec.usage.input_tokens
-        row[2] += rec.usage.output_tokens
-        if rec.cost is None and not rec.cached:
-            row[4] += 1
-        else:
-            row[3] += rec.cost_usd or 0
-        row[5] += rec.saved_tokens
-        row[6] += sum((r.saved_usd or Decimal(0) for r in rec.layers), Decimal(0))
-        row[7] += int(rec.cached)
+        row[1] += sums.input_tokens
+        row[2] += sums.output_tokens
+        row[3] += rec.cost_usd or 0
+        row[4] += int(unpriced(rec))
+        row[5] += sums.saved_tokens
+        row[6] += sums.saved_usd
+        row[7] += sums.unpriced_savings
+        row[8] += int(rec.cached)
     return [Totals(key, *values) for key, values in sorted(acc.items())]
+
+
+def sorted_totals(rows: Iterable[Iterable[Any]]) -> list[Totals]:
+    """SQL result rows as :class:`Totals`, sorted by key the way :func:`totals_of` sorts
+    (code points, whatever the database's collation)."""
+    return sorted((Totals.from_row(row) for row in rows), key=lambda t: t.key)
+
+
+class _DecimalSum:
+    """SQLite aggregate: the exact sum of decimal strings (SQLite has no decimal type)."""
+
+    def __init__(self) -> None:
+        self.total = Decimal(0)
+
+    def step(self, value: str | None) -> None:
+        if value is not None:
+            self.total += Decimal(value)
+
+    def finalize(self) -> str:
+        return str(self.total)
 
 
 class SQLiteLedger:
@@ -125,29 +205,92 @@ class SQLiteLedger:
         started_at REAL NOT NULL,
         cost_usd TEXT,
         cached INTEGER NOT NULL,
-        body TEXT NOT NULL
+        body TEXT NOT NULL,
+        input_tokens INTEGER,
+        output_tokens INTEGER,
+        saved_tokens INTEGER,
+        saved_usd TEXT,
+        unpriced_savings INTEGER
     );
     CREATE INDEX IF NOT EXISTS calls_tenant_day ON calls (tenant, day);
     CREATE INDEX IF NOT EXISTS calls_model ON calls (model);
+    CREATE TABLE IF NOT EXISTS call_layers (
+        call_id INTEGER NOT NULL,
+        layer TEXT NOT NULL,
+        saved_tokens INTEGER NOT NULL,
+        saved_usd TEXT,
+        answered INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS call_layers_call ON call_layers (call_id);
     """
+    # the sum columns a ledger written before totals moved into SQL lacks
+    _SUM_COLUMNS = {"input_tokens": "INTEGER", "output_tokens": "INTEGER",
+                    "saved_tokens": "INTEGER", "saved_usd": "TEXT", "unpriced_savings": "INTEGER"}
+    _VERSION = 2
 
     def __init__(self, path: str | Path | None = None, *, timeout_s: float = 30.0) -> None:
         self.path = Path(path) if path is not None else default_ledger_path()
         try:
             self._conn = open_shared_sqlite(self.path, self._SCHEMA, timeout_s=timeout_s)
+            # typeshed's aggregate protocol is int-only; SQLite passes the TEXT values through
+            self._conn.create_aggregate("decimal_sum", 1, _DecimalSum)  # type: ignore[arg-type]
+            self._upgrade()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open ledger {self.path}: {exc}") from exc
         self._lock = threading.Lock()
 
+    def _upgrade(self) -> None:
+        """Give a ledger written by an older tokenlean its sum columns (once, in one
+        transaction; the rows' bodies are decoded this one time)."""
+        if self._conn.execute("PRAGMA user_version").fetchone()[0] >= self._VERSION:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self._conn.execute("PRAGMA user_version").fetchone()[0] < self._VERSION:
+                have = {row[1] for row in self._conn.execute("PRAGMA table_info(calls)")}
+                for name, kind in self._SUM_COLUMNS.items():
+                    if name not in have:
+                        self._conn.execute(f"ALTER TABLE calls ADD COLUMN {name} {kind}")
+                old = self._conn.execute(
+                    "SELECT id, body FROM calls WHERE input_tokens IS NULL").fetchall()
+                for row_id, body in old:
+                    self._write_sums(row_id, RowSums.of(CallRecord.from_dict(json.loads(body))))
+                self._conn.execute(f"PRAGMA user_version = {self._VERSION}")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def _write_sums(self, row_id: int, sums: RowSums) -> None:
+        self._conn.execute(
+            "UPDATE calls SET input_tokens = ?, output_tokens = ?, saved_tokens = ?, "
+            "saved_usd = ?, unpriced_savings = ? WHERE id = ?",
+            (sums.input_tokens, sums.output_tokens, sums.saved_tokens, str(sums.saved_usd),
+             sums.unpriced_savings, row_id))
+        self._conn.executemany(
+            "INSERT INTO call_layers (call_id, layer, saved_tokens, saved_usd, answered) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(row_id, layer, saved, None if usd is None else str(usd), int(answered))
+             for layer, saved, usd, answered in sums.layers])
+
     def record(self, record: CallRecord) -> None:
         body = record.to_dict()
+        sums = RowSums.of(record)
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO calls (request_id, tenant, model, day, started_at, cost_usd, cached,"
-                " body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.request_id, record.tenant, record.model, record.day, record.started_at,
-                 body["cost_usd"], int(record.cached), json.dumps(body, default=str)),
-            )
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._conn.execute(
+                    "INSERT INTO calls (request_id, tenant, model, day, started_at, cost_usd,"
+                    " cached, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record.request_id, record.tenant, record.model, record.day,
+                     record.started_at, body["cost_usd"], int(record.cached),
+                     json.dumps(body, default=str)))
+                assert cursor.lastrowid is not None
+                self._write_sums(cursor.lastrowid, sums)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
     async def arecord(self, record: CallRecord) -> None:
         await asyncio.to_thread(self.record, record)
@@ -167,8 +310,22 @@ class SQLiteLedger:
             return int(self._conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
 
     def totals(self, *, by: GroupBy = "model", tenant: str | None = None) -> list[Totals]:
-        _check_group(by)
-        return _totals(self.records(tenant=tenant), by)
+        """Totals computed by one SQL query (exact decimal sums of the money columns)."""
+        check_group(by)
+        where, args = ("WHERE c.tenant = ?", (tenant,)) if tenant is not None else ("", ())
+        if by == "layer":
+            sql = ("SELECT l.layer, COUNT(*), 0, 0, '0', 0, SUM(l.saved_tokens), "
+                   "decimal_sum(l.saved_usd), SUM(l.saved_usd IS NULL AND l.saved_tokens > 0), "
+                   "SUM(l.answered) FROM call_layers l JOIN calls c ON c.id = l.call_id "
+                   f"{where} GROUP BY l.layer")
+        else:
+            sql = (f"SELECT c.{by}, COUNT(*), SUM(c.input_tokens), SUM(c.output_tokens), "
+                   "decimal_sum(c.cost_usd), SUM(c.cost_usd IS NULL AND NOT c.cached), "
+                   "SUM(c.saved_tokens), decimal_sum(c.saved_usd), SUM(c.unpriced_savings), "
+                   f"SUM(c.cached) FROM calls c {where} GROUP BY c.{by}")
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        return sorted_totals(rows)
 
     def close(self) -> None:
         with self._lock:
@@ -217,16 +374,22 @@ class JSONLLedger:
         return sum(1 for _ in self.records())
 
     def totals(self, *, by: GroupBy = "model", tenant: str | None = None) -> list[Totals]:
-        _check_group(by)
-        return _totals(self.records(tenant=tenant), by)
+        """Totals by reading every line (a JSONL file has no index): :func:`totals_of`."""
+        return totals_of(self.records(tenant=tenant), by)
 
     def close(self) -> None:
         with self._lock:
             os.close(self._fd)
 
 
-def open_ledger(path: str | Path | None = None) -> SQLiteLedger | JSONLLedger:
-    """A JSONL ledger for ``*.jsonl`` paths, SQLite otherwise (default path if None)."""
+def open_ledger(path: str | Path | None = None) -> LedgerStore:
+    """The ledger ``path`` names: a :class:`~tokenlean.core.PostgresLedger` for a
+    ``postgresql://`` URL, a :class:`JSONLLedger` for ``*.jsonl``, else a
+    :class:`SQLiteLedger` (the default path if None)."""
+    if path is not None and str(path).startswith(POSTGRES_SCHEMES):
+        from ._postgres import PostgresLedger
+
+        return PostgresLedger(str(path))
     if path is not None and str(path).endswith(".jsonl"):
         return JSONLLedger(path)
     return SQLiteLedger(path)
