@@ -12,14 +12,17 @@ up; a budget settles the request it reserved for.
 
 The pipeline measures what each layer saved (prompt tokens before minus
 after, plus the output-token estimate a layer puts in a :class:`LayerNote`),
-prices it, and appends one :class:`CallRecord` per call to the ledger.
+prices it, and appends one :class:`CallRecord` per call to the ledger, by the one
+accounting path (:func:`tokenlean.core.call_record`: reported or estimated usage,
+the price, a cache hit booked as a saving).
 
 Failure policy: a :class:`TokenleanError` from a layer (budget exceeded, bad
-input) reaches the caller. Any *other* exception from a layer, a hook or the
-ledger is a bug or an outage in tokenlean's own machinery: the pipeline warns
+input) reaches the caller. Any *other* exception from a layer or a hook is a
+bug or an outage in tokenlean's own machinery: the pipeline warns
 (:class:`TokenleanWarning`, one per failing step) and carries on as if that
 layer were absent, so tokenlean never makes a call fail that would have
-succeeded without it.
+succeeded without it. A failing ledger warns once per outage
+(:func:`tokenlean.core.write_record`).
 
 Time budget: each step of a layer (``process`` or a hook) has one, the layer's
 ``time_budget_s`` attribute if it has one, else the pipeline's
@@ -40,6 +43,7 @@ in the call's record.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
@@ -55,11 +59,12 @@ from ._time_budget import (
     run_within,
     when_done,
 )
+from .accounting import ObservedCall, awrite_record, call_record, write_record
 from .errors import ConfigError, TokenleanError, TokenleanWarning
 from .prices import PriceTable, default_price_table
 from .records import CallRecord, LayerReport
 from .tokens import count_messages
-from .types import Chunk, LayerNote, Request, Response, Usage
+from .types import Chunk, LayerNote, Request, Response
 
 __all__ = [
     "DEFAULT_LAYER_TIME_BUDGET_S",
@@ -242,33 +247,25 @@ class Pipeline:
                            saved_output_tokens=saved_out, saved_usd=saved_usd,
                            quality=quality, detail=detail)
 
-    def _hit_report(self, layer_name: str, request: Request, response: Response,
-                    rates: tuple[Decimal, Decimal] | None) -> LayerReport:
-        """A layer answered: it saved the whole call it replaced. Its quality
-        proxy is the answer's ``cache_score`` (similarity of the matched entry)."""
-        saved_in = self._prompt_tokens(request)
-        saved_out = response.usage.output_tokens
-        saved_usd = None if rates is None else saved_in * rates[0] + saved_out * rates[1]
-        quality = {} if response.cache_score is None else {"similarity": response.cache_score}
-        return LayerReport(layer=layer_name, saved_input_tokens=saved_in,
-                           saved_output_tokens=saved_out, saved_usd=saved_usd, quality=quality)
-
     def _record(self, original: Request, final: Request, response: Response,
-                reports: list[LayerReport], started: float, wall: float) -> CallRecord:
-        usage = Usage() if response.cached else response.usage
-        cost = self.prices.price(usage, model=final.model, provider=final.provider)
+                reports: list[LayerReport], started: float, wall: float,
+                answered_by: str | None) -> CallRecord:
+        """The call's record, by the one accounting path (:mod:`tokenlean.core.accounting`):
+        ``answered_by`` names the layer that answered (a cache hit), ``None`` if the
+        provider did."""
         meta = final.metadata
-        return CallRecord(
+        return call_record(ObservedCall(
             request_id=original.request_id, model=final.model, provider=final.provider,
-            tenant=final.tenant, user=final.user, usage=usage, cost=cost,
-            cached=response.cached, cache_score=response.cache_score,
-            finish_reason=response.finish_reason, latency_s=self._clock() - started,
-            started_at=wall, layers=tuple(reports),
+            usage=response.usage, prompt=final.messages, tools=final.tools,
+            answer=_answer_text(response), answered_by=answered_by,
+            cache_score=response.cache_score, layers=reports, tenant=final.tenant,
+            user=final.user, finish_reason=response.finish_reason,
+            latency_s=self._clock() - started, started_at=wall,
             run_id=meta.get("run_id"), parent_run_id=meta.get("parent_run_id"),
             tags=tuple(meta.get("tags") or ()),
             metadata={k: v for k, v in meta.items() if k not in {"run_id", "parent_run_id", "tags"}
                       and isinstance(v, (str, int, float, bool))},
-        )
+        ), prices=self.prices)
 
     def _apply(self, layer: Layer, current: Request, out: Request | Response, before: int,
                rates: tuple[Decimal, Decimal] | None, reports: list[LayerReport],
@@ -277,8 +274,7 @@ class Pipeline:
         # hooks later see the request as this layer left it (a cache's miss leaves it
         # as it arrived, so the cache stores under the key it looked up)
         ran.append((layer, current if isinstance(out, Response) else out))
-        if isinstance(out, Response):
-            reports.append(self._hit_report(layer.name, current, out, rates))
+        if isinstance(out, Response):  # a hit: the accounting books it (see _record)
             return current, before, out
         after = self._prompt_tokens(out) if out.messages != current.messages else before
         reports.append(self._report(layer.name, before, after,
@@ -286,12 +282,7 @@ class Pipeline:
         return out, after, None
 
     def _write(self, record: CallRecord) -> None:
-        if self.ledger is None:
-            return
-        try:
-            self.ledger.record(record)
-        except Exception as exc:  # an outage of the ledger must not fail the call
-            _warn("writing the ledger", exc)
+        write_record(self.ledger, record)  # an outage of the ledger never fails the call
 
     # ---- sync --------------------------------------------------------------
 
@@ -355,6 +346,7 @@ class Pipeline:
         """Run one call through the layers and the provider."""
         started, wall = self._clock(), time.time()
         final, answer, reports, ran = self._run_layers(request)
+        answered_by = _answerer(ran, answer)
         if answer is None:
             try:
                 answer = self.provider.complete(final)
@@ -362,24 +354,26 @@ class Pipeline:
                 self._fail(ran, exc)
                 raise
         reports = _merge_notes(reports, self._after(ran, answer))
-        record = self._record(request, final, answer, reports, started, wall)
+        record = self._record(request, final, answer, reports, started, wall, answered_by)
         self._write(record)
         return CallResult(answer, record, final)
 
     def stream(self, request: Request) -> Iterator[Chunk]:
-        """Stream one call; the last chunk carries the response and its record in
-        ``chunk.response``. A layer's answer (cache hit) is replayed in the chunks the
+        """Stream one call; the last chunk carries the response (``chunk.response``) and
+        its record (``chunk.record``). A layer's answer (cache hit) is replayed in the chunks the
         original stream had (``Response.chunks``), else as one chunk."""
         started, wall = self._clock(), time.time()
         final, answer, reports, ran = self._run_layers(request)
+        answered_by = _answerer(ran, answer)
         if answer is None:
             answer = yield from self._provider_stream(final, ran)
         else:
             for text in _replay_texts(answer):
                 yield Chunk(text=text)
         reports = _merge_notes(reports, self._after(ran, answer))
-        self._write(self._record(request, final, answer, reports, started, wall))
-        yield Chunk(response=answer)
+        record = self._record(request, final, answer, reports, started, wall, answered_by)
+        self._write(record)
+        yield Chunk(response=answer, record=record)
 
     def _provider_stream(self, request: Request, ran: Sequence[tuple[Layer, Request]]
                          ) -> Generator[Chunk, None, Response]:
@@ -462,6 +456,7 @@ class Pipeline:
         """Async twin of :meth:`run`."""
         started, wall = self._clock(), time.time()
         final, answer, reports, ran = await self._arun_layers(request)
+        answered_by = _answerer(ran, answer)
         if answer is None:
             try:
                 answer = await self.provider.acomplete(final)
@@ -469,7 +464,7 @@ class Pipeline:
                 await self._afail(ran, exc)
                 raise
         reports = _merge_notes(reports, await self._aafter(ran, answer))
-        record = self._record(request, final, answer, reports, started, wall)
+        record = self._record(request, final, answer, reports, started, wall, answered_by)
         await self._awrite(record)
         return CallResult(answer, record, final)
 
@@ -477,6 +472,7 @@ class Pipeline:
         """Async twin of :meth:`stream`."""
         started, wall = self._clock(), time.time()
         final, answer, reports, ran = await self._arun_layers(request)
+        answered_by = _answerer(ran, answer)
         if answer is None:
             astream = getattr(self.provider, "astream", None)
             try:
@@ -505,20 +501,27 @@ class Pipeline:
             for text in _replay_texts(answer):
                 yield Chunk(text=text)
         reports = _merge_notes(reports, await self._aafter(ran, answer))
-        await self._awrite(self._record(request, final, answer, reports, started, wall))
-        yield Chunk(response=answer)
+        record = self._record(request, final, answer, reports, started, wall, answered_by)
+        await self._awrite(record)
+        yield Chunk(response=answer, record=record)
 
     async def _awrite(self, record: CallRecord) -> None:
-        if self.ledger is None:
-            return
-        arecord = getattr(self.ledger, "arecord", None)
-        if arecord is None:
-            self._write(record)
-            return
-        try:
-            await arecord(record)
-        except Exception as exc:
-            _warn("writing the ledger", exc)
+        await awrite_record(self.ledger, record)
+
+
+def _answerer(ran: Sequence[tuple[Layer, Request]], answer: Response | None) -> str | None:
+    """The layer that answered the call (the last that ran, when the layers returned
+    an answer), ``None`` when the provider is to answer."""
+    return None if answer is None or not ran else ran[-1][0].name
+
+
+def _answer_text(response: Response) -> str:
+    """What the model produced, for counting when it reported no usage: the text and
+    any tool calls (as the JSON they arrive in)."""
+    if not response.tool_calls:
+        return response.text
+    calls = json.dumps([dict(c) for c in response.tool_calls], separators=(",", ":"))
+    return response.text + calls
 
 
 def new_notes(before: Request, after: Request, layer: str) -> list[LayerNote]:
