@@ -19,9 +19,12 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from .records import CallRecord
 
 __all__ = [
     "ROLES",
@@ -392,7 +395,8 @@ class Cost:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Chunk:
-    """One piece of a streamed answer; the last one carries the whole ``response``.
+    """One piece of a streamed answer; the last one carries the whole ``response``
+    (and, from :meth:`Pipeline.stream`, the call's ``record``).
 
     ``raw`` is the provider's native chunk when there is one (an adapter can pass
     it through to keep tool-call deltas); replayed answers have none.
@@ -401,3 +405,4 @@ class Chunk:
     text: str = ""
     response: Response | None = None
     raw: Any = field(default=None, compare=False, repr=False)
+    record: CallRecord | None = field(default=None, compare=False, repr=False)
