@@ -91,6 +91,7 @@ need_debian() {  # need_debian COMMAND PACKAGE WHAT-NEEDS-IT
   fi
 }
 need_debian redis-server redis-server "the Redis store tests (cache, budget, reliability) will be skipped"
+need_debian prometheus prometheus "the Prometheus end-to-end exporter test will be skipped"
 need_debian chromium chromium "the HTML report's browser test will be skipped"
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -11,7 +11,6 @@ def test_all_is_pinned() -> None:
         "Fanout",
         "LangfuseExporter",
         "OTelExporter",
-        "OutageWatch",
         "PrometheusExporter",
         "Sink",
         "langfuse_cost_details",

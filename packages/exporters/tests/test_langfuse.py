@@ -102,7 +102,7 @@ def test_langfuse_down_warns_once(free_port, record_factory) -> None:
                                 base_url=f"http://127.0.0.1:{free_port}", timeout_s=1)
     try:
         exporter.record(record_factory())
-        with pytest.warns(TokenleanWarning, match="exporter 'langfuse' is failing"):
+        with pytest.warns(TokenleanWarning, match="exporter 'langfuse' export failed"):
             exporter.force_flush()
         with warnings.catch_warnings():
             warnings.simplefilter("error")

@@ -13,14 +13,12 @@ extra (``otel``, ``prometheus``, ``langfuse``) when it is not installed.
 from ._fanout import Fanout, Sink
 from ._langfuse import LangfuseExporter, langfuse_cost_details, langfuse_usage_details
 from ._otel import OTelExporter
-from ._outage import OutageWatch
 from ._prometheus import PrometheusExporter
 
 __all__ = [
     "Fanout",
     "LangfuseExporter",
     "OTelExporter",
-    "OutageWatch",
     "PrometheusExporter",
     "Sink",
     "langfuse_cost_details",

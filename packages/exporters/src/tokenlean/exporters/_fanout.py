@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from tokenlean.core import CallRecord, ConfigError
-
-from ._outage import OutageWatch
+from tokenlean.core.accounting import awrite_record, check_sink, sink_outage, write_record
 
 __all__ = ["Fanout", "Sink"]
 
@@ -19,17 +17,14 @@ class Sink(Protocol):
     def record(self, record: CallRecord) -> None: ...
 
 
-def _name(sink: Any) -> str:
-    return str(getattr(sink, "name", None) or type(sink).__name__)
-
-
 class Fanout:
     """A sink that forwards every :class:`CallRecord` to each of ``sinks`` in order.
 
-    A sink that raises is skipped for that record: the first failure of an
-    outage raises one :class:`~tokenlean.core.TokenleanWarning`, later failures
-    are silent until the sink succeeds again. The other sinks still get the
-    record and the caller's call is unaffected.
+    A sink that raises is skipped for that record under the one outage policy
+    (:func:`tokenlean.core.write_record`): the first failure of an outage raises
+    one :class:`~tokenlean.core.TokenleanWarning`, later failures are silent
+    until the sink succeeds again. The other sinks still get the record and the
+    caller's call is unaffected.
 
     ``arecord`` awaits each sink's ``arecord`` when it has one and calls its
     ``record`` otherwise.
@@ -41,53 +36,35 @@ class Fanout:
         if not sinks:
             raise ConfigError("Fanout needs at least one sink, e.g. Fanout(ledger, OTelExporter())")
         for sink in sinks:
-            if not callable(getattr(sink, "record", None)):
-                raise ConfigError(f"{sink!r} is not a sink: it needs a record(record) method")
+            check_sink(sink, "every Fanout sink")
         self.sinks: tuple[Sink, ...] = tuple(sinks)
-        self._watches = tuple(OutageWatch(_name(s)) for s in sinks)
 
     def record(self, record: CallRecord) -> None:
-        for sink, watch in zip(self.sinks, self._watches, strict=True):
-            try:
-                sink.record(record)
-            except Exception as exc:  # an outage of one sink must not fail the call
-                watch.failed(exc)
-            else:
-                watch.note_success()
+        for sink in self.sinks:
+            write_record(sink, record)
 
     async def arecord(self, record: CallRecord) -> None:
-        for sink, watch in zip(self.sinks, self._watches, strict=True):
-            try:
-                arecord = getattr(sink, "arecord", None)
-                if arecord is None:
-                    sink.record(record)
-                else:
-                    result = arecord(record)
-                    if inspect.isawaitable(result):
-                        await result
-            except Exception as exc:
-                watch.failed(exc)
-            else:
-                watch.note_success()
+        for sink in self.sinks:
+            await awrite_record(sink, record)
 
     def force_flush(self) -> None:
         """Flush every sink that buffers (OpenTelemetry, Langfuse)."""
-        for sink, watch in zip(self.sinks, self._watches, strict=True):
-            flush = getattr(sink, "force_flush", None)
-            if flush is None:
-                continue
-            try:
-                flush()
-            except Exception as exc:
-                watch.failed(exc)
+        for sink in self.sinks:
+            self._each(sink, "flush", getattr(sink, "force_flush", None))
 
     def close(self) -> None:
         """Close every sink that can be closed (flushing what it buffers)."""
-        for sink, watch in zip(self.sinks, self._watches, strict=True):
-            close = getattr(sink, "close", None) or getattr(sink, "shutdown", None)
-            if close is None:
-                continue
-            try:
-                close()
-            except Exception as exc:
-                watch.failed(exc)
+        for sink in self.sinks:
+            self._each(sink, "close", getattr(sink, "close", None)
+                       or getattr(sink, "shutdown", None))
+
+    @staticmethod
+    def _each(sink: Sink, operation: str, step: object) -> None:
+        if not callable(step):
+            return
+        outage = sink_outage(sink)
+        seen = outage.begin()
+        try:
+            step()
+        except Exception as exc:
+            outage.failed(seen, exc, operation)

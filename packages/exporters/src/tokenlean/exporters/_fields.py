@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from tokenlean.core import CallRecord
 
-__all__ = ["provider_name", "saved_by_layer"]
+__all__ = ["provider_name", "saved_by_layer", "spent_usd"]
 
 # genai-prices provider ids -> OpenTelemetry gen_ai.provider.name well-known values
 _OTEL_PROVIDER = {
@@ -33,3 +33,12 @@ def saved_by_layer(record: CallRecord) -> list[tuple[str, int, int, Decimal | No
     """``(layer, saved_input_tokens, saved_output_tokens, saved_usd)`` per layer report."""
     return [(r.layer, r.saved_input_tokens, r.saved_output_tokens, r.saved_usd)
             for r in record.layers]
+
+
+def spent_usd(record: CallRecord) -> float | None:
+    """Dollars to add to a cost metric: ``None`` for a call with no known price (no
+    sample: a backend shows it as missing, never as $0) and for a cache hit (it
+    spent nothing, and a 0 sample would make an unpriced model look free)."""
+    if record.cost is None or record.cached:
+        return None
+    return float(record.cost.total_usd)

@@ -18,7 +18,7 @@ from tokenlean.core._optional import require
 
 from ._fields import saved_by_layer
 from ._otel import _Watched
-from ._outage import OutageWatch
+from ._outage import exporter_outage
 
 __all__ = ["LangfuseExporter", "langfuse_cost_details", "langfuse_usage_details"]
 
@@ -141,8 +141,8 @@ class LangfuseExporter:
                  flush_interval_s: float | None = None, name_prefix: str = "tokenlean") -> None:
         langfuse = require("langfuse", extra="langfuse", feature=_FEATURE)
         self._langfuse = langfuse
-        self.watch = OutageWatch(self.name)  # exports (the SDK's background thread)
-        self._record_watch = OutageWatch(self.name)  # building the generation, on your thread
+        self.watch = exporter_outage(self.name)  # exports (the SDK's background thread)
+        self._record_watch = exporter_outage(self.name)  # building the generation, your thread
         self._name_prefix = name_prefix
         self._own = client is None
         self._tracer_provider: Any = None
@@ -179,12 +179,13 @@ class LangfuseExporter:
     def record(self, record: CallRecord) -> None:
         """Queue one generation. Never raises: a failure warns once per outage."""
         self.watch.emit()
+        seen = self._record_watch.begin()
         try:
             self._send(record)
         except Exception as exc:
-            self._record_watch.failed(exc)
+            self._record_watch.failed(seen, exc, "record")
         else:
-            self._record_watch.note_success()
+            self._record_watch.ok(seen)
 
     def _send(self, record: CallRecord) -> None:
         kwargs = self._generation_kwargs(record)

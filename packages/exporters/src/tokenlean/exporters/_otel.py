@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from tokenlean.core import CallRecord, ConfigError
 from tokenlean.core._optional import require
+from tokenlean.core.outage import Outage
 
-from ._fields import provider_name, saved_by_layer
-from ._outage import OutageWatch
+from ._fields import provider_name, saved_by_layer, spent_usd
+from ._outage import exporter_outage
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -97,22 +98,25 @@ def span_attributes(record: CallRecord, operation: str) -> dict[str, Any]:
 class _Watched:
     """Wraps an SDK exporter (span or metric) so that its results feed an outage watch."""
 
-    def __init__(self, inner: Any, watch: OutageWatch) -> None:
+    def __init__(self, inner: Any, watch: Outage) -> None:
         self._inner, self._watch = inner, watch
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        """Runs on the SDK's background thread: failures are deferred to the user's."""
+        seen = self._watch.begin()
         try:
             result = self._inner.export(batch, *args, **kwargs)
         except Exception as exc:
-            self._watch.note_failure(f"{type(exc).__name__}: {exc}")
+            self._watch.failed(seen, exc, "export", defer=True)
             raise
         if getattr(result, "name", "") == "SUCCESS":
-            self._watch.note_success()
+            self._watch.ok(seen)
         else:
-            self._watch.note_failure(f"export to {self._endpoint()} returned {result}")
+            self._watch.failed(seen, f"{self._endpoint()} returned {result}", "export",
+                               defer=True)
         return result
 
     def _endpoint(self) -> str:
@@ -140,8 +144,8 @@ class OTelExporter:
         otel_trace = require("opentelemetry.trace", extra="otel", feature=_FEATURE)
         self.operation = operation
         self._trace = otel_trace
-        self.watch = OutageWatch(self.name)  # exports (background threads)
-        self._record_watch = OutageWatch(self.name)  # recording on the caller's thread
+        self.watch = exporter_outage(self.name)  # exports (background threads)
+        self._record_watch = exporter_outage(self.name)  # recording on the caller's thread
         self._providers: list[Any] = []
         self._meter_provider = meter_provider
         self._tracer_provider = tracer_provider
@@ -203,7 +207,7 @@ class OTelExporter:
             raise ConfigError("timeout_s and export_interval_s must be positive")
         base = endpoint.rstrip("/")
         resource = Resource.create({"service.name": "tokenlean", **(resource_attributes or {})})
-        watch = OutageWatch("otel")
+        watch = exporter_outage(cls.name)
         meter_provider = tracer_provider = None
         # the arg-type ignores below: _Watched stands in for the SDK exporter it wraps
         # (duck-typed, not a subclass)
@@ -231,15 +235,16 @@ class OTelExporter:
     def record(self, record: CallRecord) -> None:
         """Record one call. Never raises: a failure warns once per outage."""
         self.watch.emit()
+        seen = self._record_watch.begin()
         try:
             if self._metrics:
                 self._record_metrics(record)
             if self._tracer is not None:
                 self._record_span(self._tracer, record)
         except Exception as exc:
-            self._record_watch.failed(exc)
+            self._record_watch.failed(seen, exc, "record")
         else:
-            self._record_watch.note_success()
+            self._record_watch.ok(seen)
 
     async def arecord(self, record: CallRecord) -> None:
         self.record(record)  # in-memory instruments: nothing to wait for
@@ -271,8 +276,9 @@ class OTelExporter:
         self._duration.record(record.latency_s, {**attrs, "tokenlean.cached": record.cached})
         self._calls.add(1, {**attrs, "tokenlean.cached": record.cached,
                             "tokenlean.priced": record.cost is not None})
-        if record.cost is not None:
-            self._cost.add(float(record.cost.total_usd), attrs)
+        spent = spent_usd(record)
+        if spent is not None:  # an unknown cost adds no point: missing, never $0
+            self._cost.add(spent, attrs)
         for layer, saved_in, saved_out, saved_usd in saved_by_layer(record):
             layer_attrs = {**attrs, "tokenlean.layer": layer}
             if saved_in:

@@ -6,7 +6,8 @@ Metrics (``namespace`` defaults to ``tokenlean``):
 * ``tokenlean_tokens_total{model,tenant,type}`` with ``type`` in ``input``,
   ``output``, ``cache_read``, ``cache_write``, ``reasoning`` (cache and
   reasoning tokens are *included* in input/output, as in the ledger)
-* ``tokenlean_cost_usd_total{model,tenant}`` (priced calls only)
+* ``tokenlean_cost_usd_total{model,tenant}`` (priced calls that reached the model:
+  an unpriced model has no series, unknown rather than $0)
 * ``tokenlean_saved_tokens_total{model,tenant,layer,type}``
 * ``tokenlean_saved_usd_total{model,tenant,layer}``
 * ``tokenlean_call_duration_seconds{model,tenant}`` (histogram)
@@ -19,8 +20,9 @@ from typing import Any
 from tokenlean.core import CallRecord, ConfigError
 from tokenlean.core._optional import require
 
+from ._fields import spent_usd
 from ._otel import DURATION_BUCKETS
-from ._outage import OutageWatch
+from ._outage import exporter_outage
 
 __all__ = ["PrometheusExporter"]
 
@@ -58,16 +60,17 @@ class PrometheusExporter:
             "call_duration_seconds", "Wall time of a model call.", base,
             buckets=DURATION_BUCKETS, **kw)
         self._servers: list[tuple[Any, Any]] = []
-        self.watch = OutageWatch(self.name)
+        self.watch = exporter_outage(self.name)
 
     def record(self, record: CallRecord) -> None:
         """Count one call. Never raises: a failure warns once per outage."""
+        seen = self.watch.begin()
         try:
             self._count(record)
         except Exception as exc:
-            self.watch.failed(exc)
+            self.watch.failed(seen, exc, "record")
         else:
-            self.watch.note_success()
+            self.watch.ok(seen)
 
     def _count(self, record: CallRecord) -> None:
         model, tenant = record.model, record.tenant
@@ -80,8 +83,9 @@ class PrometheusExporter:
                             ("reasoning", usage.reasoning_tokens)):
             if value:
                 self.tokens.labels(model, tenant, kind).inc(value)
-        if record.cost is not None:
-            self.cost.labels(model, tenant).inc(float(record.cost.total_usd))
+        spent = spent_usd(record)
+        if spent is not None:  # an unknown cost makes no sample: absent, never 0
+            self.cost.labels(model, tenant).inc(spent)
         for report in record.layers:
             if report.saved_input_tokens:
                 self.saved_tokens.labels(model, tenant, report.layer, "input").inc(
