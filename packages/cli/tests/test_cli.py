@@ -64,6 +64,20 @@ def test_ledger_totals(tmp_path: Path) -> None:
     assert run("ledger", "--path", str(path), "--by", "colour").returncode == 2
 
 
+def test_ledger_shows_an_unpriced_cost_as_unknown(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    ledger = SQLiteLedger(path)
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    ledger.record(CallRecord(request_id="a", model="gpt-4o", tenant="t", usage=usage,
+                             cost=price(usage, model="gpt-4o")))
+    ledger.record(CallRecord(request_id="b", model="house-model", tenant="t", usage=usage))
+    (row,) = json.loads(run("ledger", "--path", str(path), "--by", "tenant", "--json").stdout)
+    assert row["cost_usd"] is None and row["unpriced_calls"] == 1
+    assert row["priced_cost_usd"] > 0
+    table = run("ledger", "--path", str(path), "--by", "tenant").stdout
+    assert "unknown (priced: 0.003500)" in table  # the cost cell: never $0
+
+
 def test_version_and_plugged_commands() -> None:
     assert "tokenlean-core" in run("--version").stdout
     listing = run("--help").stdout

@@ -2,9 +2,10 @@
 the ledger, OpenTelemetry and Prometheus agree on the totals.
 
 For each row of a prompts file (``{"messages", "response", "model"}``) it
-counts the prompt and the answer with tokenlean's tokenizers, prices them
-(with the row's own model, or ``--model``), builds the call's record and
-writes it to every sink. Prints one JSON object: rows, tokens, dollars, how
+counts the prompt and the answer (:func:`tokenlean.core.estimate_usage`, the
+accounting's fallback), prices them and builds the call's record
+(:func:`tokenlean.core.call_record`, with the row's own model or ``--model``),
+and writes it to every sink. Prints one JSON object: rows, tokens, dollars, how
 many rows had a known price, microseconds per call for counting, pricing and
 each sink, and the difference between the sinks' totals.
 """
@@ -18,7 +19,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,11 @@ import typer
 from tokenlean.core import (
     CallRecord,
     JSONLLedger,
+    ObservedCall,
     SQLiteLedger,
     Usage,
-    count_messages,
-    count_tokens,
-    price,
+    call_record,
+    estimate_usage,
     read_prompts,
 )
 from tokenlean.core._optional import require
@@ -104,18 +104,17 @@ def bench(
         warnings.simplefilter("ignore")  # unknown-price warnings: counted below instead
         for row, messages in rows:
             name = model or row.get("model") or "gpt-4o-mini"
-            start = time.perf_counter()
-            prompt = count_messages(messages, model=name)
-            answer = count_tokens(str(row.get("response") or ""), model=name)
+            start = time.perf_counter()  # the accounting's one fallback: count what nobody reported
+            counted = estimate_usage(messages, str(row.get("response") or ""), model=name)
             count_s += time.perf_counter() - start
-            exact += int(prompt.exact and answer.exact)
-            usage = Usage(input_tokens=prompt.tokens, output_tokens=answer.tokens)
-            start = time.perf_counter()
-            cost = price(usage, model=name)
+            usage, is_exact = counted if counted is not None else (Usage(), False)
+            exact += int(is_exact)
+            start = time.perf_counter()  # price it and build the record: the one accounting path
+            record = call_record(ObservedCall(request_id=uuid.uuid4().hex, model=name,
+                                              usage=usage, latency_s=0.5, tenant="bench"))
             price_s += time.perf_counter() - start
-            models[name] = cost is not None
-            records.append(CallRecord(request_id=uuid.uuid4().hex, model=name, usage=usage,
-                                      cost=cost, latency_s=0.5, tenant="bench"))
+            models[name] = record.cost is not None
+            records.append(record)
 
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
@@ -139,7 +138,7 @@ def bench(
         per_sink["fanout(sqlite+otel+prometheus)"] = round(took / len(records) * 1e6, 1)
 
         totals = sinks["sqlite"].totals(by="tenant")[0]
-        ledger_usd = Decimal(totals.cost_usd)
+        ledger_usd = totals.priced_cost_usd  # what the metrics hold: priced calls only
         otel_tokens, otel_usd = _otel_sums(reader)
         prom_tokens, prom_usd = _prom_sums(sinks["prometheus"])
         for sink in (sinks["sqlite"], sinks["jsonl"], fan_ledger):
@@ -155,7 +154,8 @@ def bench(
         "unpriced_rows": totals.unpriced_calls,
         "exact_count_rows": exact,
         "tokens": ledger_tokens,
-        "cost_usd": float(ledger_usd),
+        "cost_usd": None if totals.cost_usd is None else float(totals.cost_usd),
+        "priced_cost_usd": float(ledger_usd),
         "us_per_call": {
             "count_tokens": round(count_s / len(records) * 1e6, 1),
             "price": round(price_s / len(records) * 1e6, 1),

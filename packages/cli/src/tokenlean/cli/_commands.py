@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from decimal import Decimal
 from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tokenlean.core import (
     Usage,
     count_messages,
     count_tokens,
+    default_ledger_path,
     open_ledger,
     price,
 )
@@ -111,29 +113,47 @@ def count(
 
 
 def ledger(
-    path: str | None = typer.Option(None, "--path", help="Ledger file (.sqlite or .jsonl)."),
+    path: str | None = typer.Option(
+        None, "--path", help="Ledger: a .sqlite or .jsonl file, or a postgresql:// URL."),
     by: str = typer.Option("model", "--by", help="Group by model, tenant, layer or day."),
     tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's calls."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Totals from the cost ledger: calls, tokens, $ spent and $ saved."""
+    """Totals from the cost ledger: calls, tokens, $ spent and $ saved (an unknown cost
+    is "unknown", null in JSON, never $0)."""
     store = open_ledger(path)
     # --by is the CLI's string; totals() checks it (ConfigError, printed as an error)
     rows = store.totals(by=by, tenant=tenant)  # type: ignore[arg-type]
+    store.close()
     if as_json:
         typer.echo(json.dumps([{
             "key": r.key, "calls": r.calls, "input_tokens": r.input_tokens,
-            "output_tokens": r.output_tokens, "cost_usd": float(r.cost_usd),
-            "unpriced_calls": r.unpriced_calls, "saved_tokens": r.saved_tokens,
-            "saved_usd": float(r.saved_usd), "cached_calls": r.cached_calls,
+            "output_tokens": r.output_tokens, "cost_usd": _float(r.cost_usd),
+            "priced_cost_usd": float(r.priced_cost_usd), "unpriced_calls": r.unpriced_calls,
+            "saved_tokens": r.saved_tokens, "saved_usd": _float(r.saved_usd),
+            "priced_saved_usd": float(r.priced_saved_usd),
+            "unpriced_savings": r.unpriced_savings, "cached_calls": r.cached_calls,
         } for r in rows]))
         return
-    table = Table(title=f"ledger {store.path} by {by}")
+    where = path if path is not None else str(default_ledger_path())
+    table = Table(title=f"ledger {escape(where.split('@')[-1])} by {by}")
     for column in (by, "calls", "input tok", "output tok", "cost $", "unpriced", "saved tok",
                    "saved $", "cached"):
         table.add_column(column, justify="left" if column == by else "right")
+    layers = by == "layer"  # a layer has savings, not spend
     for r in rows:
-        table.add_row(r.key, str(r.calls), f"{r.input_tokens:,}", f"{r.output_tokens:,}",
-                      f"{r.cost_usd:.6f}", str(r.unpriced_calls), f"{r.saved_tokens:,}",
-                      f"{r.saved_usd:.6f}", str(r.cached_calls))
+        table.add_row(escape(r.key), str(r.calls), "-" if layers else f"{r.input_tokens:,}",
+                      "-" if layers else f"{r.output_tokens:,}",
+                      "-" if layers else _usd(r.cost_usd, r.priced_cost_usd),
+                      "-" if layers else str(r.unpriced_calls), f"{r.saved_tokens:,}",
+                      _usd(r.saved_usd, r.priced_saved_usd), str(r.cached_calls))
     _out.print(table)
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _usd(total: Decimal | None, priced: Decimal) -> str:
+    """A dollar cell: the sum, or "unknown" (with what the priced part came to)."""
+    return f"{total:.6f}" if total is not None else f"unknown (priced: {priced:.6f})"
