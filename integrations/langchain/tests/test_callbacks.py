@@ -116,7 +116,7 @@ def test_invoke_records_usage_and_prices_cache_reads_at_cached_rate(tmp_path) ->
     assert row.cost.input_usd < full_rate_input
     assert row.cost.source.startswith("genai-prices")
     assert handler.calls == 1 and handler.cost_usd == row.cost_usd
-    assert row.metadata["usage_source"] == "usage_metadata"
+    assert row.metadata["usage_source"] == "reported"
 
 
 @pytest.mark.parametrize("usage_in", ["last", "split"])
@@ -149,7 +149,7 @@ def test_chunk_usage_used_when_final_message_has_none() -> None:
                        run_id=run_id)
     (rec,) = handler.records
     assert (rec.usage.input_tokens, rec.usage.output_tokens) == (40, 12)
-    assert rec.metadata["usage_source"] == "stream_chunks"
+    assert rec.metadata["usage_source"] == "streamed"
     assert rec.model == "gpt-4o-mini" and rec.cost is not None
 
 
@@ -235,7 +235,7 @@ def test_unknown_model_is_unpriced_not_free() -> None:
     with tokenlean_costs() as costs, pytest.warns(TokenleanWarning, match="no price known"):
         model.invoke("x")
     (rec,) = costs.records
-    assert rec.cost is None and costs.unpriced_calls == 1 and costs.cost_usd == 0
+    assert rec.cost is None and costs.unpriced_calls == 1 and costs.cost_usd is None
 
 
 def test_broken_ledger_warns_once_and_call_succeeds(tmp_path) -> None:
@@ -243,7 +243,7 @@ def test_broken_ledger_warns_once_and_call_succeeds(tmp_path) -> None:
     ledger.close()  # every write now fails
     handler = TokenleanCostHandler(ledger=ledger)
     model = UsageChatModel(usage=OPENAI_USAGE)
-    with pytest.warns(TokenleanWarning, match="ledger failed"):
+    with pytest.warns(TokenleanWarning, match="'SQLiteLedger' write failed"):
         assert model.invoke("a", config={"callbacks": [handler]}).content == model.reply
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -317,3 +317,35 @@ async def test_no_reported_usage_is_counted_not_free(stream: bool) -> None:
     assert rec.usage.input_tokens == prompt.tokens
     assert rec.usage.output_tokens == count_tokens(model.reply, model="gpt-4o-mini").tokens
     assert rec.cost is not None and rec.cost.total_usd > 0
+
+
+def test_lean_priced_as_a_known_model_costs_the_same_in_tokenlean_costs() -> None:
+    """lean(base, model="gpt-4o") in front of a local model: the answer's metadata and
+    tokenlean_costs() report one cost, the pipeline's."""
+    from langchain_tokenlean import lean
+
+    local = UsageChatModel(usage=OPENAI_USAGE, model_name="smollm2-local")
+    with tokenlean_costs() as costs, warnings.catch_warnings():
+        warnings.simplefilter("ignore", TokenleanWarning)  # the local model has no price
+        message = lean(local, model="gpt-4o", ledger=False).invoke("capital of France?")
+    meta_cost = message.response_metadata["tokenlean"]["cost_usd"]
+    assert meta_cost is not None and meta_cost > 0
+    (rec,) = costs.records
+    assert rec.model == "gpt-4o" and rec.cost_usd is not None
+    assert float(rec.cost_usd) == meta_cost
+    assert costs.unpriced_calls == 0 and float(costs.cost_usd) == meta_cost
+    assert "unknown" not in repr(costs)
+
+
+def test_tokenlean_costs_reports_an_unpriced_call_as_unknown() -> None:
+    unpriced = UsageChatModel(usage=OPENAI_USAGE, model_name="my-private-finetune-9")
+    priced = UsageChatModel(usage=OPENAI_USAGE)
+    with tokenlean_costs() as costs, warnings.catch_warnings():
+        warnings.simplefilter("ignore", TokenleanWarning)  # no price known (once per model)
+        unpriced.invoke("x")
+        priced.invoke("y")
+    assert costs.unpriced_calls == 1
+    assert costs.cost_usd is None, "one unpriced call makes the total unknown"
+    assert costs.priced_cost_usd == costs.records[1].cost_usd
+    summary = repr(costs)
+    assert "Total Cost (USD): unknown" in summary and "Total Cost (USD): $" not in summary

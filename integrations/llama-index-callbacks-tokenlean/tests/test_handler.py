@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -114,7 +115,7 @@ def test_query_parity_with_token_counting_handler(handler, counting) -> None:
 
 
 def test_mock_llm_parity_when_nothing_is_reported(handler, counting) -> None:
-    counter = counting("gpt-4o")
+    counter = counting("a-model-nobody-named")  # the fallback tokenizer: cl100k_base, approximate
     llm = MockLLM(max_tokens=12)
     SummaryIndex.from_documents(docs()).as_query_engine(llm=llm).query("capital of France?")
     assert handler.calls == len(counter.llm_token_counts) >= 1
@@ -135,7 +136,7 @@ def test_streamed_usage_is_not_lost(handler) -> None:
     reported = llm._usage(prompt)
     assert rec.usage.input_tokens == reported["prompt_tokens"]
     assert rec.usage.output_tokens == reported["completion_tokens"]
-    assert rec.metadata["usage_source"] == "reported"
+    assert rec.metadata["usage_source"] == "streamed"  # on a piece before the last
     # LlamaIndex's own counter only sees the last chunk and falls back to its tokenizer
     assert counter.prompt_llm_token_count != reported["prompt_tokens"]
 
@@ -198,7 +199,7 @@ def test_broken_ledger_warns_once(tmp_path) -> None:
     ledger.close()
     h = instrument(ledger=ledger)
     try:
-        with pytest.warns(TokenleanWarning, match="ledger failed") as caught:
+        with pytest.warns(TokenleanWarning, match="'SQLiteLedger' write failed") as caught:
             UsageLLM().complete("a")
             UsageLLM().complete("b")
         assert len(caught) == 1 and h.calls == 2
@@ -216,5 +217,17 @@ def test_stream_chat_counted_once_with_reported_usage(handler) -> None:
     chunks = list(llm.stream_chat([ChatMessage(role="user", content="capital of France?")]))
     assert chunks and "Paris" in str(chunks[-1].message.content)
     (rec,) = handler.records
-    assert rec.metadata["usage_source"] == "reported"
+    assert rec.metadata["usage_source"] == "streamed"
     assert rec.usage.output_tokens == len(llm.reply.split())
+
+
+def test_an_unpriced_call_makes_the_total_cost_unknown(handler) -> None:
+    UsageLLM().complete("capital of France?")
+    priced = handler.cost_usd
+    assert priced is not None and priced > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TokenleanWarning)  # no price known (once per model)
+        UsageLLM(model="house-model-7b").complete("capital of France?")
+    assert handler.unpriced_calls == 1
+    assert handler.cost_usd is None, "one unpriced call makes the total unknown, never $0"
+    assert handler.priced_cost_usd == priced

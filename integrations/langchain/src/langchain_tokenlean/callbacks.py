@@ -3,32 +3,34 @@
 ``TokenleanCostHandler`` (and its async twin ``AsyncTokenleanCostHandler``)
 read what every LangChain chat model reports -- ``usage_metadata`` with cache
 reads / writes and reasoning tokens, ``response_metadata["model_name"]``,
-streamed usage chunks -- price it with :func:`tokenlean.core.price` (the
-genai-prices database, cache reads at the cached rate) and write one
+streamed usage chunks -- and book each call through tokenlean's one accounting
+path (:func:`tokenlean.core.call_record`): priced with the genai-prices
+database, estimated with tokenlean's tokenizer when nothing was reported, one
 :class:`~tokenlean.core.CallRecord` per call to a ledger or any sink (an
-exporter, a :class:`tokenlean.exporters.Fanout`).
+exporter, a :class:`tokenlean.exporters.Fanout`), one warning per sink outage.
 
 ``with tokenlean_costs() as c:`` is ``get_openai_callback`` for every provider.
 
 Rules:
 
 * Streamed usage is kept: when the final message carries no usage, the usage
-  of the streamed chunks is summed instead. When nothing reports usage the
-  prompt and answer are counted with tokenlean's tokenizers
-  (``metadata["usage_source"] == "estimated"``): a real call is never free.
-* A LangChain cache hit (``set_llm_cache``) is not spend: its record has cost
-  0, ``cached=True`` and a ``langchain_cache`` layer report whose savings are
-  the cached answer's usage priced at today's rates. A hit of a ``lean()``
-  model's own cache layer is recorded the same way, under that layer's name.
-* A ``lean()`` model's answer that this handler already counted through the
-  wrapped model's own run is not counted twice.
+  of the streamed chunks is summed instead (``usage_source="streamed"``). When
+  nothing reports usage the prompt and answer are counted
+  (``usage_source="estimated"``): a real call is never free.
+* A LangChain cache hit (``set_llm_cache``) is not spend: it is booked as a hit
+  of the ``langchain_cache`` layer, the way every cache hit is booked.
+* A ``lean()`` model's call is booked once, as ``lean()``'s pipeline booked it
+  (the record its answer carries): the model and price it was given, its layers'
+  savings, its cache hits. The wrapped model's own run inside it is not counted
+  again.
+* A cost nobody can price is unknown: ``cost_usd`` is ``None`` and the summary
+  says "unknown", never $0.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -43,14 +45,15 @@ from langchain_core.tracers.context import register_configure_hook
 
 from tokenlean.core import (
     CallRecord,
-    LayerReport,
+    ObservedCall,
     PriceTable,
     TokenleanError,
     Usage,
-    count_messages,
-    count_tokens,
+    awrite_record,
+    call_record,
+    write_record,
 )
-from tokenlean.core._tally import SinkOutage, Tally, cache_hit, check_handler_options
+from tokenlean.core._tally import Tally, check_handler_options, usd_text
 from tokenlean.core.prices import default_price_table
 
 from ._convert import from_lc_messages, usage_from_lc
@@ -58,9 +61,9 @@ from ._convert import from_lc_messages, usage_from_lc
 __all__ = ["AsyncTokenleanCostHandler", "TokenleanCostHandler", "tokenlean_costs"]
 
 CACHE_LAYER = "langchain_cache"
+LEAN_PROVIDER = "tokenlean"  # the ls_provider of a lean() model's runs
 _TENANT_KEYS = ("tokenlean_tenant", "tenant", "tenant_id")
 _USER_KEYS = ("tokenlean_user", "user_id", "user", "langfuse_user_id")
-_SEEN_LIMIT = 4096
 
 
 @dataclass
@@ -74,9 +77,19 @@ class _Run:
     tags: tuple[str, ...]
     metadata: dict[str, Any]
     parent_run_id: str | None
+    lean: bool = False  # a lean() model's run: its pipeline books the call
     chunk_usage: Usage = field(default_factory=Usage)
     chunks_with_usage: int = 0
     prompt: Any = None  # the run's LangChain messages (chat) or prompt string (LLM)
+
+
+@dataclass
+class _Held:
+    """A run that ended while lean() runs were open: held until it is known whether
+    it was the wrapped model's run inside one of them (then lean() books it)."""
+
+    record: CallRecord
+    waiting_for: set[UUID]
 
 
 def _first(mapping: Mapping[str, Any], keys: Sequence[str]) -> Any:
@@ -115,24 +128,24 @@ def _message_of(response: LLMResult) -> tuple[BaseMessage | None, Mapping[str, A
     return first, None
 
 
-def _estimate(prompt: Any, response: LLMResult, model: str) -> tuple[Usage, bool] | None:
-    """Count the prompt and the answer with tokenlean's tokenizers (``None`` if we cannot)."""
-    if prompt is None:
-        return None
-    texts = []
+def _answer_text(response: LLMResult) -> str:
+    """The first generation's text (what an estimate counts)."""
     for batch in response.generations:
         for gen in batch[:1]:
             message = getattr(gen, "message", None)
             text = getattr(message, "text", None) if message is not None else gen.text
-            texts.append(text if isinstance(text, str) else str(getattr(message, "content", "")))
+            return text if isinstance(text, str) else str(getattr(message, "content", ""))
+    return ""
+
+
+def _prompt(run: _Run) -> Any:
+    """The run's prompt as the accounting counts it (``None`` if it cannot be read)."""
+    if run.prompt is None or isinstance(run.prompt, str):
+        return run.prompt
     try:
-        counted = (count_tokens(prompt, model=model) if isinstance(prompt, str)
-                   else count_messages(from_lc_messages(prompt), model=model))
-        answer = count_tokens("".join(texts), model=model)
+        return from_lc_messages(run.prompt)
     except TokenleanError:  # a message type without a chat role, say
         return None
-    return (Usage(input_tokens=counted.tokens, output_tokens=answer.tokens),
-            counted.exact and answer.exact)
 
 
 class _Totals(Tally):
@@ -157,15 +170,21 @@ class _Totals(Tally):
 
     @property
     def total_cost(self) -> float:
-        return float(self.cost_usd)
+        """Dollars as a float; NaN (unknown, never 0.0) when a call had no known price."""
+        cost = self.cost_usd
+        return float("nan") if cost is None else float(cost)
 
     def __repr__(self) -> str:
+        cost = usd_text(self.cost_usd, priced=self.priced_cost_usd,
+                        unpriced_calls=self.unpriced_calls, calls=self.calls)
+        saved = ("unknown (a saving had no known price)" if self.saved_usd is None
+                 else f"${self.saved_usd:.6f}")
         return (f"Tokens Used: {self.total_tokens}\n"
                 f"\tPrompt Tokens: {self.input_tokens} (cached: {self.cache_read_tokens})\n"
                 f"\tCompletion Tokens: {self.output_tokens} (reasoning: {self.reasoning_tokens})\n"
                 f"Calls: {self.calls} (cache hits: {self.cached_calls}, "
                 f"unpriced: {self.unpriced_calls})\n"
-                f"Total Cost (USD): ${self.cost_usd:.6f}\nSaved (USD): ${self.saved_usd:.6f}")
+                f"Total Cost (USD): {cost}\nSaved (USD): {saved}")
 
 
 class _CostCore(_Totals):
@@ -181,9 +200,8 @@ class _CostCore(_Totals):
         self.keep_records = keep_records
         self.records: list[CallRecord] = []
         self._runs: dict[UUID, _Run] = {}
-        self._seen_messages: OrderedDict[str, None] = OrderedDict()
+        self._held: dict[str, _Held] = {}  # message id -> a run that may be inside a lean()
         self._lock = threading.Lock()
-        self._outage = SinkOutage()
 
     # ---- events -> state ----------------------------------------------------
 
@@ -200,6 +218,7 @@ class _CostCore(_Totals):
             user=_first(metadata, _USER_KEYS),
             tags=tuple(tags or ()), metadata=_primitive(metadata),
             parent_run_id=None if parent_run_id is None else str(parent_run_id),
+            lean=metadata.get("ls_provider") == LEAN_PROVIDER,
             prompt=prompt,
         )
         with self._lock:
@@ -216,94 +235,112 @@ class _CostCore(_Totals):
                 run.chunk_usage = run.chunk_usage + usage_from_lc(usage)
                 run.chunks_with_usage += 1
 
-    def _error(self, run_id: UUID) -> None:
-        with self._lock:
-            self._runs.pop(run_id, None)
-
-    def _end(self, response: LLMResult, run_id: UUID) -> CallRecord | None:
-        """Build the call's record, add it to the totals; ``None`` if not to be counted."""
+    def _error(self, run_id: UUID) -> list[CallRecord]:
+        """A run failed: nothing to book for it; returns the held records it releases."""
         with self._lock:
             run = self._runs.pop(run_id, None)
+            return self._release(run_id) if run is not None and run.lean else []
+
+    def _end(self, response: LLMResult, run_id: UUID) -> list[CallRecord]:
+        """Book the run: returns the records to write now (none, its own, held ones)."""
+        with self._lock:
+            run = self._runs.pop(run_id, None)
+            parent = self._runs.get(UUID(run.parent_run_id)) if run and run.parent_run_id \
+                else None
         if run is None:  # an end without a start (handler attached mid-run)
             run = _Run(started=time.perf_counter(), wall=time.time(), model=None, provider=None,
                        tenant=self.tenant, user=None, tags=(), metadata={}, parent_run_id=None)
+        if parent is not None and parent.lean:
+            return []  # the wrapped model's run inside a lean() call: lean() books the call
         message, usage_md = _message_of(response)
         response_meta = dict(getattr(message, "response_metadata", None) or {})
         lean_meta = response_meta.get("tokenlean") or {}
+        record = self._book(run, run_id, response, message, usage_md, response_meta, lean_meta)
         message_id = getattr(message, "id", None)
-        if lean_meta and not lean_meta.get("cached") and message_id:
-            with self._lock:
-                if message_id in self._seen_messages:
-                    return None  # the wrapped model's own run was already counted
-        usage, source = self._usage(response, run, usage_md)
-        model = (response_meta.get("model_name") or response_meta.get("model") or run.model
-                 or "unknown")
-        extra: dict[str, Any] = {}
-        if not usage.total_tokens:  # nothing reported: count it ourselves, never call it free
-            estimate = _estimate(run.prompt, response, model)
-            if estimate is not None:
-                usage, exact = estimate
-                source = "estimated"
-                if not exact:
-                    extra["usage_exact"] = False
-        cached = bool(lean_meta.get("cached")) or (
-            usage_md is not None and "total_cost" in usage_md and not usage_md["total_cost"])
-        cache_layer = CACHE_LAYER
-        if lean_meta.get("cached"):  # a tokenlean layer (lean()'s cache) answered
-            cache_layer = next(iter(lean_meta.get("saved_tokens") or {}), "cache")
-        record = self._record(run, run_id, usage, source, model, cached, response_meta,
-                              cache_layer, extra)
         with self._lock:
-            if message_id:
-                self._seen_messages[message_id] = None
-                while len(self._seen_messages) > _SEEN_LIMIT:
-                    self._seen_messages.popitem(last=False)
-            self.add(record)
-            if self.keep_records:
-                self.records.append(record)
-        return record
+            if run.lean:
+                out = self._release(run_id, claimed=message_id)
+            else:
+                open_lean = {rid for rid, r in self._runs.items() if r.lean}
+                if open_lean and message_id:  # maybe the wrapped model's run of one of them
+                    self._held[message_id] = _Held(record, open_lean)
+                    return []
+                out = []
+            self._count(record)
+        return [*out, record]
 
-    def _usage(self, response: LLMResult, run: _Run,
-               usage_md: Mapping[str, Any] | None) -> tuple[Usage, str]:
+    def _release(self, lean_run: UUID, claimed: str | None = None) -> list[CallRecord]:
+        """A lean() run ended (its record books its wrapped model's run, ``claimed``):
+        the held runs no open lean() run can claim any more are booked now. Call
+        under the lock."""
+        self._held.pop(claimed or "", None)
+        out = []
+        for message_id, held in list(self._held.items()):
+            held.waiting_for.discard(lean_run)
+            if not held.waiting_for:
+                del self._held[message_id]
+                self._count(held.record)
+                out.append(held.record)
+        return out
+
+    def _count(self, record: CallRecord) -> None:
+        self.add(record)
+        if self.keep_records:
+            self.records.append(record)
+
+    def _book(self, run: _Run, run_id: UUID, response: LLMResult, message: Any,
+              usage_md: Mapping[str, Any] | None, response_meta: Mapping[str, Any],
+              lean_meta: Mapping[str, Any]) -> CallRecord:
+        """The run's record: lean()'s own when its answer carries one, else the one
+        accounting path's from what the run reported."""
+        usage, source = self._usage(response, run, usage_md)
+        model = run.model if run.lean else (response_meta.get("model_name")
+                                            or response_meta.get("model") or run.model)
+        answered_by = None
+        if lean_meta.get("cached"):  # a tokenlean layer (lean()'s cache) answered
+            answered_by = next(iter(lean_meta.get("saved_tokens") or {}), "cache")
+        elif usage_md is not None and "total_cost" in usage_md and not usage_md["total_cost"]:
+            answered_by = CACHE_LAYER  # LangChain's cache marks its hits with total_cost 0
+        observed = ObservedCall(
+            request_id=str(run_id), model=model,
+            provider=run.provider or response_meta.get("model_provider"),
+            usage=usage, usage_source=source, prompt=_prompt(run),
+            answer=_answer_text(response), answered_by=answered_by,
+            cache_score=lean_meta.get("cache_score"), tenant=run.tenant,
+            user=None if run.user is None else str(run.user),
+            finish_reason=str(response_meta.get("finish_reason")
+                              or response_meta.get("stop_reason") or "stop"),
+            started_at=run.wall, latency_s=time.perf_counter() - run.started,
+            run_id=str(run_id), parent_run_id=run.parent_run_id, tags=run.tags,
+            metadata=run.metadata)
+        booked = lean_meta.get("record")
+        return call_record(observed, prices=self.prices, booked=CallRecord.from_dict(booked)
+                           if isinstance(booked, Mapping) else None)
+
+    @staticmethod
+    def _usage(response: LLMResult, run: _Run,
+               usage_md: Mapping[str, Any] | None) -> tuple[Usage | None, Any]:
+        """What the run reported: the final message's usage, else its streamed chunks',
+        else the provider's ``llm_output`` (``None``: nothing, the accounting counts)."""
         if usage_md:
-            return usage_from_lc(usage_md), "usage_metadata"
+            return usage_from_lc(usage_md), "reported"
         if run.chunks_with_usage:
-            return run.chunk_usage, "stream_chunks"
+            return run.chunk_usage, "streamed"
         token_usage = (response.llm_output or {}).get("token_usage") or (
             response.llm_output or {}).get("usage")
         if isinstance(token_usage, Mapping) and token_usage:
-            return Usage.from_openai(token_usage), "llm_output"
-        return Usage(), "none"
+            return Usage.from_openai(token_usage), "reported"
+        return None, "reported"
 
-    def _record(self, run: _Run, run_id: UUID, usage: Usage, source: str, model: str,
-                cached: bool, response_meta: Mapping[str, Any], cache_layer: str,
-                extra: Mapping[str, Any]) -> CallRecord:
-        provider = run.provider or response_meta.get("model_provider")
-        layers: tuple[LayerReport, ...] = ()
-        billed = usage
-        if cached:  # the cache answered: nothing was spent, the whole call was saved
-            billed, layers = cache_hit(self.prices, usage, model=model, provider=provider,
-                                       layer=cache_layer)
-        cost = self.prices.price(billed, model=model, provider=provider)
-        finish = str(response_meta.get("finish_reason") or response_meta.get("stop_reason")
-                     or "stop")
-        return CallRecord(
-            request_id=str(run_id), model=model, provider=provider or (
-                None if cost is None else cost.provider),
-            tenant=run.tenant, user=None if run.user is None else str(run.user),
-            usage=billed, cost=cost, cached=cached, finish_reason=finish,
-            latency_s=time.perf_counter() - run.started, started_at=run.wall, layers=layers,
-            run_id=str(run_id), parent_run_id=run.parent_run_id, tags=run.tags,
-            metadata={**run.metadata, **extra, "usage_source": source},
-        )
+    # ---- the sink: the one outage policy ----------------------------------------
 
-    # ---- the sink -------------------------------------------------------------
+    def _write(self, records: Sequence[CallRecord]) -> None:
+        for record in records:
+            write_record(self.ledger, record)
 
-    def _write(self, record: CallRecord) -> None:
-        self._outage.write(self.ledger, record)
-
-    async def _awrite(self, record: CallRecord) -> None:
-        await self._outage.awrite(self.ledger, record)
+    async def _awrite(self, records: Sequence[CallRecord]) -> None:
+        for record in records:
+            await awrite_record(self.ledger, record)
 
 
 class TokenleanCostHandler(_CostCore, BaseCallbackHandler):
@@ -343,12 +380,10 @@ class TokenleanCostHandler(_CostCore, BaseCallbackHandler):
         self._chunk(run_id, chunk)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        record = self._end(response, run_id)
-        if record is not None:
-            self._write(record)
+        self._write(self._end(response, run_id))
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._error(run_id)
+        self._write(self._error(run_id))
 
 
 class AsyncTokenleanCostHandler(_CostCore, AsyncCallbackHandler):
@@ -382,12 +417,10 @@ class AsyncTokenleanCostHandler(_CostCore, AsyncCallbackHandler):
         self._chunk(run_id, chunk)
 
     async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        record = self._end(response, run_id)
-        if record is not None and self.ledger is not None:
-            await self._awrite(record)
+        await self._awrite(self._end(response, run_id))
 
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._error(run_id)
+        await self._awrite(self._error(run_id))
 
 
 _costs_var: ContextVar[TokenleanCostHandler | None] = ContextVar("tokenlean_costs", default=None)

@@ -2,9 +2,12 @@
 
 :class:`TokenleanEventHandler` listens to the LLM events of
 ``llama_index.core.instrumentation`` (chat / completion start, in-progress
-(streaming) and end events), reads the usage the provider reported, prices it
-with :func:`tokenlean.core.price` and writes one
-:class:`~tokenlean.core.CallRecord` per call to a ledger or any sink.
+(streaming) and end events), reads the usage the provider reported and books
+each call through tokenlean's one accounting path
+(:func:`tokenlean.core.call_record`): priced, estimated when nothing was
+reported, one :class:`~tokenlean.core.CallRecord` per call to a ledger or any
+sink, one warning per sink outage. A ``lean()`` LLM's call is booked as its
+pipeline booked it (the record its answer carries).
 
 :class:`TokenleanSpanHandler` tracks the open spans so each record knows its
 parent (``parent_run_id``: the span that called the LLM, e.g. the synthesizer)
@@ -19,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -42,21 +45,19 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from tokenlean.core import (
     CallRecord,
-    LayerReport,
+    ObservedCall,
     PriceTable,
     Usage,
-    count_messages,
-    count_tokens,
+    call_record,
+    write_record,
 )
-from tokenlean.core._tally import SinkOutage, cache_hit, check_handler_options, tally
-from tokenlean.core.prices import default_price_table
+from tokenlean.core._tally import Tally, check_handler_options
 
 from ._convert import messages_from_llama, model_from_dict, usage_from_response
 
 __all__ = ["TokenleanEventHandler", "TokenleanSpanHandler", "instrument"]
 
 _MAX_OPEN_RUNS = 10_000
-_COUNT_MODEL = "gpt-4o"  # tokenizer for estimates when the model is unknown (flagged approximate)
 
 
 class TokenleanSpanHandler(BaseSpanHandler[SimpleSpan]):
@@ -107,8 +108,8 @@ class _Run:
     model: str | None
     messages: tuple[Any, ...] = ()
     prompt: str = ""
-    stream_usage: Usage | None = None
-    child_usage: Usage | None = None
+    stream_usage: Usage | None = None  # usage seen on a streamed piece (the latest wins)
+    child_usage: Usage | None = None  # usage a nested LLM call reported
     outer: str | None = None  # span id of the LLM call this one is nested in
     parent: str | None = None
     root: str | None = None
@@ -120,11 +121,12 @@ class TokenleanEventHandler(BaseEventHandler):
     ``ledger`` is any object with ``record(record)`` (a tokenlean ledger, an
     exporter, a ``Fanout``) or ``None`` for totals only. When the provider
     reports no usage (``MockLLM``, some local servers) the tokens are counted
-    with :func:`tokenlean.core.count_tokens` and the record says so
-    (``metadata["usage_source"] == "estimated"``).
+    with tokenlean's tokenizer (:func:`tokenlean.core.estimate_usage`) and the
+    record says so (``metadata["usage_source"] == "estimated"``).
 
     Attributes ``calls``, ``input_tokens``, ``output_tokens``, ``cost_usd`` ...
-    are running totals.
+    are running totals; ``cost_usd`` is ``None`` (unknown, never $0) once a
+    call had no known price (``priced_cost_usd`` sums the priced ones).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -136,20 +138,9 @@ class TokenleanEventHandler(BaseEventHandler):
     span_handler: TokenleanSpanHandler | None = None
     records: list[CallRecord] = Field(default_factory=list)
 
-    calls: int = 0
-    cached_calls: int = 0
-    unpriced_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: Decimal = Decimal(0)
-    saved_usd: Decimal = Decimal(0)
-
+    _totals: Tally = PrivateAttr(default_factory=Tally)
     _runs: OrderedDict[str, _Run] = PrivateAttr(default_factory=OrderedDict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _outage: SinkOutage = PrivateAttr(default_factory=SinkOutage)
     _attached: list[tuple[Dispatcher, Any]] = PrivateAttr(default_factory=list)
 
     def __init__(self, **data: Any) -> None:
@@ -165,9 +156,55 @@ class TokenleanEventHandler(BaseEventHandler):
     def class_name(cls) -> str:
         return "TokenleanEventHandler"
 
+    # ---- running totals (a Tally, as every cost handler keeps them) ---------------
+
+    @property
+    def calls(self) -> int:
+        return self._totals.calls
+
+    @property
+    def cached_calls(self) -> int:
+        return self._totals.cached_calls
+
+    @property
+    def unpriced_calls(self) -> int:
+        return self._totals.unpriced_calls
+
+    @property
+    def input_tokens(self) -> int:
+        return self._totals.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        return self._totals.output_tokens
+
+    @property
+    def cache_read_tokens(self) -> int:
+        return self._totals.cache_read_tokens
+
+    @property
+    def cache_write_tokens(self) -> int:
+        return self._totals.cache_write_tokens
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return self._totals.reasoning_tokens
+
     @property
     def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+        return self._totals.total_tokens
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        return self._totals.cost_usd
+
+    @property
+    def priced_cost_usd(self) -> Decimal:
+        return self._totals.priced_cost_usd
+
+    @property
+    def saved_usd(self) -> Decimal | None:
+        return self._totals.saved_usd
 
     # ---- events ----------------------------------------------------------------
 
@@ -223,68 +260,51 @@ class TokenleanEventHandler(BaseEventHandler):
                        messages=tuple(getattr(event, "messages", ()) or ()),
                        prompt=getattr(event, "prompt", ""))
         response = event.response
-        usage = usage_from_response(response) or run.stream_usage or run.child_usage
-        source = "reported" if usage is not None else "estimated"
-        exact = True
-        if usage is None:
-            usage, exact = self._estimate(run, response)
+        usage = usage_from_response(response)
+        streamed = usage is None and run.stream_usage is not None
+        usage = usage or run.stream_usage or run.child_usage
         if run.outer is not None:  # nested in another LLM call: that one is the call
             with self._lock:
                 outer = self._runs.get(run.outer)
-                if outer is not None and source == "reported":
+                if outer is not None and usage is not None:
                     outer.child_usage = usage
             return None
-        model = run.model or "unknown"
-        table = self.prices or default_price_table()
-        lean_meta = (getattr(response, "additional_kwargs", None) or {}).get("tokenlean") or {}
-        cached = bool(lean_meta.get("cached"))
-        layers: tuple[LayerReport, ...] = ()
-        if cached:  # lean()'s cache answered: nothing was spent, the whole call was saved
-            saved, usage = usage, Usage()
-            if run.model:
-                usage, layers = cache_hit(table, saved, model=model, provider=None,
-                                          layer=next(iter(lean_meta.get("saved_tokens") or {}),
-                                                     "cache"))
-        cost = table.price(usage, model=model) if run.model else None
-        meta: dict[str, Any] = {"usage_source": source, "llm_event": run.kind}
-        if not exact:
-            meta["usage_exact"] = False
-        if run.root and run.root != run.parent:
-            meta["trace_span_id"] = run.root
-        record = CallRecord(
-            request_id=span_id, model=model, provider=None if cost is None else cost.provider,
-            tenant=self.tenant, usage=usage, cost=cost, cached=cached, layers=layers,
-            latency_s=time.perf_counter() - run.started, started_at=run.wall,
-            run_id=span_id, parent_run_id=run.parent,
-            tags=tuple(str(k) for k in (event.tags or {})), metadata=meta)
+        record = self._book(run, span_id, event, response, usage,
+                            "streamed" if streamed else "reported")
         with self._lock:
             self._add(record)
         return record
 
-    @staticmethod
-    def _estimate(run: _Run, response: Any) -> tuple[Usage, bool]:
-        """Count tokens ourselves when the provider reported none."""
-        model = run.model or _COUNT_MODEL
-        if run.kind == "chat" and run.messages:
-            prompt = count_messages(messages_from_llama(run.messages), model=model)
-        else:
-            prompt = count_tokens(run.prompt or "", model=model)
-        text = ""
-        if response is not None:
-            message = getattr(response, "message", None)
-            text = (getattr(message, "content", None) if message is not None
-                    else getattr(response, "text", None)) or ""
-        completion = count_tokens(str(text), model=model)
-        exact = prompt.exact and completion.exact and run.model is not None
-        return Usage(input_tokens=prompt.tokens, output_tokens=completion.tokens), exact
+    def _book(self, run: _Run, span_id: str, event: LLMChatEndEvent | LLMCompletionEndEvent,
+              response: Any, usage: Usage | None, source: Any) -> CallRecord:
+        """The call's record: lean()'s own when its answer carries one, else the one
+        accounting path's from what the events reported."""
+        meta: dict[str, Any] = {"llm_event": run.kind}
+        if run.root and run.root != run.parent:
+            meta["trace_span_id"] = run.root
+        lean_meta = (getattr(response, "additional_kwargs", None) or {}).get("tokenlean") or {}
+        answered_by = None
+        if lean_meta.get("cached"):  # lean()'s cache answered
+            answered_by = next(iter(lean_meta.get("saved_tokens") or {}), "cache")
+        observed = ObservedCall(
+            request_id=span_id, model=run.model, usage=usage, usage_source=source,
+            prompt=messages_from_llama(run.messages) if run.kind == "chat" and run.messages
+            else run.prompt, answer=_answer_text(response), answered_by=answered_by,
+            cache_score=lean_meta.get("cache_score"), tenant=self.tenant,
+            started_at=run.wall, latency_s=time.perf_counter() - run.started,
+            run_id=span_id, parent_run_id=run.parent,
+            tags=tuple(str(k) for k in (event.tags or {})), metadata=meta)
+        booked = lean_meta.get("record")
+        return call_record(observed, prices=self.prices, booked=CallRecord.from_dict(booked)
+                           if isinstance(booked, Mapping) else None)
 
     def _add(self, record: CallRecord) -> None:
-        tally(self, record)
+        self._totals.add(record)
         if self.keep_records:
             self.records.append(record)
 
     def _write(self, record: CallRecord) -> None:
-        self._outage.write(self.ledger, record)  # an outage of the ledger never fails the call
+        write_record(self.ledger, record)  # an outage of the ledger never fails the call
 
     # ---- attach / detach ---------------------------------------------------------
 
@@ -296,6 +316,16 @@ class TokenleanEventHandler(BaseEventHandler):
     def detach(self) -> None:
         """Remove everything :meth:`attach` added."""
         detach_handlers(self._attached)
+
+
+def _answer_text(response: Any) -> str:
+    """What the LLM answered (a chat message's content, or a completion's text)."""
+    if response is None:
+        return ""
+    message = getattr(response, "message", None)
+    text = (getattr(message, "content", None) if message is not None
+            else getattr(response, "text", None)) or ""
+    return str(text)
 
 
 def attach_handlers(handler: BaseEventHandler, span_handler: BaseSpanHandler[Any] | None,
