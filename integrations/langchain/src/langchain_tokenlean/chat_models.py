@@ -153,6 +153,7 @@ class LeanChatModel(BaseChatModel):
             meta["saved_tokens"] = {r.layer: r.saved_input_tokens + r.saved_output_tokens
                                     for r in record.layers}
             meta["cost_usd"] = None if record.cost_usd is None else float(record.cost_usd)
+            meta["record"] = record.to_dict()  # what the cost handlers book for this call
         return meta
 
     @staticmethod
@@ -223,7 +224,7 @@ class LeanChatModel(BaseChatModel):
             return ChatGenerationChunk(message=chunk.raw)
         if chunk.response is not None:
             response = chunk.response
-            meta = {"tokenlean": self._tokenlean_meta(request, response, None)}
+            meta = {"tokenlean": self._tokenlean_meta(request, response, chunk.record)}
             if response.cached:
                 return ChatGenerationChunk(message=AIMessageChunk(
                     content="", usage_metadata=usage_to_lc(response.usage),
