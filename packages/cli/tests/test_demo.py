@@ -39,8 +39,10 @@ def test_accounting_over_a_raw_and_a_lean_run() -> None:
     answers = ["The trial lasts 30 days.", "Files up to 50 GB.", "The trial lasts 30 days."]
     raw = run_session(FakeListChatModel(responses=answers), session)
     ledger = _Collect()
+    # a fake model sets no temperature: a sampled call, which the cache serves only
+    # when told to
     lean_llm = lean(FakeListChatModel(responses=answers[:2]), layers=[ResponseCache(
-        semantic=False)], ledger=ledger, model="gpt-4o")
+        semantic=False, cache_sampled=True)], ledger=ledger, model="gpt-4o")
     lean_calls = run_session(lean_llm, session, ledger=ledger)
     assert [c.cached for c in lean_calls] == [False, False, True]
     assert lean_calls[2].answer == answers[0]
