@@ -24,6 +24,7 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
+from pydantic import PrivateAttr
 
 from llama_index.llms.tokenlean import lean
 from tokenlean.core import SQLiteLedger
@@ -32,16 +33,24 @@ cache_mod = pytest.importorskip("tokenlean.cache")
 
 
 class CountingLLM(CustomLLM):
-    """Answers "answer <n> to <prompt>", streamed word by word; counts its calls."""
+    """Answers "answer <n> to <prompt>", streamed word by word; counts its calls.
 
-    calls: int = 0
+    A deterministic model (temperature 0: the cache answers only calls that do not
+    sample); its counter is state, not a setting, so it is no field of the model."""
+
+    temperature: float = 0.0
+    _calls: int = PrivateAttr(default=0)
+
+    @property
+    def calls(self) -> int:
+        return self._calls
 
     @property
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(model_name="gpt-4o-mini")
 
     def _answer(self, prompt: str) -> str:
-        self.calls += 1
+        self._calls += 1
         return f"answer {self.calls} to {prompt.splitlines()[-1]}"
 
     @llm_completion_callback()

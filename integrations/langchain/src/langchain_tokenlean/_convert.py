@@ -18,6 +18,7 @@ from langchain_core.messages import (
     ToolMessage,
     UsageMetadata,
 )
+from langchain_core.messages.tool import ToolCallChunk, tool_call_chunk
 
 from tokenlean.core import InvalidRequestError, Message, Usage
 
@@ -26,6 +27,8 @@ __all__ = [
     "from_lc_messages",
     "to_lc_ai_message",
     "to_lc_message",
+    "to_lc_messages",
+    "to_lc_tool_call_chunks",
     "usage_from_lc",
     "usage_to_lc",
 ]
@@ -87,6 +90,20 @@ def to_lc_message(message: Message) -> AnyMessage:
     return to_lc_ai_message(message)
 
 
+def to_lc_messages(sent: Sequence[Message],
+                   originals: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """``sent`` as LangChain messages, each one the layers left as it was being the app's
+    own object (ids, metadata and provider extras intact); only rewritten ones are new."""
+    out: list[BaseMessage] = []
+    for i, message in enumerate(sent):
+        original = originals[i] if i < len(originals) else None
+        if original is not None and from_lc_message(original) == message:
+            out.append(original)
+        else:
+            out.append(to_lc_message(message))
+    return out
+
+
 def to_lc_ai_message(message: Message) -> AIMessage:
     """An assistant message (and any other role :func:`to_lc_message` does not map)."""
     tool_calls = [
@@ -95,6 +112,12 @@ def to_lc_ai_message(message: Message) -> AIMessage:
         for c in message.tool_calls
     ]
     return AIMessage(content=_lc_content(message), name=message.name, tool_calls=tool_calls)
+
+
+def to_lc_tool_call_chunks(tool_calls: Sequence[Mapping[str, Any]]) -> list[ToolCallChunk]:
+    """OpenAI tool calls as the chunks a streamed ``AIMessageChunk`` carries them in."""
+    return [tool_call_chunk(name=c["function"]["name"], args=c["function"].get("arguments"),
+                            id=c.get("id"), index=i) for i, c in enumerate(tool_calls)]
 
 
 def usage_from_lc(usage_metadata: Mapping[str, Any] | None) -> Usage:

@@ -9,40 +9,79 @@ as an ordinary chat model.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from tokenlean.core import Chunk, Message, Pipeline, Request, Response
-from tokenlean.core.presets import LayerChoice, build_layers
+from tokenlean.core.presets import LayerChoice, resolve_lean
+from tokenlean.core.settings import build_request, cap_key, merge_settings
 
 from ._convert import (
     from_lc_messages,
     to_lc_ai_message,
-    to_lc_message,
+    to_lc_messages,
+    to_lc_tool_call_chunks,
     usage_from_lc,
     usage_to_lc,
 )
 
 __all__ = ["LeanChatModel", "lean"]
 
+# per-call keywords that are tokenlean's own, never passed to the wrapped model
 _PER_CALL = ("tenant", "user")
+# call keywords that go to the wrapped model's bind_tools, not to its invoke
+_TOOL_BINDING = ("tools", "tool_choice", "strict", "parallel_tool_calls")
+
+
+def _unbound(model: Any) -> tuple[Any, list[Mapping[str, Any]]]:
+    """The chat model under ``model``'s bindings, and the bindings' keyword arguments,
+    innermost first (an outer binding's win, as when LangChain calls through them)."""
+    bindings: list[Mapping[str, Any]] = []
+    while isinstance(model, RunnableBinding):
+        bindings.insert(0, model.kwargs)
+        model = model.bound
+    return model, bindings
+
+
+def model_settings(model: Any) -> list[Mapping[str, Any]]:
+    """The settings ``model`` (a chat model, or a binding of one) calls with, as layers of
+    settings lowest precedence first: what LangChain itself reports as the model's
+    invocation parameters (its fields' defaults, ``model_kwargs`` included), then each
+    binding's keyword arguments."""
+    base, bindings = _unbound(model)
+    own = base._get_invocation_params() if isinstance(base, BaseChatModel) else {}
+    return [own, *bindings]
 
 
 def _model_name(model: Any) -> str:
-    bound = getattr(model, "bound", model)
-    for attr in ("model_name", "model", "model_id", "deployment_name"):
-        value = getattr(bound, attr, None)
-        if isinstance(value, str) and value:
-            return value
-    return type(bound).__name__
+    base, bindings = _unbound(model)
+    for settings in (*reversed(bindings), vars(base) if hasattr(base, "__dict__") else {}):
+        for attr in ("model_name", "model", "model_id", "deployment_name"):
+            value = settings.get(attr)
+            if isinstance(value, str) and value:
+                return value
+    return type(base).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One call as the app made it: its messages, keyword arguments, and the request
+    tokenlean built from them (what the layers' changes are measured against)."""
+
+    messages: Sequence[BaseMessage]
+    stop: list[str] | None
+    kwargs: Mapping[str, Any]
+    asked: Request
+    cap_key: str
 
 
 class LeanChatModel(BaseChatModel):
@@ -60,13 +99,24 @@ class LeanChatModel(BaseChatModel):
     model_name: str | None = Field(default=None, alias="model")
     """Model name used for token counting and prices (default: the inner model's)."""
     temperature: float | None = None
+    """Set: overrides the wrapped model's temperature on every call."""
     max_tokens: int | None = None
+    """Set: overrides the wrapped model's output cap on every call."""
     stop: list[str] | None = None
+    """Set: overrides the wrapped model's stop sequences on every call."""
     timeout: float | None = None
     max_retries: int | None = None
     streaming: bool = False
 
     _pipeline: Pipeline | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _inner_profile(self) -> LeanChatModel:
+        """The wrapped model's capabilities are the wrapper's (agents read them to choose
+        how to ask for structured output)."""
+        if self.profile is None:
+            self.profile = getattr(_unbound(self.inner)[0], "profile", None)
+        return self
 
     @property
     def _llm_type(self) -> str:
@@ -80,53 +130,63 @@ class LeanChatModel(BaseChatModel):
     def _resolved_model(self) -> str:
         return self.model_name or _model_name(self.inner)
 
+    def _overrides(self) -> dict[str, Any]:
+        """The wrapper's own settings, which it sends to the wrapped model on every call."""
+        return {k: v for k, v in (("temperature", self.temperature),
+                                  ("max_tokens", self.max_tokens), ("stop", self.stop))
+                if v is not None}
+
+    def _settings(self, stop: list[str] | None, kwargs: Mapping[str, Any]
+                  ) -> list[Mapping[str, Any]]:
+        """Every layer of settings of a call, lowest precedence first: the wrapped model's,
+        the wrapper's overrides and pricing name, the call's own."""
+        call = {k: v for k, v in kwargs.items() if k not in _PER_CALL}
+        return [*model_settings(self.inner), self._overrides(), {"model": self.model_name},
+                {**call, "stop": stop}]
+
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
+        merged = merge_settings(*self._settings(stop, kwargs))
         params["ls_provider"] = "tokenlean"
-        params["ls_model_name"] = kwargs.get("model") or self._resolved_model
-        if self.temperature is not None:
-            params["ls_temperature"] = self.temperature
-        if self.max_tokens is not None:
-            params["ls_max_tokens"] = self.max_tokens
-        if stop or self.stop:
-            params["ls_stop"] = stop or self.stop
+        params["ls_model_name"] = merged.get("model") or self._resolved_model
+        for name, key in (("ls_temperature", "temperature"), ("ls_max_tokens", "max_tokens"),
+                          ("ls_stop", "stop")):
+            if merged.get(key) is not None:
+                params[name] = merged[key]  # type: ignore[literal-required]
         return params
 
     # ---- pure helpers shared by every path ---------------------------------
 
-    def _request(self, messages: Sequence[BaseMessage], stop: list[str] | None,
-                 kwargs: dict[str, Any]) -> Request:
-        tools = tuple(kwargs.get("tools") or ())
-        params = {k: v for k, v in kwargs.items()
-                  if k not in {"tools", "max_tokens", "temperature", *_PER_CALL}
-                  and isinstance(v, (str, int, float, bool, type(None), dict, list))}
-        return Request(
-            messages=from_lc_messages(messages),
-            model=kwargs.get("model") or self._resolved_model,
-            max_tokens=kwargs.get("max_tokens", self.max_tokens),
-            temperature=kwargs.get("temperature", self.temperature),
-            stop=tuple(stop or self.stop or ()),
-            tools=tools,
-            params=params,
-            tenant=kwargs.get("tenant") or self.tenant,
-            user=kwargs.get("user"),
-        )
+    def _call(self, messages: Sequence[BaseMessage], stop: list[str] | None,
+              kwargs: dict[str, Any]) -> _Call:
+        """The app's call and the :class:`Request` it asks for (one mapping for every
+        adapter: :func:`tokenlean.core.settings.build_request`)."""
+        settings = self._settings(stop, kwargs)
+        settings[-2] = {"model": self._resolved_model}
+        asked = build_request(from_lc_messages(messages), *settings,
+                              tenant=kwargs.get("tenant") or self.tenant, user=kwargs.get("user"))
+        return _Call(messages, stop, kwargs, asked, cap_key(*settings))
 
-    def _inner_call(self, request: Request, kwargs: dict[str, Any]
+    def _inner_call(self, request: Request, call: _Call
                     ) -> tuple[Runnable[Any, Any], list[BaseMessage], dict[str, Any]]:
-        """The runnable, messages and kwargs to call ``inner`` with for ``request``."""
+        """The runnable, messages and kwargs to call ``inner`` with for ``request``: the
+        app's own call, with what the layers changed (messages, a lowered cap)."""
         runnable = self.inner
-        call_kwargs = {k: v for k, v in kwargs.items()
-                       if k not in {"tools", "tool_choice", *_PER_CALL}}
-        if request.tools:
-            bind = {"tool_choice": kwargs["tool_choice"]} if kwargs.get("tool_choice") else {}
+        kwargs = {**self._overrides(), **{k: v for k, v in call.kwargs.items()
+                                          if k not in {*_TOOL_BINDING, *_PER_CALL}}}
+        if call.stop is not None:
+            kwargs["stop"] = call.stop
+        if call.kwargs.get("tools"):
+            binding = {k: call.kwargs[k] for k in _TOOL_BINDING[1:]
+                       if call.kwargs.get(k) is not None}
             # inner is any Runnable; a call with tools needs a chat model (bind_tools)
-            runnable = self.inner.bind_tools(list(request.tools), **bind)  # type: ignore[attr-defined]
-        if request.stop:
-            call_kwargs["stop"] = list(request.stop)
-        if request.max_tokens is not None and request.max_tokens != self.max_tokens:
-            call_kwargs["max_tokens"] = request.max_tokens  # a layer (budget) changed it
-        return runnable, [to_lc_message(m) for m in request.messages], call_kwargs
+            runnable = self.inner.bind_tools(list(call.kwargs["tools"]),  # type: ignore[attr-defined]
+                                             **binding)
+        if request.output_cap is not None and request.output_cap != call.asked.output_cap:
+            kwargs[call.cap_key] = request.output_cap  # a layer (budget) lowered or set it
+        messages = list(call.messages) if request.messages is call.asked.messages \
+            else to_lc_messages(request.messages, call.messages)
+        return runnable, messages, kwargs
 
     @staticmethod
     def _to_response(message: BaseMessage) -> Response:
@@ -178,18 +238,18 @@ class LeanChatModel(BaseChatModel):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None,
                   **kwargs: Any) -> ChatResult:
-        request = self._request(messages, stop, kwargs)
-        result = self._pipeline_for(_StreamingInner(self, kwargs)).run(request)
+        call = self._call(messages, stop, kwargs)
+        result = self._pipeline_for(_StreamingInner(self, call)).run(call.asked)
         return ChatResult(generations=[ChatGeneration(
             message=self._message(result.response, result.request, result.record))])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        request = self._request(messages, stop, kwargs)
-        pipeline = self._pipeline_for(_StreamingInner(self, kwargs))
-        for chunk in pipeline.stream(request):
-            out = self._lc_chunk(chunk, request)
+        call = self._call(messages, stop, kwargs)
+        pipeline = self._pipeline_for(_StreamingInner(self, call))
+        for chunk in pipeline.stream(call.asked):
+            out = self._lc_chunk(chunk, call.asked)
             if out is not None:
                 if run_manager and isinstance(out.message.content, str) and out.message.content:
                     run_manager.on_llm_new_token(out.message.content, chunk=out)
@@ -200,18 +260,18 @@ class LeanChatModel(BaseChatModel):
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None,
                          **kwargs: Any) -> ChatResult:
-        request = self._request(messages, stop, kwargs)
-        result = await self._pipeline_for(_StreamingInner(self, kwargs)).arun(request)
+        call = self._call(messages, stop, kwargs)
+        result = await self._pipeline_for(_StreamingInner(self, call)).arun(call.asked)
         return ChatResult(generations=[ChatGeneration(
             message=self._message(result.response, result.request, result.record))])
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
-        request = self._request(messages, stop, kwargs)
-        pipeline = self._pipeline_for(_StreamingInner(self, kwargs))
-        async for chunk in pipeline.astream(request):
-            out = self._lc_chunk(chunk, request)
+        call = self._call(messages, stop, kwargs)
+        pipeline = self._pipeline_for(_StreamingInner(self, call))
+        async for chunk in pipeline.astream(call.asked):
+            out = self._lc_chunk(chunk, call.asked)
             if out is not None:
                 if run_manager and isinstance(out.message.content, str) and out.message.content:
                     await run_manager.on_llm_new_token(out.message.content, chunk=out)
@@ -228,6 +288,7 @@ class LeanChatModel(BaseChatModel):
             if response.cached:
                 return ChatGenerationChunk(message=AIMessageChunk(
                     content="", usage_metadata=usage_to_lc(response.usage),
+                    tool_call_chunks=to_lc_tool_call_chunks(response.tool_calls),
                     response_metadata={**meta, "finish_reason": response.finish_reason},
                     chunk_position="last"))
             return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=meta))
@@ -250,19 +311,19 @@ class _StreamingInner:
 
     name = "langchain"
 
-    def __init__(self, owner: LeanChatModel, kwargs: dict[str, Any]) -> None:
-        self.owner, self.kwargs = owner, kwargs
+    def __init__(self, owner: LeanChatModel, call: _Call) -> None:
+        self.owner, self.call = owner, call
 
     def complete(self, request: Request) -> Response:
-        runnable, messages, call_kwargs = self.owner._inner_call(request, self.kwargs)
+        runnable, messages, call_kwargs = self.owner._inner_call(request, self.call)
         return self.owner._to_response(runnable.invoke(messages, **call_kwargs))
 
     async def acomplete(self, request: Request) -> Response:
-        runnable, messages, call_kwargs = self.owner._inner_call(request, self.kwargs)
+        runnable, messages, call_kwargs = self.owner._inner_call(request, self.call)
         return self.owner._to_response(await runnable.ainvoke(messages, **call_kwargs))
 
     def stream(self, request: Request) -> Iterator[Chunk]:
-        runnable, messages, call_kwargs = self.owner._inner_call(request, self.kwargs)
+        runnable, messages, call_kwargs = self.owner._inner_call(request, self.call)
         total: AIMessageChunk | None = None
         for piece in runnable.stream(messages, **call_kwargs):
             total = piece if total is None else total + piece
@@ -270,7 +331,7 @@ class _StreamingInner:
         yield Chunk(response=self.owner._to_response(total or AIMessageChunk(content="")))
 
     async def astream(self, request: Request) -> AsyncIterator[Chunk]:
-        runnable, messages, call_kwargs = self.owner._inner_call(request, self.kwargs)
+        runnable, messages, call_kwargs = self.owner._inner_call(request, self.call)
         total: AIMessageChunk | None = None
         async for piece in runnable.astream(messages, **call_kwargs):
             total = piece if total is None else total + piece
@@ -296,28 +357,19 @@ def lean(chat_model: Runnable[Any, Any], *, layers: Sequence[Any] | None = None,
          cache: LayerChoice = None, compress: LayerChoice = None,
          templates: LayerChoice = None, budget: LayerChoice = None,
          preset: str = "safe", ledger: Any = None, tenant: str = "default",
-         model: str | None = None) -> LeanChatModel:
+         model: str | None = None, **options: Any) -> LeanChatModel:
     """Wrap ``chat_model`` so every call runs through tokenlean.
 
     With no keyword only what cannot change answers is on (see
     ``tokenlean.core.presets``). Each layer is one keyword: ``True`` for its
     defaults, a string option, ``False`` to turn it off, or a layer object.
-    ``layers=[...]`` replaces the preset entirely. ``ledger`` defaults to
-    ``~/.tokenlean/ledger.sqlite``; pass ``False`` for none.
+    ``layers=[...]`` replaces the preset entirely. ``ledger`` is a path
+    (``.sqlite``/``.db`` or ``.jsonl``) or a ledger object, by default
+    ``~/.tokenlean/ledger.sqlite``; ``False`` for none. Other keywords (such as
+    ``cache_sampled=True``) go to :func:`tokenlean.core.presets.build_layers`.
     """
-    chosen, sink = resolve(layers=layers, cache=cache, compress=compress, templates=templates,
-                           budget=budget, preset=preset, ledger=ledger)
+    chosen, sink = resolve_lean(layers=layers, cache=cache, compress=compress,
+                                templates=templates, budget=budget, preset=preset,
+                                ledger=ledger, **options)
     return LeanChatModel(inner=chat_model, layers=chosen, ledger=sink, tenant=tenant,
                          model=model)
-
-
-def resolve(*, layers: Sequence[Any] | None, cache: LayerChoice, compress: LayerChoice,
-            templates: LayerChoice, budget: LayerChoice, preset: str,
-            ledger: Any) -> tuple[list[Any], Any]:
-    """The layers and ledger ``lean()`` / ``TokenleanMiddleware`` keywords ask for."""
-    chosen = list(layers) if layers is not None else build_layers(
-        preset=preset, cache=cache, compress=compress, templates=templates, budget=budget)
-    from tokenlean.core import SQLiteLedger
-
-    sink = None if ledger is False else (ledger if ledger is not None else SQLiteLedger())
-    return chosen, sink

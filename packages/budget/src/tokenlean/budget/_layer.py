@@ -1,11 +1,13 @@
 """``BudgetLayer``: reserve before the call, settle after it, release on error.
 
 Before the call the layer prices the worst case of the call -- prompt tokens
-(``count_messages``) plus the output tokens it allows (the request's
-``max_tokens``, else the length predictor's, else ``default_max_tokens``) --
-and reserves that amount on every budget the call falls under, atomically
-(see :mod:`tokenlean.budget._store`). It then *sets* ``max_tokens`` on the
-request to what it reserved, so the reservation really bounds the call: with
+(``count_messages``) plus the output tokens it allows (the app's own cap,
+``Request.output_cap``: ``max_tokens`` or the provider's name for it in
+``params``; else the length predictor's; else ``default_max_tokens``) -- and
+reserves that amount on every budget the call falls under, atomically (see
+:mod:`tokenlean.budget._store`). It then caps the request at what it reserved,
+so the reservation really bounds the call. The cap is only ever lowered
+(a ``"clamp"`` budget) or set where the app gave none, never raised: with
 ``policy="raise"`` concurrent calls cannot push a budget past its limit by
 more than a miscount of the prompt (tokenizers flagged ``exact=False``).
 
@@ -187,9 +189,11 @@ class BudgetLayer:
         return max(1, int(predicted))
 
     def requested_output(self, request: Request) -> tuple[int, int | None]:
-        """(output tokens to allow, the predictor's figure or None)."""
-        if request.max_tokens is not None:
-            return request.max_tokens, None
+        """(output tokens to allow, the predictor's figure or None). The app's own cap
+        (:attr:`Request.output_cap`, whatever the provider calls it) always wins: the
+        layer may lower it, never raise it."""
+        if request.output_cap is not None:
+            return request.output_cap, None
         predicted = self.predict_max_tokens(request)
         if predicted is not None:
             return min(predicted, self.default_max_tokens), predicted
@@ -314,9 +318,9 @@ class BudgetLayer:
         out = request
         if plan.model != request.model:
             out = replace(out, model=plan.model)
-        if self.set_max_tokens and (request.max_tokens is None
-                                    or plan.max_tokens < request.max_tokens):
-            out = replace(out, max_tokens=plan.max_tokens)
+        cap = request.output_cap
+        if self.set_max_tokens and (cap is None or plan.max_tokens < cap):
+            out = out.with_output_cap(plan.max_tokens)  # lowered (or set where the app gave none)
         if self.concise and predicted is not None:
             from ._concise import with_length_instruction
 

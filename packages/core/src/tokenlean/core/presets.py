@@ -29,13 +29,17 @@ as a keyword).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError, MissingExtraError
 from .pipeline import Layer
 
-__all__ = ["LAYER_ORDER", "PRESETS", "LayerChoice", "build_layers"]
+__all__ = ["LAYER_ORDER", "LEDGER_SUFFIXES", "PRESETS", "LayerChoice", "build_layers",
+           "ledger_from", "resolve_lean"]
 
 LayerChoice = bool | str | Layer | None
 # The cache runs first: it looks answers up (and stores them) under the request
@@ -101,3 +105,53 @@ def build_layers(*, preset: str = "safe", cache_sampled: bool = False,
             f"preset={preset!r}, cache={choices.get('cache')!r}); a cache object you pass "
             "takes cache_sampled itself, e.g. ResponseCache(cache_sampled=True)")
     return layers
+
+
+#: ledger file suffixes ``lean(ledger="path")`` understands, and the ledger each opens
+LEDGER_SUFFIXES = {".sqlite": "sqlite", ".sqlite3": "sqlite", ".db": "sqlite", ".jsonl": "jsonl"}
+
+
+def ledger_from(ledger: Any) -> Any:
+    """The sink ``lean(ledger=...)`` names: by default (None) the SQLite ledger at
+    ``$TOKENLEAN_HOME/ledger.sqlite``; ``False`` none; a path (``str`` or path-like) the
+    ledger its suffix names (:data:`LEDGER_SUFFIXES`); an object with ``record()`` (a
+    ledger, an exporter, a ``Fanout``) itself. Anything else is a :class:`ConfigError`."""
+    from .ledger import JSONLLedger, SQLiteLedger
+
+    if ledger is None:
+        return SQLiteLedger()
+    if ledger is False:
+        return None
+    if isinstance(ledger, (str, os.PathLike)):
+        path = Path(ledger).expanduser()
+        kind = LEDGER_SUFFIXES.get(path.suffix.lower())
+        if kind is None:
+            raise ConfigError(f"ledger={str(ledger)!r}: a ledger path ends in one of "
+                              f"{sorted(LEDGER_SUFFIXES)} (SQLite, or JSON lines for .jsonl)")
+        return JSONLLedger(path) if kind == "jsonl" else SQLiteLedger(path)
+    if not isinstance(ledger, bool) and callable(getattr(ledger, "record", None)):
+        return ledger
+    raise ConfigError(f"ledger= takes a path (e.g. 'ledger.sqlite'), a ledger object with "
+                      f"record() (SQLiteLedger, JSONLLedger, an exporter) or False for none; "
+                      f"got {ledger!r}")
+
+
+def resolve_lean(*, layers: Sequence[Any] | None = None, preset: str = "safe",
+                 ledger: Any = None, **options: Any) -> tuple[list[Layer], Any]:
+    """The layers and the ledger sink that ``lean()`` keywords ask for, the same for
+    every integration: ``layers=[...]`` (replaces the preset and the layer keywords) or
+    ``preset`` plus layer keywords and options (see :func:`build_layers`), and
+    ``ledger`` (see :func:`ledger_from`). Bad keywords fail here, before any call."""
+    sink = ledger_from(ledger)
+    if layers is None:
+        return build_layers(preset=preset, **options), sink
+    given = sorted(k for k, v in options.items() if v not in (None, False))
+    if given:
+        raise ConfigError(f"layers=[...] replaces the preset and the layer keywords; "
+                          f"drop {given} or leave layers= out")
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
+        raise ConfigError(f"layers= takes a list of layers, got {type(layers).__name__}")
+    for layer in layers:
+        if not isinstance(layer, Layer):
+            raise ConfigError(f"{layer!r} is not a layer: it needs name, process(), aprocess()")
+    return list(layers), sink

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .records import CallRecord
 
 __all__ = [
+    "OUTPUT_CAP_KEYS",
     "ROLES",
     "Chunk",
     "Cost",
@@ -41,6 +42,12 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool"})
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+#: the names providers give the most output tokens a call may produce (OpenAI's
+#: ``max_tokens`` / ``max_completion_tokens``, Gemini's ``max_output_tokens``,
+#: Anthropic's legacy ``max_tokens_to_sample``, Hugging Face's ``max_new_tokens``,
+#: Ollama's ``num_predict``)
+OUTPUT_CAP_KEYS: tuple[str, ...] = ("max_tokens", "max_completion_tokens", "max_output_tokens",
+                                    "max_tokens_to_sample", "max_new_tokens", "num_predict")
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None, what: str) -> Mapping[str, Any]:
@@ -228,6 +235,26 @@ class Request:
 
     def with_note(self, note: LayerNote) -> Request:
         return replace(self, notes=(*self.notes, note))
+
+    @property
+    def output_cap(self) -> int | None:
+        """The most output tokens this request lets the model produce: ``max_tokens``, or
+        a provider's own name for it in ``params`` (the lowest where it names several),
+        None when it sets no cap."""
+        caps = [self.max_tokens] if self.max_tokens is not None else []
+        caps += [v for k in OUTPUT_CAP_KEYS if isinstance(v := self.params.get(k), int)
+                 and not isinstance(v, bool)]
+        return min(caps) if caps else None
+
+    def with_output_cap(self, tokens: int) -> Request:
+        """A copy capped at ``tokens`` wherever this request names its cap (``max_tokens``
+        and each cap key in ``params``), in ``max_tokens`` when it names none; so the body
+        sent carries one cap, under the name the app used."""
+        named = {k: tokens for k in OUTPUT_CAP_KEYS if k in self.params}
+        if not named:
+            return replace(self, max_tokens=tokens)
+        return replace(self, max_tokens=None if self.max_tokens is None else tokens,
+                       params={**self.params, **named})
 
     @property
     def last_user_text(self) -> str:

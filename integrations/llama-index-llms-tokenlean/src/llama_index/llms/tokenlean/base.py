@@ -1,8 +1,19 @@
-"""``lean(llm)``: any LlamaIndex LLM behind the tokenlean pipeline."""
+"""``lean(llm)``: any LlamaIndex LLM behind the tokenlean pipeline.
+
+Every call is described by core's one request mapping
+(:func:`tokenlean.core.settings.build_request`): the wrapped LLM's own
+settings (what it would send: ``OpenAI(temperature=..., max_tokens=...)``,
+its ``additional_kwargs``) plus the call's arguments (tools, tool choice,
+stop, ...). The wrapper is a ``FunctionCallingLLM`` that hands tool
+preparation and parsing to the wrapped LLM, so ``chat_with_tools``,
+``predict_and_call`` and ``structured_predict`` work through it, cache hits
+included (a replayed answer carries its tool calls as ``ToolCallBlock`` blocks).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from llama_index.core.base.llms.types import (
@@ -14,37 +25,56 @@ from llama_index.core.base.llms.types import (
     CompletionResponseAsyncGen,
     CompletionResponseGen,
     LLMMetadata,
-    MessageRole,
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM
 from pydantic import ConfigDict, Field
 
 from tokenlean.core import (
     CallResult,
     Chunk,
-    FunctionProvider,
+    InvalidRequestError,
     Message,
     Pipeline,
     Request,
     Response,
-    SQLiteLedger,
     Usage,
     count_messages,
     count_tokens,
 )
-from tokenlean.core.presets import LayerChoice, build_layers
+from tokenlean.core.presets import LayerChoice, resolve_lean
+from tokenlean.core.settings import build_request, cap_key
 
-from ._convert import from_li_messages, to_li_message, usage_from_li
+from ._convert import (
+    finish_reason_from_li,
+    from_li_messages,
+    to_li_message,
+    to_li_messages,
+    tool_calls_from_li,
+    usage_from_li,
+)
 
 __all__ = ["LeanLLM", "lean", "lean_query_engine"]
 
+_PER_CALL = ("tenant", "user")
 
-def _limits(request: Request, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The call's keyword arguments with the max_tokens the layers set (a budget's bound)."""
-    if request.max_tokens is None:
-        return kwargs
-    return {**kwargs, "max_tokens": request.max_tokens}
+
+def llm_settings(llm: Any, kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What ``llm`` sends for a call with ``kwargs``: the body fields it builds itself
+    (``_get_model_kwargs``, which LlamaIndex's OpenAI-style LLMs use for every call) or,
+    for other LLMs, the fields their class adds to LlamaIndex's ``LLM`` (its settings:
+    ``temperature``, ``max_tokens``, ``additional_kwargs``...; the base class's prompt
+    helpers act on the messages, which the request already has) overridden by the
+    call's arguments."""
+    builder = getattr(llm, "_get_model_kwargs", None)
+    if callable(builder):
+        built: Mapping[str, Any] = builder(**kwargs)
+        return built
+    fields = getattr(type(llm), "model_fields", {})
+    own = {name: getattr(llm, name, None) for name, info in fields.items()
+           if not info.exclude and name not in LLM.model_fields}
+    return {**own, **kwargs}
 
 
 def _estimate(request: Request, text: str) -> Usage:
@@ -53,7 +83,29 @@ def _estimate(request: Request, text: str) -> Usage:
                  output_tokens=count_tokens(text, model=request.model).tokens)
 
 
-class LeanLLM(LLM):
+def _capped(llm: Any, key: str, tokens: int, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``llm`` and ``kwargs`` with the output cap at ``tokens``, set where the app set it
+    (an LLM's own field wins over a call argument in LlamaIndex, so a cap the app put on
+    the LLM is lowered on a copy of it)."""
+    if key in getattr(type(llm), "model_fields", {}) and getattr(llm, key, None) is not None:
+        return llm.model_copy(update={key: tokens}), kwargs
+    extra = getattr(llm, "additional_kwargs", None)
+    if isinstance(extra, dict) and key in extra:
+        return llm.model_copy(update={"additional_kwargs": {**extra, key: tokens}}), kwargs
+    return llm, {**kwargs, key: tokens}
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One call as the app made it, and the request tokenlean built from it."""
+
+    originals: Sequence[ChatMessage]
+    kwargs: Mapping[str, Any]
+    asked: Request
+    cap_key: str
+
+
+class LeanLLM(FunctionCallingLLM):
     """A LlamaIndex LLM that runs tokenlean's layers around ``inner``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -80,20 +132,56 @@ class LeanLLM(LLM):
     def _model(self) -> str:
         return self.model_name or getattr(self.inner.metadata, "model_name", None) or "unknown"
 
-    # ---- pure helpers ---------------------------------------------------------
+    # ---- the request, and the call to the inner LLM -----------------------------
 
-    def _request(self, messages: Sequence[Message], kwargs: dict[str, Any]) -> Request:
-        return Request(messages=tuple(messages), model=self._model,
-                       max_tokens=kwargs.get("max_tokens"), tenant=kwargs.pop("tenant", None)
-                       or self.tenant, user=kwargs.pop("user", None))
+    def _call(self, messages: Sequence[Message], originals: Sequence[ChatMessage],
+              kwargs: dict[str, Any]) -> _Call:
+        """The app's call and the :class:`Request` it asks for (one mapping for every
+        adapter: :func:`tokenlean.core.settings.build_request`)."""
+        tenant, user = kwargs.pop("tenant", None), kwargs.pop("user", None)
+        settings = [llm_settings(self.inner, kwargs), {"model": self._model}]
+        asked = build_request(messages, *settings, tenant=tenant or self.tenant, user=user)
+        return _Call(originals, kwargs, asked, cap_key(*settings))
+
+    def _chat_call(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> _Call:
+        return self._call(from_li_messages(messages), list(messages), kwargs)
+
+    def _prompt_call(self, prompt: str, formatted: bool, kwargs: dict[str, Any]) -> _Call:
+        call = self._call((Message(role="user", content=prompt),), (), kwargs)
+        return _Call(call.originals, {**call.kwargs, "formatted": formatted}, call.asked,
+                     call.cap_key)
+
+    @staticmethod
+    def _target(request: Request, call: _Call, llm: Any) -> tuple[Any, dict[str, Any]]:
+        """The LLM and kwargs to call for ``request``: the app's own, with a cap a layer
+        lowered (or set where the app gave none)."""
+        kwargs = dict(call.kwargs)
+        cap = request.output_cap
+        if cap is not None and cap != call.asked.output_cap:
+            return _capped(llm, call.cap_key, cap, kwargs)
+        return llm, kwargs
+
+    @staticmethod
+    def _messages(request: Request, call: _Call) -> list[ChatMessage]:
+        if request.messages is call.asked.messages:
+            return list(call.originals)
+        return to_li_messages(request.messages, call.originals)
 
     def _pipeline(self, provider: Any) -> Pipeline:
         return Pipeline(provider=provider, layers=self.layers, ledger=self.ledger)
 
     @staticmethod
-    def _response(request: Request, text: str, raw: Any, extra: dict[str, Any]) -> Response:
-        usage = usage_from_li(raw, extra) or _estimate(request, text)
-        return Response(text=text, usage=usage, model=request.model, raw=raw)
+    def _response(request: Request, out: ChatResponse | CompletionResponse | None) -> Response:
+        """The inner LLM's answer as a :class:`Response` (``raw``: the answer itself)."""
+        if out is None:
+            return Response(text="", usage=_estimate(request, ""), model=request.model)
+        if isinstance(out, ChatResponse):
+            text, tool_calls = out.message.content or "", tool_calls_from_li(out.message)
+        else:
+            text, tool_calls = out.text, ()
+        usage = usage_from_li(out.raw, out.additional_kwargs) or _estimate(request, text)
+        return Response(text=text, usage=usage, model=request.model, tool_calls=tool_calls,
+                        finish_reason=finish_reason_from_li(out.raw, tool_calls), raw=out)
 
     @staticmethod
     def _meta(result: CallResult) -> dict[str, Any]:
@@ -108,112 +196,112 @@ class LeanLLM(LLM):
             "prompt_tokens": result.response.usage.input_tokens,
             "completion_tokens": result.response.usage.output_tokens}
 
-    def _chat_provider(self, kwargs: dict[str, Any]) -> FunctionProvider:
-        def call(req: Request) -> Response:
-            out = self.inner.chat([to_li_message(m) for m in req.messages],
-                                  **_limits(req, kwargs))
-            return self._response(req, out.message.content or "", out.raw, out.additional_kwargs)
+    @staticmethod
+    def _answer_message(response: Response) -> ChatMessage:
+        """A replayed answer as a LlamaIndex message (tool calls as ``ToolCallBlock`` blocks)."""
+        return to_li_message(Message(role="assistant", content=response.text,
+                                     tool_calls=response.tool_calls))
 
-        async def acall(req: Request) -> Response:
-            out = await self.inner.achat([to_li_message(m) for m in req.messages],
-                                         **_limits(req, kwargs))
-            return self._response(req, out.message.content or "", out.raw, out.additional_kwargs)
+    def _chat_result(self, result: CallResult) -> ChatResponse:
+        """The inner LLM's own answer on a miss, the replayed one on a hit; with
+        tokenlean's metadata."""
+        meta = self._meta(result)
+        own = result.response.raw
+        if isinstance(own, ChatResponse) and not result.response.cached:
+            return own.model_copy(update={"additional_kwargs": {**own.additional_kwargs,
+                                                                **meta}})
+        return ChatResponse(message=self._answer_message(result.response), additional_kwargs=meta)
 
-        return FunctionProvider(call, afunc=acall, name="llamaindex")
-
-    def _completion_provider(self, formatted: bool, kwargs: dict[str, Any]) -> FunctionProvider:
-        def call(req: Request) -> Response:
-            out = self.inner.complete(req.last_user_text, formatted=formatted,
-                                      **_limits(req, kwargs))
-            return self._response(req, out.text, out.raw, out.additional_kwargs)
-
-        async def acall(req: Request) -> Response:
-            out = await self.inner.acomplete(req.last_user_text, formatted=formatted,
-                                             **_limits(req, kwargs))
-            return self._response(req, out.text, out.raw, out.additional_kwargs)
-
-        return FunctionProvider(call, afunc=acall, name="llamaindex")
+    def _completion_result(self, result: CallResult) -> CompletionResponse:
+        meta = self._meta(result)
+        own = result.response.raw
+        if isinstance(own, CompletionResponse) and not result.response.cached:
+            return own.model_copy(update={"additional_kwargs": {**own.additional_kwargs,
+                                                                **meta}})
+        return CompletionResponse(text=result.response.text, additional_kwargs=meta)
 
     # ---- chat -------------------------------------------------------------------
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        request = self._request(from_li_messages(messages), kwargs)
-        result = self._pipeline(self._chat_provider(kwargs)).run(request)
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT,
-                                                content=result.response.text),
-                            raw=result.response.raw, additional_kwargs=self._meta(result))
+        call = self._chat_call(messages, kwargs)
+        return self._chat_result(self._pipeline(_Inner(self, call, chat=True)).run(call.asked))
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        request = self._request(from_li_messages(messages), kwargs)
-        result = await self._pipeline(self._chat_provider(kwargs)).arun(request)
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT,
-                                                content=result.response.text),
-                            raw=result.response.raw, additional_kwargs=self._meta(result))
+        call = self._chat_call(messages, kwargs)
+        result = await self._pipeline(_Inner(self, call, chat=True)).arun(call.asked)
+        return self._chat_result(result)
+
+    def _replayed(self, text: str, chunk: Chunk) -> ChatResponse:
+        """A streamed piece of an answer tokenlean replays (a cache hit): the text so far;
+        the last piece carries the whole message, tool calls included."""
+        if chunk.response is not None:
+            return ChatResponse(message=self._answer_message(chunk.response), delta="")
+        return ChatResponse(message=ChatMessage(role="assistant", content=text),
+                            delta=chunk.text)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        request = self._request(from_li_messages(messages), kwargs)
-        provider = _StreamingInner(self, kwargs, chat=True)
+        call = self._chat_call(messages, kwargs)
+        pipeline = self._pipeline(_Inner(self, call, chat=True))
 
         def gen() -> ChatResponseGen:
             text = ""
-            for chunk in self._pipeline(provider).stream(request):
-                text += chunk.text
-                if chunk.text or chunk.response is not None:
-                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT,
-                                                           content=text), delta=chunk.text)
+            for chunk in pipeline.stream(call.asked):
+                if isinstance(chunk.raw, ChatResponse):
+                    yield chunk.raw  # the inner LLM's own piece (tool-call deltas intact)
+                elif chunk.text or (chunk.response is not None and chunk.response.cached):
+                    text += chunk.text
+                    yield self._replayed(text, chunk)
 
         return gen()
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage],
                            **kwargs: Any) -> ChatResponseAsyncGen:
-        request = self._request(from_li_messages(messages), kwargs)
-        provider = _StreamingInner(self, kwargs, chat=True)
+        call = self._chat_call(messages, kwargs)
+        pipeline = self._pipeline(_Inner(self, call, chat=True))
 
         async def gen() -> ChatResponseAsyncGen:
             text = ""
-            async for chunk in self._pipeline(provider).astream(request):
-                text += chunk.text
-                if chunk.text or chunk.response is not None:
-                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT,
-                                                           content=text), delta=chunk.text)
+            async for chunk in pipeline.astream(call.asked):
+                if isinstance(chunk.raw, ChatResponse):
+                    yield chunk.raw
+                elif chunk.text or (chunk.response is not None and chunk.response.cached):
+                    text += chunk.text
+                    yield self._replayed(text, chunk)
 
         return gen()
 
     # ---- completion --------------------------------------------------------------
 
-    def _prompt_request(self, prompt: str, kwargs: dict[str, Any]) -> Request:
-        return self._request((Message(role="user", content=prompt),), kwargs)
-
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        request = self._prompt_request(prompt, kwargs)
-        result = self._pipeline(self._completion_provider(formatted, kwargs)).run(request)
-        return CompletionResponse(text=result.response.text, raw=result.response.raw,
-                                  additional_kwargs=self._meta(result))
+        call = self._prompt_call(prompt, formatted, kwargs)
+        result = self._pipeline(_Inner(self, call, chat=False)).run(call.asked)
+        return self._completion_result(result)
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False,
                         **kwargs: Any) -> CompletionResponse:
-        request = self._prompt_request(prompt, kwargs)
-        result = await self._pipeline(self._completion_provider(formatted, kwargs)).arun(request)
-        return CompletionResponse(text=result.response.text, raw=result.response.raw,
-                                  additional_kwargs=self._meta(result))
+        call = self._prompt_call(prompt, formatted, kwargs)
+        result = await self._pipeline(_Inner(self, call, chat=False)).arun(call.asked)
+        return self._completion_result(result)
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False,
                         **kwargs: Any) -> CompletionResponseGen:
-        request = self._prompt_request(prompt, kwargs)
-        provider = _StreamingInner(self, {**kwargs, "formatted": formatted}, chat=False)
+        call = self._prompt_call(prompt, formatted, kwargs)
+        pipeline = self._pipeline(_Inner(self, call, chat=False))
 
         def gen() -> CompletionResponseGen:
             text = ""
-            for chunk in self._pipeline(provider).stream(request):
-                text += chunk.text
-                if chunk.text or chunk.response is not None:
+            for chunk in pipeline.stream(call.asked):
+                if isinstance(chunk.raw, CompletionResponse):
+                    yield chunk.raw
+                elif chunk.text:
+                    text += chunk.text
                     yield CompletionResponse(text=text, delta=chunk.text)
 
         return gen()
@@ -221,83 +309,109 @@ class LeanLLM(LLM):
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False,
                                **kwargs: Any) -> CompletionResponseAsyncGen:
-        request = self._prompt_request(prompt, kwargs)
-        provider = _StreamingInner(self, {**kwargs, "formatted": formatted}, chat=False)
+        call = self._prompt_call(prompt, formatted, kwargs)
+        pipeline = self._pipeline(_Inner(self, call, chat=False))
 
         async def gen() -> CompletionResponseAsyncGen:
             text = ""
-            async for chunk in self._pipeline(provider).astream(request):
-                text += chunk.text
-                if chunk.text or chunk.response is not None:
+            async for chunk in pipeline.astream(call.asked):
+                if isinstance(chunk.raw, CompletionResponse):
+                    yield chunk.raw
+                elif chunk.text:
+                    text += chunk.text
                     yield CompletionResponse(text=text, delta=chunk.text)
 
         return gen()
 
+    # ---- tools: prepared and parsed by the wrapped LLM ------------------------------
 
-class _StreamingInner:
-    """Provider that streams from the wrapped LLM (chat or completion)."""
+    def _tool_caller(self) -> FunctionCallingLLM:
+        if not isinstance(self.inner, FunctionCallingLLM):
+            raise InvalidRequestError(
+                f"the wrapped LLM ({type(self.inner).__name__}) does not call tools; wrap a "
+                "function-calling LLM (e.g. llama_index.llms.openai.OpenAI) to use tools")
+        return self.inner
+
+    def _prepare_chat_with_tools(self, tools: Sequence[Any], user_msg: Any = None,
+                                 chat_history: list[ChatMessage] | None = None,
+                                 verbose: bool = False, allow_parallel_tool_calls: bool = False,
+                                 tool_required: bool = False, **kwargs: Any) -> dict[str, Any]:
+        return self._tool_caller()._prepare_chat_with_tools_compat(
+            tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+            allow_parallel_tool_calls=allow_parallel_tool_calls, tool_required=tool_required,
+            **kwargs)
+
+    def _validate_chat_with_tools_response(self, response: ChatResponse, tools: Sequence[Any],
+                                           allow_parallel_tool_calls: bool = False,
+                                           **kwargs: Any) -> ChatResponse:
+        return self._tool_caller()._validate_chat_with_tools_response(
+            response, tools, allow_parallel_tool_calls=allow_parallel_tool_calls, **kwargs)
+
+    def get_tool_calls_from_response(self, response: ChatResponse,
+                                     error_on_no_tool_call: bool = True,
+                                     **kwargs: Any) -> list[Any]:
+        return self._tool_caller().get_tool_calls_from_response(
+            response, error_on_no_tool_call=error_on_no_tool_call, **kwargs)
+
+
+class _Inner:
+    """The wrapped LLM as the pipeline's provider (chat or completion; complete and
+    stream), called with the app's own arguments and what the layers changed."""
 
     name = "llamaindex"
 
-    def __init__(self, owner: LeanLLM, kwargs: dict[str, Any], *, chat: bool) -> None:
-        self.owner, self.kwargs, self.chat = owner, kwargs, chat
+    def __init__(self, owner: LeanLLM, call: _Call, *, chat: bool) -> None:
+        self.owner, self.call, self.chat = owner, call, chat
 
-    def _args(self, request: Request) -> tuple[Any, dict[str, Any]]:
+    def _target(self, request: Request) -> tuple[Any, Any, dict[str, Any]]:
+        """(bound method's LLM, its first argument, kwargs) for ``request``."""
+        llm, kwargs = LeanLLM._target(request, self.call, self.owner.inner)
         if self.chat:
-            return [to_li_message(m) for m in request.messages], _limits(request, self.kwargs)
-        return request.last_user_text, _limits(request, self.kwargs)
-
-    def _delta_text(self, piece: Any) -> str:
-        return piece.delta or ""
+            return llm, LeanLLM._messages(request, self.call), kwargs
+        return llm, request.last_user_text, kwargs
 
     def complete(self, request: Request) -> Response:
-        provider = (self.owner._chat_provider(self.kwargs) if self.chat else
-                    self.owner._completion_provider(
-                        self.kwargs.get("formatted", False),
-                        {k: v for k, v in self.kwargs.items() if k != "formatted"}))
-        return provider.complete(request)
+        llm, first, kwargs = self._target(request)
+        out = llm.chat(first, **kwargs) if self.chat else llm.complete(first, **kwargs)
+        return LeanLLM._response(request, out)
 
     async def acomplete(self, request: Request) -> Response:
-        return await (self.owner._chat_provider(self.kwargs) if self.chat else
-                      self.owner._completion_provider(
-                          self.kwargs.get("formatted", False),
-                          {k: v for k, v in self.kwargs.items() if k != "formatted"})
-                      ).acomplete(request)
+        llm, first, kwargs = self._target(request)
+        out = await (llm.achat(first, **kwargs) if self.chat else llm.acomplete(first, **kwargs))
+        return LeanLLM._response(request, out)
 
     def stream(self, request: Request) -> Iterator[Chunk]:
-        args, kwargs = self._args(request)
-        method = self.owner.inner.stream_chat if self.chat else self.owner.inner.stream_complete
-        text, last = "", None
-        for piece in method(args, **kwargs):
-            delta = self._delta_text(piece)
-            text, last = text + delta, piece
-            if delta:
-                yield Chunk(text=delta)
-        yield Chunk(response=self.owner._response(
-            request, text, getattr(last, "raw", None), getattr(last, "additional_kwargs", {})))
+        llm, first, kwargs = self._target(request)
+        pieces = llm.stream_chat(first, **kwargs) if self.chat \
+            else llm.stream_complete(first, **kwargs)
+        last = None
+        for piece in pieces:
+            last = piece
+            yield Chunk(text=piece.delta or "", raw=piece)
+        yield Chunk(response=LeanLLM._response(request, last))
 
     async def astream(self, request: Request) -> AsyncIterator[Chunk]:
-        args, kwargs = self._args(request)
-        method = self.owner.inner.astream_chat if self.chat else self.owner.inner.astream_complete
-        text, last = "", None
-        async for piece in await method(args, **kwargs):
-            delta = self._delta_text(piece)
-            text, last = text + delta, piece
-            if delta:
-                yield Chunk(text=delta)
-        yield Chunk(response=self.owner._response(
-            request, text, getattr(last, "raw", None), getattr(last, "additional_kwargs", {})))
+        llm, first, kwargs = self._target(request)
+        pieces = await (llm.astream_chat(first, **kwargs) if self.chat
+                        else llm.astream_complete(first, **kwargs))
+        last = None
+        async for piece in pieces:
+            last = piece
+            yield Chunk(text=piece.delta or "", raw=piece)
+        yield Chunk(response=LeanLLM._response(request, last))
 
 
 def lean(llm: Any, *, layers: Sequence[Any] | None = None, cache: LayerChoice = None,
          compress: LayerChoice = None, templates: LayerChoice = None,
          budget: LayerChoice = None, preset: str = "safe", ledger: Any = None,
-         tenant: str = "default", model: str | None = None) -> LeanLLM:
+         tenant: str = "default", model: str | None = None, **options: Any) -> LeanLLM:
     """Wrap a LlamaIndex LLM so every call runs through tokenlean (see
-    ``tokenlean.core.presets`` for what each keyword and preset turns on)."""
-    chosen = list(layers) if layers is not None else build_layers(
-        preset=preset, cache=cache, compress=compress, templates=templates, budget=budget)
-    sink = None if ledger is False else (ledger if ledger is not None else SQLiteLedger())
+    ``tokenlean.core.presets`` for what each keyword and preset turns on; ``ledger`` is
+    a path or a ledger object, ``False`` for none; other keywords such as
+    ``cache_sampled=True`` go to :func:`tokenlean.core.presets.build_layers`)."""
+    chosen, sink = resolve_lean(layers=layers, cache=cache, compress=compress,
+                                templates=templates, budget=budget, preset=preset,
+                                ledger=ledger, **options)
     return LeanLLM(inner=llm, layers=chosen, ledger=sink, tenant=tenant, model_name=model)
 
 
