@@ -40,8 +40,6 @@ from tokenlean.core import (
     Request,
     Response,
     Usage,
-    count_messages,
-    count_tokens,
 )
 from tokenlean.core.presets import LayerChoice, resolve_lean
 from tokenlean.core.settings import build_request, cap_key
@@ -75,12 +73,6 @@ def llm_settings(llm: Any, kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
     own = {name: getattr(llm, name, None) for name, info in fields.items()
            if not info.exclude and name not in LLM.model_fields}
     return {**own, **kwargs}
-
-
-def _estimate(request: Request, text: str) -> Usage:
-    """Usage the inner LLM did not report, counted the way the model is billed."""
-    return Usage(input_tokens=count_messages(request.messages, model=request.model).tokens,
-                 output_tokens=count_tokens(text, model=request.model).tokens)
 
 
 def _capped(llm: Any, key: str, tokens: int, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -172,14 +164,16 @@ class LeanLLM(FunctionCallingLLM):
 
     @staticmethod
     def _response(request: Request, out: ChatResponse | CompletionResponse | None) -> Response:
-        """The inner LLM's answer as a :class:`Response` (``raw``: the answer itself)."""
+        """The inner LLM's answer as a :class:`Response` (``raw``: the answer itself). Usage
+        the inner LLM did not report stays zero: the pipeline's accounting estimates it
+        (:func:`tokenlean.core.estimate_usage`) and says so in the record."""
         if out is None:
-            return Response(text="", usage=_estimate(request, ""), model=request.model)
+            return Response(text="", model=request.model)
         if isinstance(out, ChatResponse):
             text, tool_calls = out.message.content or "", tool_calls_from_li(out.message)
         else:
             text, tool_calls = out.text, ()
-        usage = usage_from_li(out.raw, out.additional_kwargs) or _estimate(request, text)
+        usage = usage_from_li(out.raw, out.additional_kwargs) or Usage()
         return Response(text=text, usage=usage, model=request.model, tool_calls=tool_calls,
                         finish_reason=finish_reason_from_li(out.raw, tool_calls), raw=out)
 
