@@ -20,6 +20,7 @@ DOCS_IMG = Path(__file__).resolve().parents[3] / "docs" / "img" / "report-sample
 def sample_report() -> dict:
     return {
         "title": "tokenlean audit", "kind": "audit", "price_as": "gpt-4o",
+        "preset": "max-savings", "layer_order": ["cache", "templates", "compress", "budget"],
         "generated_at": "2026-11-23T00:00:00+00:00",
         "source": {"path": "traffic.jsonl", "format": "openai", "mode": "replayed"},
         "requests": 40, "cost_usd_before": 0.5, "cost_usd_after": 0.31,
@@ -69,6 +70,14 @@ def test_page_has_every_chart_and_the_json_round_trips() -> None:
     # the page loads nothing: no src/href to another document, no @import, no url()
     assert not re.search(r"""(?:src|href)\s*=\s*["']?[a-z]*:?//""", html, re.I)
     assert "@import" not in html and "url(" not in html
+
+
+def test_the_page_says_which_preset_it_replayed() -> None:
+    html = render_html(sample_report())
+    sub = re.search(r'<p class="sub">(.*?)</p>', html).group(1)
+    assert "preset max-savings (cache → templates → compress → budget)" in sub
+    assert "preset" not in re.search(r'<p class="sub">(.*?)</p>', render_html(
+        {"kind": "demo", "layers": []})).group(1)
 
 
 def test_user_text_cannot_break_out_of_the_page() -> None:

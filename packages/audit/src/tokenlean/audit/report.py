@@ -232,8 +232,9 @@ def _charts(report: Mapping[str, Any]) -> str:
         _figure(hist, f"Cache lookups that found a candidate: {int(_num(cache.get('hits')))} "
                 f"hits of {int(_num(cache.get('lookups')))} lookups. Only guard-accepted hits "
                 "are counted as savings."),
-        _figure(comp, "One point per compressed context-bearing message: ratio achieved and "
-                "the compressor's retention estimate."),
+        _figure(comp, "One point per call the compression changed: ratio achieved (tokens "
+                "before / after, over the text it compressed) and the compressor's retention "
+                "estimate."),
         _figure(bud, "Predicted cap vs actual answer length; points above the dashed line "
                 "would have been cut. Coverage: " + _pct(coverage) + "."),
     ]) + "</div>"
@@ -282,7 +283,11 @@ def render_html(report: Mapping[str, Any]) -> str:
     source = report.get("source") or {}
     source_text = ", ".join(f"{k}: {v}" for k, v in source.items()) if isinstance(
         source, Mapping) else str(source)
-    sub = (f"{escape(str(report.get('kind', 'audit')))} · priced as "
+    replayed = ""
+    if report.get("preset"):
+        order = " → ".join(str(name) for name in report.get("layer_order") or ())
+        replayed = f" · preset {report['preset']}" + (f" ({order})" if order else "")
+    sub = (f"{escape(str(report.get('kind', 'audit')))}{escape(replayed)} · priced as "
            f"{escape(str(report.get('price_as', '?')))} · {escape(source_text)} · "
            f"generated {escape(str(report.get('generated_at', '')))}")
     notes = report.get("notes") or []

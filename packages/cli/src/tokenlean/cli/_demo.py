@@ -322,7 +322,9 @@ def demo_report(raw: Sequence[DemoCall], lean_calls: Sequence[DemoCall], *, pric
     return {
         "schema": "tokenlean.audit/1", "kind": "demo", "title": "tokenlean demo",
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "price_as": price_as, "source": source or {}, "requests": len(raw),
+        "price_as": price_as, "preset": "max-savings",
+        "layer_order": [name for name in LAYERS if name in layer_names],
+        "source": source or {}, "requests": len(raw),
         "tokens_before": {"input": in_before, "output": out_before},
         "tokens_after": {"input": in_after, "output": out_after},
         "cost_usd_before": round(float(cost_before), 8),
