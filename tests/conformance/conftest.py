@@ -223,25 +223,28 @@ class Adapter:
         self.url = url
 
     def ask(self, *, mode: str, kind: str, cap_way: str, lean_kwargs: dict[str, Any],
-            client: Any) -> tuple[Any, Any]:
-        """(sync ask, async ask) for one wrapped model; each returns an :class:`Outcome`."""
+            client: Any, settings: dict[str, Any], call: dict[str, Any]) -> tuple[Any, Any]:
+        """(sync ask, async ask) for one wrapped model; each returns an :class:`Outcome`.
+        ``settings``: the wrapped model's (``SETTINGS`` by default); ``call``: per-call
+        keyword arguments."""
         raise NotImplementedError
 
     def run(self, *, mode: str, kind: str, cap_way: str = "model", times: int = 1,
+            settings: dict[str, Any] | None = None, call: dict[str, Any] | None = None,
             **lean_kwargs: Any) -> list[Outcome]:
         import asyncio
 
         import httpx
 
+        options = {"mode": mode, "kind": kind, "cap_way": cap_way, "lean_kwargs": lean_kwargs,
+                   "settings": {**SETTINGS, **(settings or {})}, "call": dict(call or {})}
         if not mode.startswith("a"):
-            sync, _ = self.ask(mode=mode, kind=kind, cap_way=cap_way, lean_kwargs=lean_kwargs,
-                               client=None)
+            sync, _ = self.ask(client=None, **options)
             return [sync() for _ in range(times)]
 
         async def main() -> list[Outcome]:
             async with httpx.AsyncClient() as client:
-                _, asynchronous = self.ask(mode=mode, kind=kind, cap_way=cap_way,
-                                           lean_kwargs=lean_kwargs, client=client)
+                _, asynchronous = self.ask(client=client, **options)
                 return [await asynchronous() for _ in range(times)]
 
         return asyncio.run(main())
@@ -260,26 +263,27 @@ class LangChainLean(Adapter):
     name = "langchain-lean"
     cap_ways = ("model", "call", "bound")
 
-    def chat(self, cap_way: str, client: Any) -> Any:
+    def chat(self, cap_way: str, client: Any, settings: dict[str, Any]) -> Any:
         from langchain_openai import ChatOpenAI
 
         cap = {"max_tokens": APP_CAP} if cap_way == "model" else {}
         model = ChatOpenAI(model="gpt-4o", base_url=self.url, api_key="test", max_retries=0,
-                           stream_usage=True, http_async_client=client, **SETTINGS, **cap)
+                           stream_usage=True, http_async_client=client, **{**cap, **settings})
         return model.bind(max_tokens=APP_CAP) if cap_way == "bound" else model
 
     def ask(self, *, mode: str, kind: str, cap_way: str, lean_kwargs: dict[str, Any],
-            client: Any) -> tuple[Any, Any]:
+            client: Any, settings: dict[str, Any], call: dict[str, Any]) -> tuple[Any, Any]:
         from langchain_core.messages import HumanMessage, SystemMessage
 
         from langchain_tokenlean import lean
 
-        wrapped: Any = lean(self.chat(cap_way, client), **lean_kwargs)
+        wrapped: Any = lean(self.chat(cap_way, client, settings), **lean_kwargs)
         if kind == "tools":
             wrapped = wrapped.bind_tools([adder_tool()])
         elif kind == "structured":
             wrapped = wrapped.with_structured_output(Sum)
-        call = {"max_tokens": APP_CAP} if cap_way == "call" else {}
+        if cap_way == "call":
+            call["max_tokens"] = APP_CAP
         messages = [SystemMessage(SYSTEM), HumanMessage(QUESTION)]
 
         def outcome(out: Any) -> Outcome:
@@ -310,7 +314,8 @@ class LangChainMiddleware(Adapter):
     name = "langchain-middleware"
 
     def ask(self, *, mode: str, kind: str, cap_way: str, lean_kwargs: dict[str, Any],
-            client: Any) -> tuple[Any, Any]:
+            client: Any, settings: dict[str, Any], call: dict[str, Any]) -> tuple[Any, Any]:
+        assert not call, "an agent's model call takes no per-call arguments"
         from langchain.agents import create_agent
         from langchain.agents.structured_output import ToolStrategy
         from langchain_core.messages import HumanMessage
@@ -319,7 +324,7 @@ class LangChainMiddleware(Adapter):
         from langchain_tokenlean import TokenleanMiddleware
 
         agent = create_agent(
-            LangChainLean(self.url).chat(cap_way, client),
+            LangChainLean(self.url).chat(cap_way, client, settings),
             tools=[tool(add)] if kind == "tools" else [], system_prompt=SYSTEM,
             response_format=ToolStrategy(Sum) if kind == "structured" else None,
             middleware=[TokenleanMiddleware(**lean_kwargs)])
@@ -355,27 +360,28 @@ class LlamaIndexLean(Adapter):
     name = "llamaindex-lean"
     cap_ways = ("model", "call", "extra")
 
-    def llm(self, cap_way: str, client: Any) -> Any:
+    def llm(self, cap_way: str, client: Any, settings: dict[str, Any]) -> Any:
         from llama_index.llms.openai import OpenAI
 
-        extra = {k: v for k, v in SETTINGS.items() if k != "temperature"}
+        extra = {k: v for k, v in settings.items() if k not in {"temperature", "max_tokens"}}
         extra["stream_options"] = {"include_usage": True}
         if cap_way == "extra":
             extra["max_completion_tokens"] = APP_CAP
-        cap = {"max_tokens": APP_CAP} if cap_way == "model" else {}
+        cap = {"max_tokens": settings.get("max_tokens", APP_CAP)} if cap_way == "model" else {}
         return OpenAI(model="gpt-4o", api_base=self.url, api_key="test", max_retries=0,
-                      temperature=SETTINGS["temperature"], additional_kwargs=extra,
+                      temperature=settings["temperature"], additional_kwargs=extra,
                       async_http_client=client, **cap)
 
     def ask(self, *, mode: str, kind: str, cap_way: str, lean_kwargs: dict[str, Any],
-            client: Any) -> tuple[Any, Any]:
+            client: Any, settings: dict[str, Any], call: dict[str, Any]) -> tuple[Any, Any]:
         from llama_index.core.base.llms.types import ChatMessage, MessageRole, ToolCallBlock
         from llama_index.core.prompts import PromptTemplate
 
         from llama_index.llms.tokenlean import lean
 
-        wrapped: Any = lean(self.llm(cap_way, client), **lean_kwargs)
-        call: dict[str, Any] = {"max_tokens": APP_CAP} if cap_way == "call" else {}
+        wrapped: Any = lean(self.llm(cap_way, client, settings), **lean_kwargs)
+        if cap_way == "call":
+            call["max_tokens"] = APP_CAP
         if kind == "tools":
             call["tools"] = [adder_tool()]
         messages = [ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM),

@@ -27,6 +27,7 @@ from langchain_core.outputs import LLMResult
 
 from tokenlean.budget import BudgetLayer
 from tokenlean.core import ConfigError, Request, Response
+from tokenlean.core.settings import build_request, merge_settings
 
 from ._convert import from_lc_messages, usage_from_lc
 
@@ -49,17 +50,17 @@ class BudgetCallbackHandler(BaseCallbackHandler):
 
     def _request(self, messages: Sequence[BaseMessage], metadata: dict[str, Any],
                  invocation: dict[str, Any]) -> Request:
-        model = (metadata.get("ls_model_name") or invocation.get("model")
-                 or invocation.get("model_name") or self.default_model)
-        if not model:
+        """The call as core's one mapping reads it: the model's invocation parameters (its
+        own settings and the call's, cap included under whatever name the model uses),
+        the model name LangChain traces it as, else ``default_model``."""
+        settings = ({"model": self.default_model, "max_tokens": metadata.get("ls_max_tokens")},
+                    invocation, {"model": metadata.get("ls_model_name")})
+        if not merge_settings(*settings).get("model"):
             raise ConfigError("cannot tell which model this call uses (no ls_model_name); "
                               "pass BudgetCallbackHandler(default_model=...)")
-        max_tokens = (metadata.get("ls_max_tokens") or invocation.get("max_tokens")
-                      or invocation.get("max_completion_tokens"))
-        return Request(messages=from_lc_messages(messages), model=str(model),
-                       max_tokens=int(max_tokens) if max_tokens else None,
-                       tenant=str(metadata.get("tenant") or self.tenant),
-                       user=metadata.get("user") or metadata.get("user_id") or self.user)
+        return build_request(from_lc_messages(messages), *settings,
+                             tenant=str(metadata.get("tenant") or self.tenant),
+                             user=metadata.get("user") or metadata.get("user_id") or self.user)
 
     def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]],
                             *, run_id: UUID, metadata: dict[str, Any] | None = None,

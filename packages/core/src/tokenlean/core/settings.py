@@ -57,9 +57,9 @@ NOT_ANSWER_KEYS: frozenset[str] = frozenset({
     "api_key", "openai_api_key", "anthropic_api_key", "api_base", "base_url",
     "openai_api_base", "anthropic_api_url", "api_version", "openai_api_version",
     "organization", "openai_organization", "openai_proxy",
-    # tracing and bookkeeping
+    # tracing, serialization and bookkeeping
     "callbacks", "callback_manager", "tags", "metadata", "verbose", "cache", "output_version",
-    "store", "tenant", "user",
+    "class_name", "store", "tenant", "user",
 })
 
 

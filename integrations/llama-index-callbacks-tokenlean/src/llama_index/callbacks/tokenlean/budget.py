@@ -51,6 +51,7 @@ from pydantic import ConfigDict, PrivateAttr
 
 from tokenlean.core import ConfigError, Message, Request, Response, Usage
 from tokenlean.core._optional import require
+from tokenlean.core.settings import MODEL_KEYS, build_request
 
 from ._convert import messages_from_llama, model_from_dict, usage_from_response
 from .base import TokenleanSpanHandler, attach_handlers, detach_handlers
@@ -159,12 +160,14 @@ class TokenleanBudgetHandler(BaseEventHandler):
             messages = messages_from_llama(payload[EventPayload.MESSAGES] or ())
         else:
             messages = (Message(role="user", content=str(payload.get(EventPayload.PROMPT) or "")),)
+        tenant = str(call_kwargs.pop("tenant", None) or self.tenant)
+        user = call_kwargs.pop("user", None) or self.user
+        # core's one mapping: the LLM's serialized settings (its cap under whatever name,
+        # additional_kwargs included), then the call's; the model named as the handler reads it
+        own = {k: v for k, v in model_dict.items() if k not in MODEL_KEYS}
         model = model_from_dict(model_dict) or self.default_model or "unknown"
-        limit = call_kwargs.get("max_tokens") or model_dict.get("max_tokens")
-        return Request(messages=messages, model=model,
-                       max_tokens=limit if isinstance(limit, int) and limit > 0 else None,
-                       tenant=str(call_kwargs.pop("tenant", None) or self.tenant),
-                       user=call_kwargs.pop("user", None) or self.user)
+        return build_request(messages, own, call_kwargs, {"model": model}, tenant=tenant,
+                             user=user)
 
     def _outer_of(self, span_id: str) -> str | None:
         ancestors = self.span_handler.ancestors(span_id) if self.span_handler else []
