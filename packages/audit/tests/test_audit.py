@@ -119,7 +119,11 @@ def test_a_cache_hit_saves_the_whole_call_as_the_app_sent_it(log: Path) -> None:
 def test_sampled_calls_are_not_served_from_the_cache_unless_lean_would(tmp_path: Path) -> None:
     same = _call("Tell me a joke.", "A joke.", context=False, temperature=None)
     path = _write(tmp_path, [same, same])
-    assert audit_log(path)["cache"]["hits"] == 0  # temperature unset: a sampled call
+    report = audit_log(path)
+    assert report["cache"]["hits"] == 0  # temperature unset: a sampled call
+    assert report["cache"]["not_stored"] == {"sampled": 2}  # and the report says why
+    assert any(note.startswith("The cache stored 0 of 2 answers: sampled 2 (")
+               for note in report["notes"])
     opted_in = audit_log(path, options=AuditOptions(cache_sampled=True))
     assert opted_in["cache"]["hits"] == 1 and opted_in["cache_sampled"] is True
 

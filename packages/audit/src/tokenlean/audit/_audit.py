@@ -114,6 +114,7 @@ class _Books:
     budget: list[tuple[int, int]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
+    not_stored: dict[str, int] = field(default_factory=dict)  # why the cache kept no answer
 
     def acc(self, name: str) -> _LayerAcc:
         if name not in self.layers:
@@ -178,6 +179,9 @@ def _answered(records: Sequence[CallRecord], pending: Sequence[_Replayed],
         before_hit = sum(rep.saved_input_tokens for rep in record.layers[:-1])
         for index, rep in enumerate(record.layers):
             acc = books.acc(rep.layer)
+            why = rep.detail.get("not_cached")
+            if isinstance(why, str):
+                books.not_stored[why] = books.not_stored.get(why, 0) + 1
             if record.cached and index == len(record.layers) - 1:
                 # the ledger books a hit as the call it replaced (what it cost after the
                 # other layers); against the logged traffic the whole call is gone
@@ -396,6 +400,7 @@ def _report(books: _Books, layers: Sequence[Layer], options: AuditOptions, price
             "hits": len(books.hits),
             "accepted": [round(s, 4) for s in books.hits[:options.max_points]],
             "rejected": [], "examples": books.examples,
+            "not_stored": dict(sorted(books.not_stored.items())),
             "guard": "default false-hit guard" if guard is not None else "none (exact hits)"}
     if "compress" in by_name:
         compressor = getattr(by_name["compress"], "compressor", None)
@@ -411,6 +416,15 @@ def _report(books: _Books, layers: Sequence[Layer], options: AuditOptions, price
             "coverage": round(covered / len(books.budget), 4) if books.budget else None,
             "points": [list(p) for p in books.budget[:options.max_points]]}
     return report
+
+
+def _not_cached_reason(why: str) -> str:
+    """What the cache's ``not_cached`` code means (the cache package says)."""
+    try:
+        from tokenlean.cache import NOT_CACHED
+    except ImportError:  # a third-party cache layer: its code is all there is
+        return why
+    return NOT_CACHED.get(why, why)
 
 
 def _notes(books: _Books, options: AuditOptions, preset: str) -> list[str]:
@@ -438,6 +452,14 @@ def _notes(books: _Books, options: AuditOptions, preset: str) -> list[str]:
         "answer, as lean() would store the model's); its key includes the request's model "
         "and sampling parameters, so what lean() would not serve from cache is not counted.",
     ]
+    if books.not_stored:
+        misses = books.requests - len(books.hits) - len(books.refused)
+        stored = misses - sum(books.not_stored.values())
+        reasons = "; ".join(f"{why} {count} ({_not_cached_reason(why)})"
+                            for why, count in sorted(books.not_stored.items()))
+        notes.append(f"The cache stored {stored} of {misses} answers: {reasons}."
+                     + (" --cache-sampled (cache_sampled=True) opts sampled calls in."
+                        if "sampled" in books.not_stored else ""))
     for what, count in sorted(books.failures.items()):
         notes.append(f"{what}: failed on {count} call(s); the pipeline passed those calls "
                      "through without it (lean() would too, with a warning).")
