@@ -14,7 +14,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel
 
 from langchain_tokenlean import LeanChatModel, lean
-from tokenlean.core import LayerNote, Request, SQLiteLedger
+from tokenlean.core import LayerNote, Request, Response, SQLiteLedger
 
 
 def fake(n: int = 10, text: str = "hello there friend") -> GenericFakeChatModel:
@@ -159,3 +159,56 @@ def test_messages_round_trip_to_inner() -> None:
     messages, _ = inner.seen[-1]
     assert messages[0].content == "x" and messages[0].name == "bob"
     assert json.dumps(messages[0].content)
+
+
+class Answers:
+    """A layer that records the request ``lean()`` built and answers it (no model call)."""
+
+    name = "answers"
+
+    def __init__(self) -> None:
+        self.seen: list[Request] = []
+
+    def process(self, request: Request) -> Response:
+        self.seen.append(request)
+        return Response(text="ok", cached=True)
+
+    async def aprocess(self, request: Request) -> Response:
+        return self.process(request)
+
+
+def test_the_request_carries_an_anthropic_models_own_settings() -> None:
+    from langchain_anthropic import ChatAnthropic
+
+    layer = Answers()
+    inner = ChatAnthropic(model="claude-3-5-haiku-latest", max_tokens=30, temperature=0.2,
+                          top_k=5, stop_sequences=["END"], api_key="unused",
+                          thinking={"type": "disabled"})
+    lean(inner, layers=[layer], ledger=False).invoke("hi", stop=["STOP"])
+    (seen,) = layer.seen
+    assert (seen.model, seen.max_tokens, seen.temperature, seen.stop) == (
+        "claude-3-5-haiku-latest", 30, 0.2, ("STOP",))
+    assert seen.params["top_k"] == 5 and seen.params["thinking"] == {"type": "disabled"}
+    assert not {"api_key", "max_retries", "default_request_timeout", "streaming"} & set(
+        seen.params)
+
+
+def test_bindings_and_model_kwargs_are_part_of_the_request() -> None:
+    from langchain_openai import ChatOpenAI
+
+    layer = Answers()
+    inner = ChatOpenAI(model="gpt-4o", api_key="unused", temperature=0.5,
+                       model_kwargs={"repetition_penalty": 1.1})
+    lean(inner.bind(max_tokens=12, seed=3), layers=[layer], ledger=False).invoke("hi")
+    (seen,) = layer.seen
+    assert (seen.max_tokens, seen.seed, seen.temperature) == (12, 3, 0.5)
+    assert seen.params == {"repetition_penalty": 1.1}
+
+
+def test_the_wrappers_own_settings_override_and_reach_the_model() -> None:
+    inner = Recorder()
+    model = LeanChatModel(inner=inner, layers=[], ledger=None, model="gpt-4o", temperature=0.0,
+                          max_tokens=50)
+    model.invoke("hi")
+    _, kwargs = inner.seen[-1]
+    assert kwargs["temperature"] == 0.0 and kwargs["max_tokens"] == 50
