@@ -50,6 +50,10 @@ class ScriptedChat(BaseChatModel):
     def _llm_type(self) -> str:
         return "scripted"
 
+    @property
+    def _identifying_params(self) -> dict[str, Any]:  # what LangChain reports it calls with
+        return {"model_name": self.model_name, "temperature": self.temperature}
+
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: Any = None, **kwargs: Any) -> ChatResult:
         question = str(messages[-1].content).rsplit("Question: ", 1)[-1]
@@ -74,7 +78,7 @@ def _lean_rows(preset: str, ledger_path: Path) -> Iterator[Any]:
     ledger = JSONLLedger(ledger_path)
     llm = lean(ScriptedChat(), preset=preset, ledger=ledger)
     for question, _ in CALLS:
-        llm.invoke([(m["role"], m["content"]) for m in _messages(question)], temperature=0.0)
+        llm.invoke([(m["role"], m["content"]) for m in _messages(question)])
     return ledger.records()
 
 
