@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tokenlean.core import (
     count_tokens,
 )
 from tokenlean.core.presets import LAYER_ORDER, build_layers
+from tokenlean.core.settings import build_request
 
 SYSTEM = ("You are a very helpful assistant.   Please  make sure to always answer the "
           "question.\n\n\nPlease always be polite and kind. Please make sure to always answer "
@@ -185,6 +187,22 @@ def test_ledger_export_reports_recorded_savings(tmp_path: Path) -> None:
     assert layers["compress"]["saved_input_tokens"] == 1200
     assert layers["compress"]["quality"]["retention"] == pytest.approx(0.95)
     assert layers["cache"]["saved_output_tokens"] == 150
+
+
+def test_a_logged_call_becomes_the_request_lean_would_build(tmp_path: Path) -> None:
+    """The log is read with core's one request mapping (build_request), the one lean()
+    uses: the lowest output cap, no transport settings, tool_choice the OpenAI way."""
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 50, "max_completion_tokens": 80, "stream": True,
+            "temperature": 0, "tools": tools, "tool_choice": "any"}
+    path = _write(tmp_path, [{"request": body, "response": "yo"}])
+    request = next(iter(read_log(path))).request
+    assert request is not None
+    built = build_request(request.messages, {k: v for k, v in body.items() if k != "messages"})
+    assert replace(request, request_id="") == replace(built, request_id="")
+    assert request.max_tokens == 50 and request.params["tool_choice"] == "required"
+    assert "stream" not in request.params
 
 
 def test_bad_logs_fail_with_the_line(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tokenlean.core import CallRecord, InvalidRequestError, Request, read_jsonl
+from tokenlean.core import CallRecord, InvalidRequestError, Message, Request, read_jsonl
+from tokenlean.core.settings import build_request
 
 __all__ = ["LogEntry", "LogFormat", "read_log"]
 
@@ -67,6 +68,20 @@ def _response_parts(response: Any) -> tuple[str | None, str | None, int | None, 
             None if completion is None else int(completion))
 
 
+def _request(body: Mapping[str, Any]) -> Request:
+    """The :class:`Request` ``lean()`` would build for a logged chat-completions body:
+    core's one request mapping (:func:`tokenlean.core.settings.build_request`), with the
+    body as the call's settings."""
+    if "messages" not in body or "model" not in body:
+        raise InvalidRequestError("a chat-completions body needs 'model' and 'messages'")
+    messages = body["messages"]
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, list):
+        raise InvalidRequestError("'messages' must be a list of chat messages")
+    return build_request([m if isinstance(m, Message) else Message.from_openai(m)
+                          for m in messages],
+                         {k: v for k, v in body.items() if k != "messages"})
+
+
 def parse_line(obj: Mapping[str, Any], line: int) -> LogEntry:
     """One log object as a :class:`LogEntry` (shape detected from its keys)."""
     if "request_id" in obj and "layers" in obj and "input_tokens" in obj:
@@ -79,14 +94,14 @@ def parse_line(obj: Mapping[str, Any], line: int) -> LogEntry:
     if isinstance(obj.get("request"), Mapping):
         body = obj["request"]
         body = body.get("body") if isinstance(body.get("body"), Mapping) else body
-        request = Request.from_openai(body, provider=None)
+        request = _request(body)
         text, finish, prompt, completion = _response_parts(obj.get("response"))
         return LogEntry(line=line, format="openai", request=request, response_text=text,
                         finish_reason=finish, usage_input=prompt, usage_output=completion,
                         id=str(obj.get("id") or obj.get("request_id") or line))
     if isinstance(obj.get("messages"), list):
-        request = Request(messages=tuple(obj["messages"]), model=str(obj.get("model") or "unknown"),
-                          provider=None)
+        request = _request({"messages": obj["messages"],
+                            "model": str(obj.get("model") or "unknown")})
         text, finish, prompt, completion = _response_parts(obj.get("response"))
         return LogEntry(line=line, format="prompts", request=request, response_text=text,
                         finish_reason=finish, usage_input=prompt, usage_output=completion,
