@@ -1,7 +1,7 @@
 """Replay a traffic log offline through the pipeline ``lean()`` would run.
 
 The audit does not imitate the layers: it builds them with the function
-``lean()`` builds them with (:func:`tokenlean.core.presets.build_layers`, the
+``lean()`` builds them with (:func:`tokenlean.core.presets.resolve_lean`, the
 same preset and keywords, so the same layers in the same order: the cache
 first) and runs every logged request through the real
 :class:`~tokenlean.core.Pipeline`. Two parts stand in for the outside world:
@@ -50,7 +50,7 @@ from tokenlean.core import (
     TokenleanWarning,
     count_messages,
 )
-from tokenlean.core.presets import LAYER_ORDER, LayerChoice, build_layers
+from tokenlean.core.presets import LAYER_ORDER, LayerChoice, resolve_lean
 
 from ._logs import LogEntry, read_log
 from ._replay import MemoryLedger, PricedAs, ReplayProvider
@@ -143,14 +143,15 @@ def _installed(name: str) -> bool:
 def _layers(options: AuditOptions) -> tuple[list[Layer], dict[str, _LayerAcc]]:
     """The layers ``lean()`` would run for ``options``, and a report row for every layer
     (those that run, and the built-in ones that do not, with why)."""
-    if options.layers is not None:
-        layers = list(options.layers)
-        why = "not among the layers given"
-    else:
-        choices: dict[str, Any] = dict(options.choices)
-        layers = build_layers(preset=options.preset, cache_sampled=options.cache_sampled,
-                              **choices)
-        why = f"off in preset {options.preset!r}"
+    keywords: dict[str, Any] = dict(options.choices)
+    if options.cache_sampled:
+        keywords["cache_sampled"] = True
+    # lean()'s own resolution: the same layers, the same checks (the replay has its own
+    # ledger, so none is opened here)
+    layers, _ = resolve_lean(layers=options.layers, preset=options.preset, ledger=False,
+                             **keywords)
+    why = (f"off in preset {options.preset!r}" if options.layers is None
+           else "not among the layers given")
     rows = {layer.name: _LayerAcc(layer.name) for layer in layers}
     for name in LAYER_ORDER:
         if name in rows:
