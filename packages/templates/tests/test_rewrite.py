@@ -150,3 +150,38 @@ def test_repeated_example_lines_are_structure_not_duplicates():
     r = fast().rewrite(text)
     assert r.text.count("Output: ${email}") == 2
     assert r.text.count("Write clear emails every day.") == 1
+
+
+class CountingScorer:
+    """A meaning scorer that says 'same meaning' and counts the texts it is asked about."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[str, str]] = []
+
+    def similarities(self, pairs):
+        self.pairs.extend(pairs)
+        return [1.0 for _ in pairs]
+
+
+def test_a_whitespace_only_rewrite_needs_no_meaning_check():
+    scorer = CountingScorer()
+    rewriter = TemplateRewriter(mode="safe", scorer=scorer)
+    result = rewriter.rewrite("Answer   in French.\n\n\n\nKeep it short.")
+    assert result.changed and result.similarity == 1.0
+    assert scorer.pairs == []
+    assert rewriter.rewrite("I want you to act as a translator. Please be brief.").changed
+    assert len(scorer.pairs) == 1  # a pass that can change meaning is still checked
+
+
+def test_a_text_longer_than_max_chars_gets_the_lossless_passes_only():
+    scorer = CountingScorer()
+    rewriter = TemplateRewriter(mode="safe", scorer=scorer, max_chars=100)
+    long = "I want you to act as a   translator. " * 5
+    result = rewriter.rewrite(long)
+    assert result.text == " ".join(long.split())  # whitespace tidied, the filler kept
+    skipped = {r.name: r.skipped for r in result.passes if r.skipped}
+    assert skipped["filler"] == "longer than max_chars (100)"
+    assert scorer.pairs == [] and rewriter.cached(long) is None  # not memoised
+    assert rewriter.rewrite(long[:90]).text.startswith("Act as")  # short: every pass

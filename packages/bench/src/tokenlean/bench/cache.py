@@ -40,8 +40,9 @@ def _load(path: Path, split: str, limit: int) -> list[dict[str, Any]]:
 
 
 def _request(text: str, tenant: str) -> Request:
+    # temperature 0: a repeatable call (the cache never answers one that samples)
     return Request(messages=(Message(role="user", content=text),), model="bench-model",
-                   tenant=tenant)
+                   tenant=tenant, temperature=0)
 
 
 def run_pairs(cache: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,13 +28,13 @@ IGNORED_PARAMS = frozenset({
     "stream", "stream_options", "user", "metadata", "store", "timeout", "request_timeout",
     "extra_headers", "extra_query", "service_tier", "parallel_tool_calls_hint", "n_retries",
 })
-_SPACE = re.compile(r"\s+")
 
 
 def normalise_text(text: str) -> str:
     """Trim and collapse runs of whitespace (case and punctuation are kept:
-    they can change an answer, e.g. in code)."""
-    return _SPACE.sub(" ", text).strip()
+    they can change an answer, e.g. in code). ``str.split`` splits on exactly the
+    characters the regex ``\\s`` matches, several times faster on a long text."""
+    return " ".join(text.split())
 
 
 def _canon(value: Any) -> Any:

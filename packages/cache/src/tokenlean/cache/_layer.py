@@ -20,6 +20,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from ._sqlite import SQLiteStore
 __all__ = ["DEFAULT_MEMORY_ENTRIES", "NOT_CACHED", "CacheHit", "ResponseCache"]
 
 _log = logging.getLogger("tokenlean.cache")
+_RECENT_KEYS = 8
 # finish reasons of a complete answer, and of one cut by max_tokens (OpenAI's, Anthropic's)
 _COMPLETE = frozenset({"stop", "tool_calls", "end_turn", "stop_sequence", "tool_use"})
 _TRUNCATED = frozenset({"length", "max_tokens"})
@@ -131,6 +133,9 @@ class ResponseCache:
         self._outage = Outage("tokenlean cache", "calls go to the model uncached until the "
                               "store recovers")
         self._lock = threading.Lock()
+        # the keys of requests looked up lately: on_response gets the same request object
+        # back, and a long prompt is not hashed twice
+        self._recent_keys: OrderedDict[int, tuple[Request, RequestKeys]] = OrderedDict()
 
     def __repr__(self) -> str:
         return (f"ResponseCache(store={self.store_description}, semantic={self.semantic}, "
@@ -156,6 +161,18 @@ class ResponseCache:
                 self._embedder = get_embedder(self._embedder_spec)
             return self._embedder
 
+    def _keys(self, request: Request) -> RequestKeys:
+        with self._lock:
+            known = self._recent_keys.get(id(request))
+        if known is not None and known[0] is request:
+            return known[1]
+        keys = keys_for(request)
+        with self._lock:
+            self._recent_keys[id(request)] = (request, keys)
+            while len(self._recent_keys) > _RECENT_KEYS:
+                self._recent_keys.popitem(last=False)
+        return keys
+
     def _space(self, keys: RequestKeys) -> str:
         """Partition of the vector index: the context, per embedder."""
         emb = self.embedder
@@ -174,7 +191,7 @@ class ResponseCache:
         return CacheHit(response, kind, score, verifier, entry.query)
 
     def _lookup(self, request: Request) -> CacheHit | None:
-        keys = keys_for(request)
+        keys = self._keys(request)
         if keys.sampled and not self.cache_sampled:
             return None
         now = self._clock()
@@ -262,7 +279,7 @@ class ResponseCache:
         outage)."""
         if response.cached:
             return None  # a hit's update never reaches the store: it proves nothing
-        keys = keys_for(request)
+        keys = self._keys(request)
         why = self._why_not(keys, response)
         if why is not None:
             return why

@@ -267,16 +267,21 @@ class Pipeline:
                       and isinstance(v, (str, int, float, bool))},
         ), prices=self.prices)
 
-    def _apply(self, layer: Layer, current: Request, out: Request | Response, before: int,
+    def _apply(self, layer: Layer, current: Request, out: Request | Response, before: int | None,
                rates: tuple[Decimal, Decimal] | None, reports: list[LayerReport],
-               ran: list[tuple[Layer, Request]]) -> tuple[Request, int, Response | None]:
+               ran: list[tuple[Layer, Request]]) -> tuple[Request, int | None, Response | None]:
         """Book one layer's result: (next request, its prompt tokens, answer if any)."""
         # hooks later see the request as this layer left it (a cache's miss leaves it
         # as it arrived, so the cache stores under the key it looked up)
         ran.append((layer, current if isinstance(out, Response) else out))
         if isinstance(out, Response):  # a hit: the accounting books it (see _record)
             return current, before, out
-        after = self._prompt_tokens(out) if out.messages != current.messages else before
+        if out.messages == current.messages:  # nothing to count: saved nothing
+            reports.append(self._report(layer.name, 0, 0, new_notes(current, out, layer.name),
+                                        rates))
+            return out, before, None
+        before = self._prompt_tokens(current) if before is None else before
+        after = self._prompt_tokens(out)
         reports.append(self._report(layer.name, before, after,
                                     new_notes(current, out, layer.name), rates))
         return out, after, None
@@ -292,7 +297,7 @@ class Pipeline:
         reports: list[LayerReport] = []
         ran: list[tuple[Layer, Request]] = []
         current = request
-        before = self._prompt_tokens(current) if self.layers else 0
+        before: int | None = None  # prompt tokens, counted once a layer changes the prompt
         for layer in self.layers:
             try:
                 out = run_within(self._budget(layer), layer.process, current)
@@ -409,7 +414,7 @@ class Pipeline:
         reports: list[LayerReport] = []
         ran: list[tuple[Layer, Request]] = []
         current = request
-        before = self._prompt_tokens(current) if self.layers else 0
+        before: int | None = None  # prompt tokens, counted once a layer changes the prompt
         for layer in self.layers:
             try:
                 out = await arun_within(self._budget(layer), layer.aprocess, current)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -199,12 +200,37 @@ def get_tokenizer(model: str) -> Tokenizer:
     return _registry.get(model) or _tiktoken_for(model)
 
 
+# A long text is often counted more than once per call (the pipeline counts the prompt,
+# a layer counts the message it rewrites): its count is kept for the next asking.
+_MEMO_FROM_CHARS = 2_000
+_MEMO_SIZE = 16
+_memo: OrderedDict[tuple[int, str], tuple[Tokenizer, int]] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+def _token_len(tokenizer: Tokenizer, text: str) -> int:
+    if len(text) < _MEMO_FROM_CHARS:
+        return len(tokenizer.encode(text))
+    key = (id(tokenizer), text)
+    with _memo_lock:
+        known = _memo.get(key)
+        if known is not None and known[0] is tokenizer:
+            _memo.move_to_end(key)
+            return known[1]
+    n = len(tokenizer.encode(text))
+    with _memo_lock:
+        _memo[key] = (tokenizer, n)
+        while len(_memo) > _MEMO_SIZE:
+            _memo.popitem(last=False)
+    return n
+
+
 def count_tokens(text: str, *, model: str) -> TokenCount:
     """Tokens in ``text`` for ``model``; ``exact`` is False for approximations."""
     if not isinstance(text, str):
         raise InvalidRequestError(f"text must be a string, got {type(text).__name__}")
     tokenizer = get_tokenizer(model)
-    return TokenCount(len(tokenizer.encode(text)), tokenizer.exact, tokenizer.name)
+    return TokenCount(_token_len(tokenizer, text), tokenizer.exact, tokenizer.name)
 
 
 def _message_fields(message: Message) -> tuple[list[str], bool]:
@@ -240,7 +266,7 @@ def count_messages(
         message = raw if isinstance(raw, Message) else Message.from_openai(raw)
         fields, fields_exact = _message_fields(message)
         exact = exact and fields_exact
-        total += TOKENS_PER_MESSAGE + sum(len(tokenizer.encode(f)) for f in fields)
+        total += TOKENS_PER_MESSAGE + sum(_token_len(tokenizer, f) for f in fields)
         if message.name:
             total += TOKENS_PER_NAME + len(tokenizer.encode(message.name))
         count += 1

@@ -34,6 +34,13 @@ class Pass:
     local: bool
     description: str
     apply_spans: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None
+    # a cheap test on the *unmasked* text: False means the pass would change nothing
+    # (the rewriter then skips masking and checking altogether); None: no such test
+    may_change: Callable[[str], bool] | None = None
+    # changes only whitespace, so a meaning check has nothing to measure (MiniLM's
+    # tokenizer does not see whitespace); also the passes run on a text longer than
+    # the rewriter's max_chars
+    lossless: bool = False
 
 
 def _case_like(source: str, out: str) -> str:
@@ -74,11 +81,26 @@ def _run_rules(rules: list[tuple[re.Pattern[str], str, bool]], text: str) -> str
     return _tidy(_resolve_caps(text))
 
 
+# spaces before punctuation (that ends a clause) after a letter; the letter is checked in
+# Python (a lookbehind at every position made this the slowest regex of the pass)
+_SPACES_BEFORE_PUNCT = re.compile(r" +(?=[,.;:!?](?:\s|$))")
+
+
+def _after_letter(text: str, at: int) -> bool:
+    """Whether ``text[at - 1]`` is a letter (the regex class ``[^\\W\\d_]``)."""
+    return at > 0 and text[at - 1].isalnum() and not text[at - 1].isdecimal()
+
+
+def _drop_spaces_before_punct(text: str) -> str:
+    return _SPACES_BEFORE_PUNCT.sub(
+        lambda m: "" if _after_letter(text, m.start()) else m.group(), text)
+
+
 def _tidy(text: str) -> str:
     """Spaces left behind by a removal: doubled, trailing, or before punctuation."""
     text = re.sub(r"[ \t]+$", "", text, flags=re.M)
     text = re.sub(r"(?<=\S)[ \t]{2,}", " ", text)
-    return re.sub(r"(?<=[^\W\d_]) +(?=[,.;:!?](?:\s|$))", "", text)
+    return _drop_spaces_before_punct(text)
 
 
 def _resolve_caps(text: str) -> str:
@@ -89,11 +111,32 @@ def _resolve_caps(text: str) -> str:
 
 # --- whitespace and decoration ---------------------------------------------------
 
+# what _whitespace changes; it finds at least everything the pass would change on the
+# masked text (a placeholder is neither a space nor a letter, and masking only removes
+# whitespace)
+_UNTIDY_WHITESPACE = re.compile(r"[ \t]+$|(?<=\S)[ \t]{2,}|\n{3,}|[\r\u00a0]", re.M)
+
+
+# plain substrings at least one of which each of those matches contains (a quick
+# "no" for a long text without any: the regex then need not run)
+_UNTIDY_HINTS = ("  ", "\t", " \n", "\n\n\n", "\r", "\u00a0", " ,", " .", " ;", " :", " !",
+                 " ?")
+
+
+def _untidy_whitespace(text: str) -> bool:
+    if text != text.strip():
+        return True
+    if not any(hint in text for hint in _UNTIDY_HINTS):
+        return False
+    return _UNTIDY_WHITESPACE.search(text) is not None or any(
+        _after_letter(text, m.start()) for m in _SPACES_BEFORE_PUNCT.finditer(text))
+
+
 def _whitespace(text: str, _unmask: Callable[[str], str]) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
     text = re.sub(r"[ \t]+$", "", text, flags=re.M)
     text = re.sub(r"(?<=\S)[ \t]{2,}", " ", text)
-    text = re.sub(r"(?<=[^\W\d_]) +(?=[,.;:!?](?:\s|$))", "", text)
+    text = _drop_spaces_before_punct(text)
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip()
 
@@ -414,19 +457,33 @@ _SUBORDINATE = re.compile(r"(?i)\b(unless|if|when|except|until|but|or|and|becaus
                           + _P + "]")
 
 
+def _stated(before: dict[str, list[frozenset[str]]], keyword: str,
+            words: frozenset[str]) -> bool:
+    return any(words <= earlier for earlier in before.get(keyword, ()))
+
+
 def _constraints(text: str, unmask: Callable[[str], str]) -> str:
     parts = split_sentences(text)
-    # 1. a constraint sentence every clause of which an earlier sentence already states
-    i = 1
-    while i < len(parts):
-        sentence = unmask(parts[i][0])
-        clauses = constraint_clauses(sentence)
-        if clauses and _MERGEABLE.match(parts[i][0].strip()):
-            before = constraint_clauses(unmask(_join(parts[:i])))
-            if all(any(k == bk and w <= bw for bk, bw in before) for k, w in clauses):
-                _drop(parts, i)
-                continue
-        i += 1
+    # 1. a constraint sentence every clause of which an earlier sentence already states.
+    # Clauses end at sentence ends, so the earlier sentences' clauses are read once, in
+    # batches, when a candidate needs them (not the whole text so far per sentence).
+    before: dict[str, list[frozenset[str]]] = {}
+    kept: list[tuple[str, str]] = []
+    read = 0  # kept[:read] are in ``before``
+    for sentence, sep in parts:
+        if kept and _MERGEABLE.match(sentence.strip()):
+            clauses = constraint_clauses(unmask(sentence))
+            if clauses:
+                for keyword, words in constraint_clauses(unmask(_join(kept[read:]))):
+                    before.setdefault(keyword, []).append(words)
+                read = len(kept)
+                if all(_stated(before, k, w) for k, w in clauses):
+                    kept.append((sentence, sep))
+                    _drop(kept, len(kept) - 1)
+                    read = len(kept)
+                    continue
+        kept.append((sentence, sep))
+    parts = kept
     # 2. adjacent short constraints with the same opening: "Do not X. Do not Y." -> "Do not X or Y."
     i = 0
     while i + 1 < len(parts):
@@ -449,12 +506,13 @@ def _constraints(text: str, unmask: Callable[[str], str]) -> str:
 PASSES: dict[str, Pass] = {
     p.name: p for p in (
         Pass("whitespace", _whitespace, False,
-             "runs of spaces, trailing spaces and blank lines outside protected text"),
+             "runs of spaces, trailing spaces and blank lines outside protected text",
+             may_change=_untidy_whitespace, lossless=True),
         Pass("decoration", _decoration, False,
              "banner / rule lines, **bold** markers, repeated punctuation"),
         Pass("json", _keep, False,
              "JSON examples re-serialised without indentation (checked: same parsed value)",
-             _compact_json),
+             _compact_json, lossless=True),
         Pass("duplicates", _duplicates, False,
              "sentences repeated verbatim (4+ words; case and punctuation ignored; not lines "
              "holding protected text or 'Label: ...' lines)"),

@@ -20,6 +20,7 @@ from ._similarity import SimilarityScorer, default_scorer
 from ._structural import STRUCTURAL_PASS_LIST, STRUCTURAL_PASSES
 
 __all__ = [
+    "DEFAULT_MAX_CHARS",
     "DEFAULT_SIMILARITY_FLOOR",
     "PASS_DESCRIPTIONS",
     "STRUCTURAL_SIMILARITY_FLOOR",
@@ -41,6 +42,10 @@ DEFAULT_SIMILARITY_FLOOR = 0.85
 # mode="all" (safe + structural passes): labelled, telegraphic text moves MiniLM further from
 # the prose original while keeping its content; floor chosen on the same tuning split.
 STRUCTURAL_SIMILARITY_FLOOR = 0.80
+# A template is instructions an app wrote; a longer system message is mostly retrieved
+# context. Above this many characters only the lossless passes (whitespace, JSON
+# compaction) run, no meaning check is needed, and the result is not memoised.
+DEFAULT_MAX_CHARS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +61,33 @@ class PassReport:
 
 @dataclass(frozen=True, slots=True)
 class RewriteResult:
-    """A rewrite and its evidence: tokens, per-pass savings, similarity, invariants."""
+    """A rewrite and its evidence: tokens, per-pass savings, similarity, invariants.
+
+    ``tokens_before`` / ``tokens_after`` and ``variables`` are worked out when first
+    read (a pipeline never reads them: it counts the prompt itself), so a long text
+    the passes leave alone costs only the test that says so."""
 
     original: str
     text: str
     model: str
-    tokens_before: int
-    tokens_after: int
     passes: tuple[PassReport, ...]
     similarity: float | None
-    variables: tuple[str, ...]
     violations: tuple[Violation, ...] = ()
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def tokens_before(self) -> int:
+        return _tokens(self.original, self.model)
+
+    @property
+    def tokens_after(self) -> int:
+        return self.tokens_before if self.text == self.original else _tokens(self.text,
+                                                                             self.model)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The original's variable slots, in order of first appearance."""
+        return find_variables(self.original)
 
     @property
     def saved_tokens(self) -> int:
@@ -203,13 +223,17 @@ class TemplateRewriter:
     ``similarity_floor`` (MiniLM cosine; default :data:`DEFAULT_SIMILARITY_FLOOR`,
     or :data:`STRUCTURAL_SIMILARITY_FLOOR` with ``mode="all"``), else passes are
     backed off one at a time, latest first. ``scorer=None`` turns the meaning
-    check off (the result's ``similarity`` is then None).
+    check off (the result's ``similarity`` is then None). A rewrite that only the
+    lossless passes (whitespace, JSON compaction) changed needs no meaning check
+    (similarity 1.0). A text longer than ``max_chars`` (default
+    :data:`DEFAULT_MAX_CHARS`) gets the lossless passes only and is not memoised:
+    the work on one text stays bounded.
     """
 
     def __init__(self, *, mode: Mode = "safe", passes: Sequence[str] | None = None,
                  model: str = "gpt-4o", similarity_floor: float | None = None,
                  scorer: SimilarityScorer | Literal["minilm"] | None = "minilm",
-                 cache_size: int = 4096) -> None:
+                 cache_size: int = 4096, max_chars: int = DEFAULT_MAX_CHARS) -> None:
         if mode not in _MODE_PASSES:
             raise ConfigError(f"mode must be one of {sorted(_MODE_PASSES)} ('all' adds the "
                               "structural passes to the safe ones)")
@@ -229,6 +253,8 @@ class TemplateRewriter:
             raise ConfigError("model must be a model name, e.g. 'gpt-4o'")
         if not isinstance(cache_size, int) or cache_size < 0:
             raise ConfigError("cache_size must be a non-negative integer")
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+            raise ConfigError("max_chars must be a positive integer")
         self.mode = mode
         self.passes: tuple[Pass, ...] = tuple(PASSES[n] for n in names)
         self.model = model
@@ -236,6 +262,7 @@ class TemplateRewriter:
         self._scorer_option = scorer
         self._cache: OrderedDict[str, RewriteResult] = OrderedDict()
         self._cache_size = cache_size
+        self.max_chars = max_chars
         self._lock = threading.Lock()
 
     @property
@@ -286,7 +313,7 @@ class TemplateRewriter:
             return result
 
     def _store(self, result: RewriteResult) -> None:
-        if self._cache_size == 0:
+        if self._cache_size == 0 or len(result.original) > self.max_chars:
             return
         with self._lock:
             self._cache[result.original] = result
@@ -294,23 +321,49 @@ class TemplateRewriter:
                 self._cache.popitem(last=False)
 
     # -- the work ----------------------------------------------------------------------
+    def _passes_for(self, template: str) -> tuple[tuple[Pass, ...], list[PassReport]]:
+        """The passes to run on ``template``, and reports for those it leaves out."""
+        if len(template) <= self.max_chars:
+            return self.passes, []
+        reason = f"longer than max_chars ({self.max_chars})"
+        return (tuple(p for p in self.passes if p.lossless),
+                [PassReport(p.name, 0, False, skipped=reason)
+                 for p in self.passes if not p.lossless])
+
+    @staticmethod
+    def _unchanged(template: str, passes: Sequence[Pass]) -> bool:
+        """True when none of ``passes`` can change ``template`` (each has a cheap test
+        that says so): no masking, no checks, no meaning score needed."""
+        return all(p.may_change is not None and not p.may_change(template) for p in passes)
+
+    def _draft(self, template: str) -> tuple[str, Masked | None, _State | None]:
+        passes, left_out = self._passes_for(template)
+        if self._unchanged(template, passes):
+            as_is = Masked(template, ())
+            return template, as_is, _State(as_is, template, [
+                *(PassReport(p.name, 0, False) for p in passes), *left_out])
+        masked = mask(template)
+        if masked is None:
+            return template, None, None
+        state = _run_passes(template, masked, passes, self.model)
+        state.reports.extend(left_out)
+        return template, masked, state
+
     def _rewrite_uncached(self, templates: Sequence[str]) -> list[RewriteResult]:
-        drafts: list[tuple[str, Masked | None, _State | None]] = []
-        for t in templates:
-            masked = mask(t)
-            drafts.append((t, masked, None if masked is None else
-                           _run_passes(t, masked, self.passes, self.model)))
+        drafts = [self._draft(t) for t in templates]
         scorer = self.scorer
         finals = [t if state is None else state.masked.unmask(state.text)
                   for t, _m, state in drafts]
         sims: list[float | None] = [None] * len(drafts)
         if scorer is not None:
-            changed = [i for i, (t, f) in enumerate(zip(templates, finals, strict=True)) if t != f]
+            lossless = {p.name for p in PASSES.values() if p.lossless}
+            changed = [i for i, (t, f) in enumerate(zip(templates, finals, strict=True))
+                       if t != f and not self._only(drafts[i][2], lossless)]
             for i, s in zip(changed, scorer.similarities([(templates[i], finals[i])
                                                           for i in changed]), strict=True):
                 sims[i] = s
             for i in range(len(drafts)):
-                if templates[i] == finals[i]:
+                if sims[i] is None:  # unchanged, or changed by lossless passes only
                     sims[i] = 1.0
         results = []
         for i, (t, masked, state) in enumerate(drafts):
@@ -326,6 +379,11 @@ class TemplateRewriter:
             results.append(self._result(t, state.masked.unmask(state.text), state.reports, sim,
                                         notes))
         return results
+
+    @staticmethod
+    def _only(state: _State | None, names: set[str]) -> bool:
+        """Whether every pass applied in ``state`` is one of ``names``."""
+        return state is not None and all(r.name in names for r in state.reports if r.applied)
 
     def _back_off(self, original: str, masked: Masked, state: _State,
                   scorer: SimilarityScorer) -> tuple[_State, float]:
@@ -354,11 +412,8 @@ class TemplateRewriter:
             original=original,
             text=text,
             model=self.model,
-            tokens_before=_tokens(original, self.model),
-            tokens_after=_tokens(text, self.model),
             passes=tuple(reports),
             similarity=similarity,
-            variables=find_variables(original),
             violations=violations,
             notes=tuple(notes),
         )
