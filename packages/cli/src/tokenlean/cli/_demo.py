@@ -344,15 +344,15 @@ def demo_report(raw: Sequence[DemoCall], lean_calls: Sequence[DemoCall], *, pric
         "notes": [
             f"Both runs answered by the local model; every call priced as {price_as}: tokens "
             "counted with its tokenizer, the raw run is the baseline.",
-            "Layers ran in pipeline order inside lean(); a cache hit saves what the earlier "
-            "layers left of the prompt plus the answer.",
+            "Layers ran in lean()'s order (cache, templates, compress, budget); a cache hit "
+            "saves the whole prompt as the app sent it plus the answer.",
             "'answers' is the difference between what the lean answers and the raw answers "
             "cost that no layer claims (a model call can answer differently to a shorter "
             "prompt).",
             *notes,
-            *(["Paraphrased questions missed the cache: compression runs before it and keeps "
-               "different sentences for differently worded questions, so the compressed "
-               "context (part of the cache key) differs."]
+            *(["Paraphrased questions missed the cache: it runs first, on the context the "
+               "retriever returned, and the false-hit guard did not accept them (it trades "
+               "recall for precision; see docs/benchmarks/cache.md)."]
               if "compress" in layer_names and any(
                   c.relation.startswith("paraphrase") and not c.cached for c in lean_calls)
               else []),
