@@ -131,11 +131,12 @@ def _langchain(server: Any, **lean_kwargs: Any) -> Any:
     return lean(model, ledger=False, **lean_kwargs)
 
 
-def _langchain_answers(lean_model: Any) -> list[tuple[str, bool]]:
+def _langchain_answers(lean_model: Any) -> list[tuple[str, bool, str | None]]:
     out = []
     for _ in range(3):
         message = lean_model.invoke("Tell me a joke.")
-        out.append((message.text, message.response_metadata["tokenlean"]["cached"]))
+        meta = message.response_metadata["tokenlean"]
+        out.append((message.text, meta["cached"], meta.get("not_cached")))
     return out
 
 
@@ -149,13 +150,14 @@ def _llamaindex(server: Any, **lean_kwargs: Any) -> Any:
     return lean(model, ledger=False, **lean_kwargs)
 
 
-def _llamaindex_answers(lean_model: Any) -> list[tuple[str, bool]]:
+def _llamaindex_answers(lean_model: Any) -> list[tuple[str, bool, str | None]]:
     from llama_index.core.base.llms.types import ChatMessage
 
     out = []
     for _ in range(3):
         response = lean_model.chat([ChatMessage(role="user", content="Tell me a joke.")])
-        out.append((response.message.content, response.additional_kwargs["tokenlean"]["cached"]))
+        meta = response.additional_kwargs["tokenlean"]
+        out.append((response.message.content, meta["cached"], meta.get("not_cached")))
     return out
 
 
@@ -169,8 +171,11 @@ def test_lean_with_a_sampling_model_asks_the_model_every_time(chat_server: Any, 
                                                               preset: str) -> None:
     build, answers = ADAPTERS[adapter]
     got = answers(build(chat_server, preset=preset))
-    assert [cached for _, cached in got] == [False, False, False]
-    assert len({text for text, _ in got}) == 3
+    assert [cached for _, cached, _ in got] == [False, False, False]
+    assert len({text for text, _, _ in got}) == 3
+    # the answer's metadata says why it was not cached (where a cache ran)
+    expected = "sampled" if PRESETS[preset]["cache"] else None
+    assert [why for _, _, why in got] == [expected] * 3
 
 
 @pytest.mark.parametrize("preset", CACHED_PRESETS)
@@ -178,5 +183,6 @@ def test_lean_with_a_sampling_model_asks_the_model_every_time(chat_server: Any, 
 def test_lean_cache_sampled_opts_in(chat_server: Any, adapter: str, preset: str) -> None:
     build, answers = ADAPTERS[adapter]
     got = answers(build(chat_server, preset=preset, cache_sampled=True))
-    assert [cached for _, cached in got] == [False, True, True]
-    assert len({text for text, _ in got}) == 1
+    assert [cached for _, cached, _ in got] == [False, True, True]
+    assert len({text for text, _, _ in got}) == 1
+    assert got[0][2] is None  # stored

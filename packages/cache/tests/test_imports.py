@@ -6,8 +6,8 @@ def test_all_is_pinned():
         "CacheHit", "Embedder", "Entry", "FalseHitGuard", "FunctionEmbedder",
         "GPTCacheEmbedding", "GuardEvaluation", "GuardVerdict",
         "MiniLMEmbedder", "NOT_CACHED", "PostgresStore", "RedisStore", "RequestKeys",
-        "ResponseCache", "SQLiteStore", "Store", "WordLlamaEmbedder", "get_embedder", "import_gptcache_sqlite",
-        "is_sampled", "keys_for", "read_gptcache_sqlite",
+        "ResponseCache", "SQLiteStore", "Store", "WordLlamaEmbedder", "get_embedder",
+        "import_gptcache_sqlite", "is_sampled", "keys_for", "read_gptcache_sqlite",
     ]
     for name in cache.__all__:
         assert getattr(cache, name) is not None

@@ -2,8 +2,16 @@ from __future__ import annotations
 
 import pytest
 
-from tokenlean.cache import FunctionEmbedder, ResponseCache, SQLiteStore
-from tokenlean.core import ConfigError, Pipeline, Request, Response, TokenleanWarning, Usage
+from tokenlean.cache import NOT_CACHED, FunctionEmbedder, ResponseCache, SQLiteStore
+from tokenlean.core import (
+    ConfigError,
+    FunctionProvider,
+    Pipeline,
+    Request,
+    Response,
+    TokenleanWarning,
+    Usage,
+)
 
 
 def exact_cache(**kw) -> ResponseCache:
@@ -144,6 +152,50 @@ def test_ttl_and_invalidation(model, ask):
     pipe.run(ask("q4"))
     assert cache.invalidate(older_than_s=500) >= 1
     assert pipe.run(ask("q4")).response.cached  # young entries stay
+
+
+@pytest.mark.parametrize(("settings", "finish_reason", "why"), [
+    ({"temperature": 0.0}, "length", "truncated"),
+    ({"temperature": 0.0, "max_tokens": 5}, "max_tokens", "truncated"),  # Anthropic's name
+    ({"temperature": 0.0}, "content_filter", "content_filter"),
+    ({"temperature": 0.0}, "error", "error"),
+    ({"temperature": 0.0}, "paused", "unknown_finish_reason"),
+    ({"temperature": 0.7}, "stop", "sampled"),
+])
+def test_the_record_says_why_an_answer_was_not_cached(ask, settings, finish_reason, why):
+    model_answers = Response(text="Once upon", finish_reason=finish_reason,
+                             usage=Usage(input_tokens=9, output_tokens=5))
+    pipe = Pipeline(provider=FunctionProvider(lambda r: model_answers),
+                    layers=[exact_cache()])
+    first = pipe.run(ask("long story", **settings))
+    second = pipe.run(ask("long story", **settings))
+    assert not second.response.cached
+    for result in (first, second):
+        assert {r.layer: r for r in result.record.layers}["cache"].detail == {"not_cached": why}
+        assert result.record.not_cached == why
+    assert why in NOT_CACHED
+
+
+def test_a_stored_answer_leaves_no_reason(ask, model):
+    pipe = Pipeline(provider=model.provider(), layers=[exact_cache()])
+    first = pipe.run(ask("short story"))
+    assert first.record.not_cached is None and not pipe.run(ask("short story")).record.not_cached
+
+
+def test_the_default_store_says_it_is_in_memory(ask, model, caplog):
+    """Entries of the default store are lost when the process exits: the repr says so,
+    and the first hit logs it (once) on the tokenlean.cache logger."""
+    import logging
+
+    cache = exact_cache()
+    assert "in memory" in repr(cache) and "lost when the process exits" in repr(cache)
+    assert "in memory" not in repr(exact_cache(store=SQLiteStore()).store)
+    pipe = Pipeline(provider=model.provider(), layers=[cache])
+    with caplog.at_level(logging.INFO, logger="tokenlean.cache"):
+        for _ in range(3):
+            pipe.run(ask("What is 2 + 2?"))
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "tokenlean.cache"]
+    assert "in-memory" in line and "store=PATH" in line
 
 
 def test_truncated_answers_are_not_stored(ask):

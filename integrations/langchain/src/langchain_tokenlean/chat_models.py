@@ -213,6 +213,7 @@ class LeanChatModel(BaseChatModel):
             meta["saved_tokens"] = {r.layer: r.saved_input_tokens + r.saved_output_tokens
                                     for r in record.layers}
             meta["cost_usd"] = None if record.cost_usd is None else float(record.cost_usd)
+            meta["not_cached"] = record.not_cached  # why the cache kept no copy (or None)
             meta["record"] = record.to_dict()  # what the cost handlers book for this call
         return meta
 

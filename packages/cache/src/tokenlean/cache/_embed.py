@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from tokenlean.core import ConfigError
+from tokenlean.core._guest import quiet_model_loading
 from tokenlean.core._optional import require
 
 __all__ = [
@@ -117,8 +118,9 @@ class WordLlamaEmbedder(_MemoEmbedder):
         if dim not in (64, 128, 256, 512, 1024):
             raise ConfigError(f"WordLlama dim must be one of 64, 128, 256, 512, 1024; got {dim}")
         self.dim = dim
-        self._model = wordllama.WordLlama.load(
-            cache_dir=_package_dir(wordllama), dim=dim, disable_download=True)
+        with quiet_model_loading():
+            self._model = wordllama.WordLlama.load(
+                cache_dir=_package_dir(wordllama), dim=dim, disable_download=True)
 
     def _compute(self, texts: list[str]) -> np.ndarray:
         return self._model.embed(texts, norm=True)
@@ -151,8 +153,9 @@ class MiniLMEmbedder(_MemoEmbedder):
         if not self.path.is_dir():
             raise ConfigError(f"MiniLM model folder {self.path} does not exist")
         self.batch_size = batch_size
-        self._model = st.SentenceTransformer(str(self.path), device=device,
-                                             local_files_only=True)
+        with quiet_model_loading():
+            self._model = st.SentenceTransformer(str(self.path), device=device,
+                                                 local_files_only=True)
         dim_of = (getattr(self._model, "get_embedding_dimension", None)
                   or self._model.get_sentence_embedding_dimension)
         self.dim = int(dim_of() or 384)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenlean.core import ConfigError, get_tokenizer
+from tokenlean.core._guest import quiet_model_loading, scoped_environ
 from tokenlean.core._optional import require
 
 __all__ = ["DirectLingua", "LinguaCompressor"]
@@ -69,7 +70,8 @@ def _local_class(base: type[Any]) -> type[Any]:
             self.cache_bos_num = 10
             self.prefix_bos_num = 100
             self.oai_tokenizer = get_tokenizer("gpt-4")._encoding  # type: ignore[attr-defined]
-            model, tokenizer = load_model(path, device=device)
+            with quiet_model_loading():
+                model, tokenizer = load_model(path, device=device)
             tokenizer.padding_side = "left"
             if tokenizer.pad_token_id is None:
                 tokenizer.pad_token_id = tokenizer.eos_token_id
@@ -138,18 +140,18 @@ class DirectLingua:
 
     def __init__(self, *, long: bool, model_folder: str | Path, tiktoken_cache: Path,
                  device: str = "cpu") -> None:
-        import os
-
         llmlingua = require("llmlingua", extra=_EXTRA, feature="LLMLingua compression")
         folder = Path(model_folder)
         if not (folder / "config.json").is_file():
             raise ConfigError(f"{folder} is not a Hugging Face model folder (no config.json)")
-        os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(tiktoken_cache))
         cls = type("_ShimmedPromptCompressor", (llmlingua.PromptCompressor,),
                    {"get_ppl": _local_class(llmlingua.PromptCompressor).get_ppl})
         self.long = long
-        self._pc = cls(model_name=str(folder), device_map=device,
-                       model_config={"local_files_only": True})
+        # llmlingua loads its tiktoken encoding while it is built: from the local cache,
+        # named for that moment only (the app's environment is left as it was)
+        with scoped_environ(TIKTOKEN_CACHE_DIR=str(tiktoken_cache)):
+            self._pc = cls(model_name=str(folder), device_map=device,
+                           model_config={"local_files_only": True})
 
     def compress(self, docs: Sequence[str], question: str | None, target: int) -> str:
         out = self._pc.compress_prompt(list(docs), **_prompt_kwargs(self.long, docs, question,

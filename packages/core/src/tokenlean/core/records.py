@@ -88,6 +88,17 @@ class CallRecord:
     def saved_tokens(self) -> int:
         return sum(r.saved_input_tokens + r.saved_output_tokens for r in self.layers)
 
+    @property
+    def not_cached(self) -> str | None:
+        """Why a cache that ran did not store this call's answer (``"sampled"``,
+        ``"truncated"``, ... see ``tokenlean.cache.NOT_CACHED``); None when it was
+        stored, was a hit, or no cache ran."""
+        for report in self.layers:
+            why = report.detail.get("not_cached")
+            if why:
+                return str(why)
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         usage = self.usage
         return {

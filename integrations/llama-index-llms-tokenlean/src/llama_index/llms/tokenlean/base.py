@@ -186,6 +186,7 @@ class LeanLLM(FunctionCallingLLM):
             "saved_tokens": {r.layer: r.saved_input_tokens + r.saved_output_tokens
                              for r in record.layers},
             "cost_usd": None if record.cost_usd is None else float(record.cost_usd),
+            "not_cached": record.not_cached,  # why the cache kept no copy (or None)
             "record": record.to_dict()},  # what the cost handler books for this call
             "prompt_tokens": result.response.usage.input_tokens,
             "completion_tokens": result.response.usage.output_tokens}
