@@ -44,14 +44,15 @@ def parse_args(doc: str, argv: list[str] | None, *, questions: int,
     return parser.parse_args(argv)
 
 
-def totals(ledger: Any) -> dict[str, float]:
-    """One run's books, from its ledger."""
+def totals(ledger: Any) -> dict[str, float | None]:
+    """One run's books, from its ledger (``cost_usd`` None, unknown, if a call had no price)."""
     rows = list(ledger.records())
+    unpriced = any(r.cost is None and not r.cached for r in rows)
     return {
         "calls": len(rows),
         "input_tokens": sum(r.usage.input_tokens for r in rows),
         "output_tokens": sum(r.usage.output_tokens for r in rows),
-        "cost_usd": float(sum(r.cost_usd or 0 for r in rows)),
+        "cost_usd": None if unpriced else float(sum(r.cost_usd or 0 for r in rows)),
         "cache_hits": sum(r.cached for r in rows),
     }
 
@@ -61,7 +62,9 @@ def report(result: dict[str, Any], questions: Sequence[str] = (), raw: Sequence[
     """Print the raw and the lean run side by side, then each question's two answers."""
     print(f"{'':14}{'raw':>14}{'lean':>14}")
     for key in ("calls", "input_tokens", "output_tokens", "cache_hits", "cost_usd"):
-        fmt = "{:>14.6f}" if key == "cost_usd" else "{:>14}"
-        print(f"{key:14}" + fmt.format(result["raw"][key]) + fmt.format(result["lean"][key]))
+        cells = [result[run][key] for run in ("raw", "lean")]
+        print(f"{key:14}" + "".join(  # an unknown cost is "unknown", never $0
+            f"{'unknown':>14}" if value is None else
+            f"{value:>14.6f}" if key == "cost_usd" else f"{value:>14}" for value in cells))
     for question, before, after in zip(questions, raw, lean, strict=True):
         print(f"\nQ: {question}\n  raw : {before.strip()[:120]}\n  lean: {after.strip()[:120]}")

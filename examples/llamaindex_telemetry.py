@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 result[name] = {"calls": handler.calls, "cache_hits": handler.cached_calls,
                                 "input_tokens": handler.input_tokens,
                                 "output_tokens": handler.output_tokens,
-                                "cost_usd": float(handler.cost_usd)}
+                                "cost_usd": None if handler.cost_usd is None
+                                else float(handler.cost_usd)}
         meter_provider.force_flush()
         url = f"http://127.0.0.1:{server.server_port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as response:  # what Prometheus scrapes
