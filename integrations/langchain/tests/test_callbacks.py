@@ -319,21 +319,34 @@ async def test_no_reported_usage_is_counted_not_free(stream: bool) -> None:
     assert rec.cost is not None and rec.cost.total_usd > 0
 
 
-def test_lean_priced_as_a_known_model_costs_the_same_in_tokenlean_costs() -> None:
+@pytest.mark.parametrize("mode", ["invoke", "stream", "ainvoke", "astream", "batch"])
+async def test_lean_priced_as_a_known_model_costs_the_same_in_tokenlean_costs(mode: str) -> None:
     """lean(base, model="gpt-4o") in front of a local model: the answer's metadata and
-    tokenlean_costs() report one cost, the pipeline's."""
+    tokenlean_costs() report one cost, the pipeline's, once per call, on every path."""
     from langchain_tokenlean import lean
 
     local = UsageChatModel(usage=OPENAI_USAGE, model_name="smollm2-local")
+    model = lean(local, model="gpt-4o", ledger=False)
     with tokenlean_costs() as costs, warnings.catch_warnings():
         warnings.simplefilter("ignore", TokenleanWarning)  # the local model has no price
-        message = lean(local, model="gpt-4o", ledger=False).invoke("capital of France?")
-    meta_cost = message.response_metadata["tokenlean"]["cost_usd"]
-    assert meta_cost is not None and meta_cost > 0
-    (rec,) = costs.records
-    assert rec.model == "gpt-4o" and rec.cost_usd is not None
-    assert float(rec.cost_usd) == meta_cost
-    assert costs.unpriced_calls == 0 and float(costs.cost_usd) == meta_cost
+        if mode == "invoke":
+            messages = [model.invoke("capital of France?")]
+        elif mode == "ainvoke":
+            messages = [await model.ainvoke("capital of France?")]
+        elif mode == "batch":
+            messages = model.batch(["capital of France?", "capital of Spain?"])
+        elif mode == "stream":
+            chunks = list(model.stream("capital of France?"))
+            messages = [sum(chunks[1:], chunks[0])]
+        else:
+            chunks = [c async for c in model.astream("capital of France?")]
+            messages = [sum(chunks[1:], chunks[0])]
+    meta_costs = [m.response_metadata["tokenlean"]["cost_usd"] for m in messages]
+    assert all(cost is not None and cost > 0 for cost in meta_costs)
+    assert len(costs.records) == len(messages), "one record per lean() call"
+    assert all(rec.model == "gpt-4o" and rec.cost_usd is not None for rec in costs.records)
+    assert sorted(float(rec.cost_usd) for rec in costs.records) == sorted(meta_costs)
+    assert costs.unpriced_calls == 0 and float(costs.cost_usd) == pytest.approx(sum(meta_costs))
     assert "unknown" not in repr(costs)
 
 
