@@ -198,3 +198,27 @@ def test_totals_equal_the_definition(target: str, by: Any) -> None:
     only = ledger.totals(by=by, tenant="t1")
     assert only == totals_of([r for r in records if r.tenant == "t1"], by)
     ledger.close()
+
+
+def test_postgres_ledger_comes_back_after_the_server_restarts(postgres_server: Any) -> None:
+    """A killed PostgreSQL drops the ledger's connection: writes through write_record warn
+    once and the calls go on; after the restart the ledger reconnects on its own."""
+    from tokenlean.core import write_record
+
+    ledger = open_ledger(postgres_server.dsn)
+    rec = contract_records()[0]
+    ledger.record(rec)
+    postgres_server.kill()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            write_record(ledger, rec)
+            write_record(ledger, rec)  # the same outage: silent
+    finally:
+        postgres_server.start()
+    assert [str(w.message) for w in caught
+            if issubclass(w.category, TokenleanWarning)][0].startswith("tokenlean sink")
+    assert len([w for w in caught if issubclass(w.category, TokenleanWarning)]) == 1
+    write_record(ledger, rec)  # reconnects, ends the outage
+    assert [r.request_id for r in ledger.records()].count(rec.request_id) == 2
+    ledger.close()
