@@ -99,3 +99,12 @@ def test_a_ledger_written_before_sql_totals_is_upgraded_once(tmp_path: Path) -> 
     for by in ("model", "tenant", "day", "layer"):
         assert ledger.totals(by=by) == totals_of(records, by)  # type: ignore[arg-type]
     assert list(ledger.records()) == records
+
+
+def test_postgres_ledger_names_what_is_wrong() -> None:
+    from tokenlean.core import PostgresLedger
+
+    with pytest.raises(ConfigError, match="table"):
+        PostgresLedger("postgresql://nobody@127.0.0.1:1/none", table="calls; DROP TABLE x")
+    with pytest.raises(ConfigError, match="cannot open ledger table"):
+        PostgresLedger("postgresql://nobody@127.0.0.1:1/none", timeout_s=1)

@@ -51,6 +51,7 @@ class PostgresLedger:
             with self._lock:
                 self._create_schema(self._connection())
         except self._psycopg.Error as exc:
+            self.close()
             raise ConfigError(f"cannot open ledger table {table!r}: {exc}") from exc
 
     def __repr__(self) -> str:
