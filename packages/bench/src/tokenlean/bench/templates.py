@@ -12,16 +12,18 @@ import typer
 from tokenlean.core import read_jsonl
 from tokenlean.templates import TemplateRewriter, check_invariants, find_variables
 from tokenlean.templates._frameworks import langchain_corpus, llamaindex_corpus
+from tokenlean.templates._rewrite import DEFAULT_MAX_CHARS
 
 _MODES = ("safe", "whitespace", "all")
 
 
 def run_bench(rows: list[dict[str, Any]], *, mode: str = "safe", model: str = "gpt-4o",
               similarity: bool = True, floor: float | None = None,
-              batch: int = 64) -> dict[str, Any]:
+              max_chars: int | None = DEFAULT_MAX_CHARS, batch: int = 64) -> dict[str, Any]:
     """The benchmark's numbers for ``rows`` (templates shape)."""
     rewriter = TemplateRewriter(mode=mode, model=model,  # type: ignore[arg-type]
-                                similarity_floor=floor, scorer="minilm" if similarity else None)
+                                similarity_floor=floor, scorer="minilm" if similarity else None,
+                                max_chars=max_chars)
     templates = [r["template"] for r in rows]
     results = []
     for i in range(0, len(templates), batch):
@@ -95,6 +97,9 @@ def bench(
                                        help="Skip the MiniLM meaning check (faster)."),
     floor: float | None = typer.Option(None, "--floor", min=0.0, max=1.0,
                                        help="Similarity floor (default: the mode's floor)."),
+    max_chars: int = typer.Option(DEFAULT_MAX_CHARS, "--max-chars", min=0,
+                                  help="Templates longer than this get the lossless passes "
+                                       "only, as in the layer (0: no limit)."),
     as_json: bool = typer.Option(True, "--json/--no-json",
                                  help="Print JSON (always; kept for the documented command)."),
 ) -> None:
@@ -123,6 +128,7 @@ def bench(
         rows = [r for i, r in enumerate(rows) if i % 2 == (split == "odd")]
     if limit is not None:
         rows = rows[:limit]
-    out = run_bench(rows, mode=mode, model=model, similarity=not no_similarity, floor=floor)
-    out = {"data": source, "split": split, "limit": limit, **out}
+    out = run_bench(rows, mode=mode, model=model, similarity=not no_similarity, floor=floor,
+                    max_chars=max_chars or None)
+    out = {"data": source, "split": split, "limit": limit, "max_chars": max_chars or None, **out}
     typer.echo(json.dumps(out))

@@ -22,6 +22,7 @@ from ._structural import STRUCTURAL_PASS_LIST, STRUCTURAL_PASSES
 __all__ = [
     "DEFAULT_MAX_CHARS",
     "DEFAULT_SIMILARITY_FLOOR",
+    "MAX_BACK_OFF_SCORES",
     "PASS_DESCRIPTIONS",
     "STRUCTURAL_SIMILARITY_FLOOR",
     "PassReport",
@@ -46,6 +47,8 @@ STRUCTURAL_SIMILARITY_FLOOR = 0.80
 # context. Above this many characters only the lossless passes (whitespace, JSON
 # compaction) run, no meaning check is needed, and the result is not memoised.
 DEFAULT_MAX_CHARS = 20_000
+# meaning checks a rewrite below the floor may take to back off (latest pass first)
+MAX_BACK_OFF_SCORES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,14 +229,15 @@ class TemplateRewriter:
     check off (the result's ``similarity`` is then None). A rewrite that only the
     lossless passes (whitespace, JSON compaction) changed needs no meaning check
     (similarity 1.0). A text longer than ``max_chars`` (default
-    :data:`DEFAULT_MAX_CHARS`) gets the lossless passes only and is not memoised:
-    the work on one text stays bounded.
+    :data:`DEFAULT_MAX_CHARS`; ``None``: no limit) gets the lossless passes only
+    and is not memoised: the work on one text stays bounded. A rewrite below the
+    floor backs off with at most :data:`MAX_BACK_OFF_SCORES` more meaning checks.
     """
 
     def __init__(self, *, mode: Mode = "safe", passes: Sequence[str] | None = None,
                  model: str = "gpt-4o", similarity_floor: float | None = None,
                  scorer: SimilarityScorer | Literal["minilm"] | None = "minilm",
-                 cache_size: int = 4096, max_chars: int = DEFAULT_MAX_CHARS) -> None:
+                 cache_size: int = 4096, max_chars: int | None = DEFAULT_MAX_CHARS) -> None:
         if mode not in _MODE_PASSES:
             raise ConfigError(f"mode must be one of {sorted(_MODE_PASSES)} ('all' adds the "
                               "structural passes to the safe ones)")
@@ -253,8 +257,9 @@ class TemplateRewriter:
             raise ConfigError("model must be a model name, e.g. 'gpt-4o'")
         if not isinstance(cache_size, int) or cache_size < 0:
             raise ConfigError("cache_size must be a non-negative integer")
-        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
-            raise ConfigError("max_chars must be a positive integer")
+        if max_chars is not None and (isinstance(max_chars, bool)
+                                      or not isinstance(max_chars, int) or max_chars < 1):
+            raise ConfigError("max_chars must be a positive integer or None (no limit)")
         self.mode = mode
         self.passes: tuple[Pass, ...] = tuple(PASSES[n] for n in names)
         self.model = model
@@ -313,7 +318,7 @@ class TemplateRewriter:
             return result
 
     def _store(self, result: RewriteResult) -> None:
-        if self._cache_size == 0 or len(result.original) > self.max_chars:
+        if self._cache_size == 0 or self._too_long(result.original):
             return
         with self._lock:
             self._cache[result.original] = result
@@ -323,12 +328,15 @@ class TemplateRewriter:
     # -- the work ----------------------------------------------------------------------
     def _passes_for(self, template: str) -> tuple[tuple[Pass, ...], list[PassReport]]:
         """The passes to run on ``template``, and reports for those it leaves out."""
-        if len(template) <= self.max_chars:
+        if not self._too_long(template):
             return self.passes, []
         reason = f"longer than max_chars ({self.max_chars})"
         return (tuple(p for p in self.passes if p.lossless),
                 [PassReport(p.name, 0, False, skipped=reason)
                  for p in self.passes if not p.lossless])
+
+    def _too_long(self, template: str) -> bool:
+        return self.max_chars is not None and len(template) > self.max_chars
 
     @staticmethod
     def _unchanged(template: str, passes: Sequence[Pass]) -> bool:
@@ -387,18 +395,23 @@ class TemplateRewriter:
 
     def _back_off(self, original: str, masked: Masked, state: _State,
                   scorer: SimilarityScorer) -> tuple[_State, float]:
-        """Drop applied passes, latest first, until the rewrite is above the floor."""
+        """Drop applied passes, latest first, until the rewrite is above the floor. At
+        most :data:`MAX_BACK_OFF_SCORES` more meaning checks (each embeds the whole
+        text); then only the lossless passes stay, which need none."""
+        lossless = {p.name for p in self.passes if p.lossless}
         skip: set[str] = set()
-        applied = [r.name for r in state.reports if r.applied]
-        for name in reversed(applied):
+        applied = [r.name for r in state.reports if r.applied and r.name not in lossless]
+        for name in reversed(applied[-MAX_BACK_OFF_SCORES:]):
             skip.add(name)
             state = _run_passes(original, masked, self.passes, self.model, frozenset(skip))
             text = state.masked.unmask(state.text)
-            sim = 1.0 if text == original else scorer.similarities([(original, text)])[0]
+            if text == original or self._only(state, lossless):
+                return state, 1.0
+            sim = scorer.similarities([(original, text)])[0]
             if sim >= self.similarity_floor:
                 return state, sim
-        return _State(masked, masked.text, [PassReport(p.name, 0, False, skipped="similarity")
-                                            for p in self.passes]), 1.0
+        meaning = frozenset(p.name for p in self.passes if not p.lossless)
+        return _run_passes(original, masked, self.passes, self.model, meaning), 1.0
 
     def _result(self, original: str, text: str, reports: Sequence[PassReport],
                 similarity: float | None, notes: list[str]) -> RewriteResult:
