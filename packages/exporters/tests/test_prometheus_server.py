@@ -62,7 +62,9 @@ class PrometheusServer:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def query(self, promql: str) -> list[dict[str, object]]:
-        body = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5).json()
+        answer = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
         assert body["status"] == "success", body
         return list(body["data"]["result"])
 
@@ -77,11 +79,13 @@ class PrometheusServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"prometheus exited: {self.proc.stderr.read()!r}")  # type: ignore[union-attr]
-            try:
-                if self.value('up{job="tokenlean"}') == 1 and self.query("tokenlean_calls_total"):
-                    return
+            try:  # not listening yet, or answering 503 until its storage is ready
+                ready = httpx.get(f"{self.url}/-/ready", timeout=5).status_code == 200
             except httpx.HTTPError:
-                pass  # not listening yet
+                ready = False
+            if ready and self.value('up{job="tokenlean"}') == 1 \
+                    and self.query("tokenlean_calls_total"):
+                return
             time.sleep(0.2)
         pytest.fail("prometheus did not scrape tokenlean's /metrics in time")
 
