@@ -41,6 +41,9 @@ class Pass:
     # tokenizer does not see whitespace); also the passes run on a text longer than
     # the rewriter's max_chars
     lossless: bool = False
+    # at most how many characters the pass would remove from the *unmasked* text (a
+    # cheap bound): on a long text a pass that would remove almost nothing is skipped
+    removable: Callable[[str], int] | None = None
 
 
 def _case_like(source: str, out: str) -> str:
@@ -132,6 +135,18 @@ def _untidy_whitespace(text: str) -> bool:
         _after_letter(text, m.start()) for m in _SPACES_BEFORE_PUNCT.finditer(text))
 
 
+_REMOVABLE_RUNS = re.compile(r"[ \t]+$|(?<=\S)[ \t]{2,}|\n{3,}", re.M)
+
+
+def _removable_whitespace(text: str) -> int:
+    """At most how many characters :func:`_whitespace` removes from ``text``."""
+    if not _untidy_whitespace(text):
+        return 0
+    runs = sum(len(m.group()) for m in _REMOVABLE_RUNS.finditer(text))
+    before_punct = sum(len(m.group()) for m in _SPACES_BEFORE_PUNCT.finditer(text))
+    return (len(text) - len(text.strip())) + runs + before_punct + text.count("\r\n")
+
+
 def _whitespace(text: str, _unmask: Callable[[str], str]) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
     text = re.sub(r"[ \t]+$", "", text, flags=re.M)
@@ -185,6 +200,14 @@ def _compact_json(spans: tuple[str, ...]) -> tuple[str, ...]:
 
 def _keep(text: str, _unmask: Callable[[str], str]) -> str:
     return text
+
+
+_LINE_OPENS_BRACKET = re.compile(r"(?m)^[ \t]*[\[{]")
+
+
+def _may_hold_json(text: str) -> bool:
+    """A JSON block to compact starts a line with a bracket (see ``_json_blocks``)."""
+    return _LINE_OPENS_BRACKET.search(text) is not None
 
 
 # --- filler, politeness, hedges, connectives ----------------------------------------
@@ -507,12 +530,12 @@ PASSES: dict[str, Pass] = {
     p.name: p for p in (
         Pass("whitespace", _whitespace, False,
              "runs of spaces, trailing spaces and blank lines outside protected text",
-             may_change=_untidy_whitespace, lossless=True),
+             may_change=_untidy_whitespace, lossless=True, removable=_removable_whitespace),
         Pass("decoration", _decoration, False,
              "banner / rule lines, **bold** markers, repeated punctuation"),
         Pass("json", _keep, False,
              "JSON examples re-serialised without indentation (checked: same parsed value)",
-             _compact_json, lossless=True),
+             _compact_json, may_change=_may_hold_json, lossless=True),
         Pass("duplicates", _duplicates, False,
              "sentences repeated verbatim (4+ words; case and punctuation ignored; not lines "
              "holding protected text or 'Label: ...' lines)"),

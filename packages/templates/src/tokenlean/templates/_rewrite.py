@@ -230,7 +230,8 @@ class TemplateRewriter:
     lossless passes (whitespace, JSON compaction) changed needs no meaning check
     (similarity 1.0). A text longer than ``max_chars`` (default
     :data:`DEFAULT_MAX_CHARS`; ``None``: no limit) gets the lossless passes only
-    and is not memoised: the work on one text stays bounded. A rewrite below the
+    and is not memoised (a lossless pass that would remove under 0.5% of such a
+    text is skipped): the work on one text stays bounded. A rewrite below the
     floor backs off with at most :data:`MAX_BACK_OFF_SCORES` more meaning checks.
     """
 
@@ -331,9 +332,11 @@ class TemplateRewriter:
         if not self._too_long(template):
             return self.passes, []
         reason = f"longer than max_chars ({self.max_chars})"
-        return (tuple(p for p in self.passes if p.lossless),
-                [PassReport(p.name, 0, False, skipped=reason)
-                 for p in self.passes if not p.lossless])
+        run = tuple(p for p in self.passes if p.lossless and (
+            p.removable is None or p.removable(template) * 200 >= len(template)))
+        return run, [PassReport(p.name, 0, False, skipped=reason if not p.lossless
+                                else "would remove under 0.5% of a long text")
+                     for p in self.passes if p not in run]
 
     def _too_long(self, template: str) -> bool:
         return self.max_chars is not None and len(template) > self.max_chars
