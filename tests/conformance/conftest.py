@@ -222,21 +222,24 @@ class Adapter:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def ask(self, *, mode: str, kind: str, cap_way: str, lean_kwargs: dict[str, Any],
+    def ask(self, *, mode: str, kind: str, cap_way: str, lean_kwargs: dict[str, Any] | None,
             client: Any, settings: dict[str, Any], call: dict[str, Any]) -> tuple[Any, Any]:
-        """(sync ask, async ask) for one wrapped model; each returns an :class:`Outcome`.
+        """(sync ask, async ask) for one wrapped model (the bare one when ``lean_kwargs`` is
+        None); each returns an :class:`Outcome`.
         ``settings``: the wrapped model's (``SETTINGS`` by default); ``call``: per-call
         keyword arguments."""
         raise NotImplementedError
 
     def run(self, *, mode: str, kind: str, cap_way: str = "model", times: int = 1,
             settings: dict[str, Any] | None = None, call: dict[str, Any] | None = None,
-            **lean_kwargs: Any) -> list[Outcome]:
+            raw: bool = False, **lean_kwargs: Any) -> list[Outcome]:
+        """``raw=True``: the app without tokenlean (its model or agent as it is)."""
         import asyncio
 
         import httpx
 
-        options = {"mode": mode, "kind": kind, "cap_way": cap_way, "lean_kwargs": lean_kwargs,
+        options = {"mode": mode, "kind": kind, "cap_way": cap_way,
+                   "lean_kwargs": None if raw else lean_kwargs,
                    "settings": {**SETTINGS, **(settings or {})}, "call": dict(call or {})}
         if not mode.startswith("a"):
             sync, _ = self.ask(client=None, **options)
@@ -271,13 +274,14 @@ class LangChainLean(Adapter):
                            stream_usage=True, http_async_client=client, **{**cap, **settings})
         return model.bind(max_tokens=APP_CAP) if cap_way == "bound" else model
 
-    def ask(self, *, mode: str, kind: str, cap_way: str, lean_kwargs: dict[str, Any],
+    def ask(self, *, mode: str, kind: str, cap_way: str, lean_kwargs: dict[str, Any] | None,
             client: Any, settings: dict[str, Any], call: dict[str, Any]) -> tuple[Any, Any]:
         from langchain_core.messages import HumanMessage, SystemMessage
 
         from langchain_tokenlean import lean
 
-        wrapped: Any = lean(self.chat(cap_way, client, settings), **lean_kwargs)
+        chat = self.chat(cap_way, client, settings)
+        wrapped: Any = chat if lean_kwargs is None else lean(chat, **lean_kwargs)
         if kind == "tools":
             wrapped = wrapped.bind_tools([adder_tool()])
         elif kind == "structured":
@@ -313,11 +317,11 @@ class LangChainMiddleware(Adapter):
 
     name = "langchain-middleware"
 
-    def ask(self, *, mode: str, kind: str, cap_way: str, lean_kwargs: dict[str, Any],
+    def ask(self, *, mode: str, kind: str, cap_way: str, lean_kwargs: dict[str, Any] | None,
             client: Any, settings: dict[str, Any], call: dict[str, Any]) -> tuple[Any, Any]:
         assert not call, "an agent's model call takes no per-call arguments"
         from langchain.agents import create_agent
-        from langchain.agents.structured_output import ToolStrategy
+        from langchain.agents.structured_output import ProviderStrategy, ToolStrategy
         from langchain_core.messages import HumanMessage
         from langchain_core.tools import tool
 
@@ -326,13 +330,14 @@ class LangChainMiddleware(Adapter):
         agent = create_agent(
             LangChainLean(self.url).chat(cap_way, client, settings),
             tools=[tool(add)] if kind == "tools" else [], system_prompt=SYSTEM,
-            response_format=ToolStrategy(Sum) if kind == "structured" else None,
-            middleware=[TokenleanMiddleware(**lean_kwargs)])
+            response_format=(ToolStrategy(Sum) if kind == "structured" else
+                             ProviderStrategy(Sum) if kind == "structured-provider" else None),
+            middleware=[] if lean_kwargs is None else [TokenleanMiddleware(**lean_kwargs)])
         state = {"messages": [HumanMessage(QUESTION)]}
         modes = ["messages", "values"]
 
         def outcome(out: dict[str, Any]) -> Outcome:
-            if kind == "structured":
+            if kind.startswith("structured"):
                 return Outcome(structured=out.get("structured_response"))
             calls = [(c["name"], c["args"]) for m in out["messages"] if m.type == "ai"
                      for c in m.tool_calls]
@@ -372,14 +377,15 @@ class LlamaIndexLean(Adapter):
                       temperature=settings["temperature"], additional_kwargs=extra,
                       async_http_client=client, **cap)
 
-    def ask(self, *, mode: str, kind: str, cap_way: str, lean_kwargs: dict[str, Any],
+    def ask(self, *, mode: str, kind: str, cap_way: str, lean_kwargs: dict[str, Any] | None,
             client: Any, settings: dict[str, Any], call: dict[str, Any]) -> tuple[Any, Any]:
         from llama_index.core.base.llms.types import ChatMessage, MessageRole, ToolCallBlock
         from llama_index.core.prompts import PromptTemplate
 
         from llama_index.llms.tokenlean import lean
 
-        wrapped: Any = lean(self.llm(cap_way, client, settings), **lean_kwargs)
+        llm = self.llm(cap_way, client, settings)
+        wrapped: Any = llm if lean_kwargs is None else lean(llm, **lean_kwargs)
         if cap_way == "call":
             call["max_tokens"] = APP_CAP
         if kind == "tools":

@@ -38,8 +38,8 @@ __all__ = ["LeanChatModel", "lean"]
 
 # per-call keywords that are tokenlean's own, never passed to the wrapped model
 _PER_CALL = ("tenant", "user")
-# call keywords that go to the wrapped model's bind_tools, not to its invoke
-_TOOL_BINDING = ("tools", "tool_choice", "strict", "parallel_tool_calls")
+# the app's own bind_tools call (its tools and keywords), replayed on the wrapped model
+_BIND_TOOLS = "_tokenlean_bind_tools"
 
 
 def _unbound(model: Any) -> tuple[Any, list[Mapping[str, Any]]]:
@@ -172,16 +172,16 @@ class LeanChatModel(BaseChatModel):
         """The runnable, messages and kwargs to call ``inner`` with for ``request``: the
         app's own call, with what the layers changed (messages, a lowered cap)."""
         runnable = self.inner
-        kwargs = {**self._overrides(), **{k: v for k, v in call.kwargs.items()
-                                          if k not in {*_TOOL_BINDING, *_PER_CALL}}}
+        replayed: tuple[Sequence[Any], Mapping[str, Any]] | None = call.kwargs.get(_BIND_TOOLS)
+        skip = {*_PER_CALL, _BIND_TOOLS, *(("tools", *replayed[1]) if replayed else ())}
+        kwargs = {**self._overrides(),
+                  **{k: v for k, v in call.kwargs.items() if k not in skip}}
         if call.stop is not None:
             kwargs["stop"] = call.stop
-        if call.kwargs.get("tools"):
-            binding = {k: call.kwargs[k] for k in _TOOL_BINDING[1:]
-                       if call.kwargs.get(k) is not None}
-            # inner is any Runnable; a call with tools needs a chat model (bind_tools)
-            runnable = self.inner.bind_tools(list(call.kwargs["tools"]),  # type: ignore[attr-defined]
-                                             **binding)
+        if replayed is not None:
+            # the app bound tools on the wrapper: bind them on the wrapped model the same way
+            tools, binding = replayed
+            runnable = self.inner.bind_tools(tools, **binding)  # type: ignore[attr-defined]
         if request.output_cap is not None and request.output_cap != call.asked.output_cap:
             kwargs[call.cap_key] = request.output_cap  # a layer (budget) lowered or set it
         messages = list(call.messages) if request.messages is call.asked.messages \
@@ -301,10 +301,12 @@ class LeanChatModel(BaseChatModel):
 
     def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None,
                    **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
-        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        """Tools for the request as OpenAI tools; the wrapped model gets the app's very
+        ``bind_tools`` call (its own tool conversion, ``strict``, ``response_format``...)."""
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
-        return self.bind(tools=formatted, **kwargs)
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        return self.bind(tools=formatted, **kwargs, **{_BIND_TOOLS: (list(tools), dict(kwargs))})
 
 
 class _StreamingInner:

@@ -29,7 +29,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from tokenlean.core import (
     CallResult,
@@ -107,6 +107,14 @@ class LeanLLM(FunctionCallingLLM):
     ledger: Any = Field(default=None, description="Where call records go.")
     tenant: str = Field(default="default")
     model_name: str | None = Field(default=None, description="Model for counting and prices.")
+
+    @model_validator(mode="after")
+    def _inner_program_mode(self) -> LeanLLM:
+        """Structured output is asked for the way the wrapped LLM is set to ask for it."""
+        mode = getattr(self.inner, "pydantic_program_mode", None)
+        if mode is not None:
+            self.pydantic_program_mode = mode
+        return self
 
     @classmethod
     def class_name(cls) -> str:
@@ -315,6 +323,94 @@ class LeanLLM(FunctionCallingLLM):
                 elif chunk.text:
                     text += chunk.text
                     yield CompletionResponse(text=text, delta=chunk.text)
+
+        return gen()
+
+    # ---- structured output: the wrapped LLM's own way ------------------------------
+
+    def _extend_messages(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+        """The wrapped LLM's system prompt, as it would add it."""
+        extended: list[ChatMessage] = self.inner._extend_messages(messages)
+        return extended
+
+    def _native_format(self, output_cls: type[Any],
+                       llm_kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Arguments for the wrapped LLM's own structured-output mode (LlamaIndex's
+        OpenAI-style LLMs ask for a JSON-schema response format where the model supports
+        one), or None when it has none or does not use it for this model."""
+        uses = getattr(self.inner, "_should_use_structure_outputs", None)
+        prepare = getattr(self.inner, "_prepare_schema", None)
+        if callable(uses) and callable(prepare) and uses():
+            native: dict[str, Any] = prepare(dict(llm_kwargs or {}), output_cls)
+            return native
+        return None
+
+    def _tool_kwargs(self, llm_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+        """Arguments for the function-calling way; OpenAI-style LLMs force the tool call."""
+        kwargs = dict(llm_kwargs or {})
+        if callable(getattr(self.inner, "_should_use_structure_outputs", None)):
+            kwargs.setdefault("tool_choice", "required")
+        return kwargs
+
+    def _schema_messages(self, prompt: Any, prompt_args: dict[str, Any]) -> list[ChatMessage]:
+        return self._extend_messages(prompt.format_messages(**prompt_args))
+
+    def structured_predict(self, output_cls: type[Any], prompt: Any,
+                           llm_kwargs: dict[str, Any] | None = None, **prompt_args: Any) -> Any:
+        native = self._native_format(output_cls, llm_kwargs)
+        if native is None:
+            return super().structured_predict(output_cls, prompt,
+                                              llm_kwargs=self._tool_kwargs(llm_kwargs),
+                                              **prompt_args)
+        response = self.chat(self._schema_messages(prompt, prompt_args), **native)
+        return output_cls.model_validate_json(str(response.message.content))
+
+    async def astructured_predict(self, output_cls: type[Any], prompt: Any,
+                                  llm_kwargs: dict[str, Any] | None = None,
+                                  **prompt_args: Any) -> Any:
+        native = self._native_format(output_cls, llm_kwargs)
+        if native is None:
+            return await super().astructured_predict(output_cls, prompt,
+                                                     llm_kwargs=self._tool_kwargs(llm_kwargs),
+                                                     **prompt_args)
+        response = await self.achat(self._schema_messages(prompt, prompt_args), **native)
+        return output_cls.model_validate_json(str(response.message.content))
+
+    def _structured_stream_call(self, output_cls: type[Any], prompt: Any,
+                                llm_kwargs: dict[str, Any] | None = None,
+                                **prompt_args: Any) -> Any:
+        from llama_index.core.program.streaming_utils import process_streaming_content_incremental
+
+        native = self._native_format(output_cls, llm_kwargs)
+        if native is None:
+            return super()._structured_stream_call(output_cls, prompt,
+                                                   self._tool_kwargs(llm_kwargs), **prompt_args)
+        messages = self._schema_messages(prompt, prompt_args)
+
+        def gen() -> Iterator[Any]:
+            current = None
+            for response in self.stream_chat(messages, **native):
+                current = process_streaming_content_incremental(response, output_cls, current)
+                yield current
+
+        return gen()
+
+    async def _structured_astream_call(self, output_cls: type[Any], prompt: Any,
+                                       llm_kwargs: dict[str, Any] | None = None,
+                                       **prompt_args: Any) -> Any:
+        from llama_index.core.program.streaming_utils import process_streaming_content_incremental
+
+        native = self._native_format(output_cls, llm_kwargs)
+        if native is None:
+            return await super()._structured_astream_call(
+                output_cls, prompt, self._tool_kwargs(llm_kwargs), **prompt_args)
+        messages = self._schema_messages(prompt, prompt_args)
+
+        async def gen() -> AsyncIterator[Any]:
+            current = None
+            async for response in await self.astream_chat(messages, **native):
+                current = process_streaming_content_incremental(response, output_cls, current)
+                yield current
 
         return gen()
 
