@@ -215,7 +215,8 @@ def test_cache_update_then_lookup_serves_only_its_own_entry(messages: Any, tenan
     request = _request(messages, tenant=tenant or "default", temperature=temperature)
     if request is None:
         return
-    cache = ResponseCache(semantic=False)
+    # the keys are under test, sampled calls included (by default they are not cached)
+    cache = ResponseCache(semantic=False, cache_sampled=True)
     response = Response(text=answer, usage=Usage(input_tokens=3, output_tokens=2))
     try:
         cache.update(request, response)

@@ -59,7 +59,7 @@ def _worker(pipe: Pipeline, seed: int, phase: list[str], log: Log) -> None:
         i += 1
         tenant, question = TENANTS[i % 2], QUESTIONS[(i * 7) % len(QUESTIONS)]
         request = Request(messages=[{"role": "user", "content": question}], model="gpt-4o",
-                          tenant=tenant, max_tokens=50)
+                          tenant=tenant, max_tokens=50, temperature=0)  # repeatable: cacheable
         started = phase[0]
         try:
             response = pipe.run(request).response

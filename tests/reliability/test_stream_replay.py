@@ -64,7 +64,7 @@ class OddStreamer:
 
 def _ask(text: str, tenant: str = "default") -> Request:
     return Request(messages=[{"role": "user", "content": text}], model="gpt-4o-mini",
-                   tenant=tenant, max_tokens=16)
+                   tenant=tenant, max_tokens=16, temperature=0)  # repeatable: cacheable
 
 
 def _collect(chunks: list[Chunk]) -> tuple[list[str], Response]:

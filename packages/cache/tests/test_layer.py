@@ -155,8 +155,9 @@ def test_ttl_and_invalidation(model, ask):
 
 
 @pytest.mark.parametrize(("settings", "finish_reason", "why"), [
-    ({"temperature": 0.0}, "length", "truncated"),
-    ({"temperature": 0.0, "max_tokens": 5}, "max_tokens", "truncated"),  # Anthropic's name
+    ({"temperature": 0.0}, "length", "truncated"),  # no cap of the app's: someone else's cut
+    ({"temperature": 0.0, "max_tokens": 50}, "length", "truncated"),  # cut short of the app's
+    ({"temperature": 0.0, "max_tokens": 50}, "max_tokens", "truncated"),  # Anthropic's name
     ({"temperature": 0.0}, "content_filter", "content_filter"),
     ({"temperature": 0.0}, "error", "error"),
     ({"temperature": 0.0}, "paused", "unknown_finish_reason"),
@@ -174,6 +175,19 @@ def test_the_record_says_why_an_answer_was_not_cached(ask, settings, finish_reas
         assert {r.layer: r for r in result.record.layers}["cache"].detail == {"not_cached": why}
         assert result.record.not_cached == why
     assert why in NOT_CACHED
+
+
+@pytest.mark.parametrize("finish_reason", ["length", "max_tokens"])
+def test_an_answer_cut_at_the_apps_own_cap_is_replayed(ask, finish_reason):
+    """Asked again with the same cap (and no sampling), the model would cut it the same
+    way: the cache may answer. Its record says nothing is missing."""
+    cut = Response(text="Once upon a", finish_reason=finish_reason,
+                   usage=Usage(input_tokens=9, output_tokens=5))
+    pipe = Pipeline(provider=FunctionProvider(lambda r: cut), layers=[exact_cache()])
+    first = pipe.run(ask("long story", max_tokens=5))
+    second = pipe.run(ask("long story", max_tokens=5))
+    assert first.record.not_cached is None
+    assert second.response.cached and second.response.finish_reason == finish_reason
 
 
 def test_a_stored_answer_leaves_no_reason(ask, model):

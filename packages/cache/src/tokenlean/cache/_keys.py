@@ -75,6 +75,7 @@ class RequestKeys:
     context: str | None  # None: no semantic matching (last message is not a user turn)
     query: str  # normalised last user text ("" when context is None)
     sampled: bool  # see is_sampled
+    max_tokens: int | None = None  # the app's output cap (part of the exact key)
 
 
 def is_sampled(request: Request) -> bool:
@@ -104,4 +105,5 @@ def keys_for(request: Request) -> RequestKeys:
         context = _digest({"v": 1, "tenant": request.tenant, "settings": settings,
                            "history": messages[:-1], "name": last.name})
     return RequestKeys(tenant=request.tenant, model=request.model, exact=exact,
-                       context=context, query=query, sampled=is_sampled(request))
+                       context=context, query=query, sampled=is_sampled(request),
+                       max_tokens=request.max_tokens)

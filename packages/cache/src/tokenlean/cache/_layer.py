@@ -42,14 +42,23 @@ _RECENT_KEYS = 8
 # finish reasons of a complete answer, and of one cut by max_tokens (OpenAI's, Anthropic's)
 _COMPLETE = frozenset({"stop", "tool_calls", "end_turn", "stop_sequence", "tool_use"})
 _TRUNCATED = frozenset({"length", "max_tokens"})
+
+
+def _cut_at_the_apps_cap(keys: RequestKeys, response: Response) -> bool:
+    """Whether a cut answer used all of the app's own ``max_tokens`` (the cap in the
+    key): then a repeat, asking the same with the same cap, is cut the same way and
+    the answer may be replayed. One cut shorter hit a lower cap a layer set (a
+    budget), which a repeat may not get; with no cap from the app, the cut is
+    someone else's too."""
+    return keys.max_tokens is not None and response.usage.output_tokens >= keys.max_tokens
 #: entries the default in-memory store keeps (oldest evicted first)
 DEFAULT_MEMORY_ENTRIES = 10_000
 #: why an answer was not stored, as ``detail["not_cached"]`` of the record's cache report
 NOT_CACHED: dict[str, str] = {
     "sampled": "the call samples (temperature above 0 or unknown, no seed) and "
                "cache_sampled is off",
-    "truncated": "the answer was cut by max_tokens (finish_reason 'length' or "
-                 "'max_tokens')",
+    "truncated": "the answer was cut short of the app's own max_tokens (by a lower cap a "
+                 "layer set, or with no cap from the app): a repeat may not be cut there",
     "content_filter": "the provider filtered the answer (finish_reason 'content_filter')",
     "error": "the answer is an error (finish_reason 'error')",
     "unknown_finish_reason": "the provider gave a finish_reason that does not say the "
@@ -229,7 +238,7 @@ class ResponseCache:
         if response.finish_reason in _COMPLETE:
             return None
         if response.finish_reason in _TRUNCATED:
-            return "truncated"
+            return None if _cut_at_the_apps_cap(keys, response) else "truncated"
         if response.finish_reason in ("content_filter", "error"):
             return response.finish_reason
         return "unknown_finish_reason"
