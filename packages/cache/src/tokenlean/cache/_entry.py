@@ -9,10 +9,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from tokenlean.core import Response, Usage
+from tokenlean.core import InvalidRequestError, Response, Usage
 
-__all__ = ["CorruptEntry", "Entry", "Store", "invalidation_filter", "response_from_json",
-           "response_to_json"]
+__all__ = ["CorruptEntry", "Entry", "Store", "invalidation_filter", "invalidation_tenant",
+           "response_from_json", "response_to_json"]
 
 
 class CorruptEntry(ValueError):
@@ -74,6 +74,24 @@ def response_from_json(blob: str | bytes, *, score: float, raw: Any = None) -> R
         raise CorruptEntry(f"cached entry is corrupt: {exc}") from None
 
 
+def invalidation_tenant(tenant: object, all_tenants: bool) -> str | None:
+    """The tenant an ``invalidate`` call removes entries of (None: every tenant).
+
+    A tenant is required: an empty or missing one is an :class:`InvalidRequestError`
+    (it once meant "everyone" in one store and "no one" in another); removing every
+    tenant's entries takes ``all_tenants=True``, said on purpose."""
+    if all_tenants is True:
+        if tenant is not None:
+            raise InvalidRequestError(
+                f"invalidate: give tenant= or all_tenants=True, not both (got tenant={tenant!r})")
+        return None
+    if not isinstance(tenant, str) or not tenant:
+        raise InvalidRequestError(
+            f"invalidate needs a tenant (a non-empty string), got {tenant!r}; nothing was "
+            "removed. To remove every tenant's entries, pass all_tenants=True")
+    return tenant
+
+
 def invalidation_filter(placeholder: str, *, tenant: str | None, model: str | None,
                         older_than: float | None) -> tuple[str, list[Any]]:
     """``(" WHERE ..." or "", arguments)`` selecting the entries an ``invalidate``
@@ -91,6 +109,9 @@ def invalidation_filter(placeholder: str, *, tenant: str | None, model: str | No
 class Store(Protocol):
     """Where entries live. ``vector`` may be None (exact-only stores ignore it).
 
+    ``invalidate`` needs a tenant (or ``all_tenants=True``): an empty or missing
+    one is an :class:`InvalidRequestError` that removes nothing.
+
     ``search`` returns the ``k`` entries of one tenant and context most similar
     to ``vector`` with their cosine scores, best first. A store that cannot
     search returns ``[]`` (exact matching still works).
@@ -106,7 +127,9 @@ class Store(Protocol):
     def delete(self, tenant: str, keys: Sequence[str]) -> None: ...
 
     def invalidate(self, *, tenant: str | None = None, model: str | None = None,
-                   older_than: float | None = None) -> int: ...
+                   older_than: float | None = None, all_tenants: bool = False) -> int:
+        """Remove one tenant's entries (``model`` / ``older_than`` narrow it), or
+        every tenant's with ``all_tenants=True``; see :func:`invalidation_tenant`."""
 
     def count(self, tenant: str | None = None) -> int: ...
 

@@ -307,16 +307,20 @@ class ResponseCache:
         return await asyncio.to_thread(self.update, request, response)
 
     def invalidate(self, *, tenant: str | None = None, model: str | None = None,
-                   older_than_s: float | None = None) -> int:
-        """Remove entries of a tenant, a model and/or older than ``older_than_s``
-        seconds (all given conditions must hold); returns how many."""
+                   older_than_s: float | None = None, all_tenants: bool = False) -> int:
+        """Remove a tenant's entries, narrowed to a model and/or to entries older than
+        ``older_than_s`` seconds (all given conditions must hold); returns how many.
+        ``tenant`` is required: an empty or missing one is an
+        :class:`~tokenlean.core.InvalidRequestError` that removes nothing;
+        ``all_tenants=True`` (without ``tenant``) removes every tenant's entries."""
         cutoff = None if older_than_s is None else self._clock() - older_than_s
-        return self.store.invalidate(tenant=tenant, model=model, older_than=cutoff)
+        return self.store.invalidate(tenant=tenant, model=model, older_than=cutoff,
+                                     all_tenants=all_tenants)
 
     async def ainvalidate(self, *, tenant: str | None = None, model: str | None = None,
-                          older_than_s: float | None = None) -> int:
+                          older_than_s: float | None = None, all_tenants: bool = False) -> int:
         return await asyncio.to_thread(self.invalidate, tenant=tenant, model=model,
-                                       older_than_s=older_than_s)
+                                       older_than_s=older_than_s, all_tenants=all_tenants)
 
     def close(self) -> None:
         self.store.close()

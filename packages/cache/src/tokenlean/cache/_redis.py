@@ -5,8 +5,9 @@ with a server-side expiry when the entry has one. Redis does no vector search
 here (``search`` returns nothing), so with this store the cache serves exact hits
 only; put :class:`SQLiteStore` or PostgreSQL in front for semantic matching.
 
-A slow server is an outage: commands time out after ``timeout_s`` (default
-0.25 s) and the cache passes the call through.
+A slow server is an outage: connecting times out after ``connect_timeout_s`` and
+each command after ``timeout_s`` (both 0.25 s by default), with no retry, and the
+cache passes the call through. (A ``client=`` you pass keeps its own settings.)
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ import numpy as np
 from tokenlean.core import ConfigError
 from tokenlean.core._optional import require
 
-from ._entry import Entry
+from ._deadline import positive_seconds
+from ._entry import Entry, invalidation_tenant
 
 __all__ = ["RedisStore"]
 
 _FIELDS = ("tenant", "key", "model", "context", "query", "response", "created_at",
            "expires_at")
+
+
+def _glob_literal(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _tenant_tag(tenant: str) -> str:
@@ -36,13 +42,23 @@ class RedisStore:
     """``url`` like ``redis://localhost:6379/0``, or an existing ``redis.Redis`` client."""
 
     def __init__(self, url: str | None = None, *, client: Any = None,
-                 prefix: str = "tokenlean:cache", timeout_s: float = 0.25) -> None:
+                 prefix: str = "tokenlean:cache", timeout_s: float = 0.25,
+                 connect_timeout_s: float | None = None) -> None:
         if (url is None) == (client is None):
             raise ConfigError("give RedisStore a url or a client (one of them)")
+        self.timeout_s = positive_seconds("timeout_s", timeout_s)
+        self.connect_timeout_s = positive_seconds(
+            "connect_timeout_s", timeout_s if connect_timeout_s is None else connect_timeout_s)
         if client is None:
             redis = require("redis", extra="redis", feature="RedisStore")
-            client = redis.Redis.from_url(url, socket_timeout=timeout_s,
-                                          socket_connect_timeout=timeout_s)
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            # no retry: redis-py retries a timed-out command 3 times by default, which
+            # would make one hung server cost 4 timeouts per call
+            client = redis.Redis.from_url(url, socket_timeout=self.timeout_s,
+                                          socket_connect_timeout=self.connect_timeout_s,
+                                          retry=Retry(NoBackoff(), 0))
         self._r = client
         self.prefix = prefix
 
@@ -89,11 +105,15 @@ class RedisStore:
             self._r.delete(*(self._name(tenant, k) for k in keys))
 
     def _scan(self, tenant: str | None) -> Any:
-        pattern = f"{self.prefix}:{_tenant_tag(tenant) if tenant else '*'}:*"
+        # the prefix is matched literally (glob characters escaped) and a tenant tag is
+        # exactly 32 characters, so another prefix that extends this one never matches
+        tag = "?" * 32 if tenant is None else _tenant_tag(tenant)
+        pattern = f"{_glob_literal(self.prefix)}:{tag}:*"
         return self._r.scan_iter(match=pattern, count=500)
 
     def invalidate(self, *, tenant: str | None = None, model: str | None = None,
-                   older_than: float | None = None) -> int:
+                   older_than: float | None = None, all_tenants: bool = False) -> int:
+        tenant = invalidation_tenant(tenant, all_tenants)
         removed = 0
         for name in self._scan(tenant):
             if model is not None or older_than is not None:

@@ -24,7 +24,7 @@ import numpy as np
 from tokenlean.core import ConfigError
 from tokenlean.core.sqlite import open_shared_sqlite
 
-from ._entry import Entry, invalidation_filter
+from ._entry import Entry, invalidation_filter, invalidation_tenant
 from ._index import VectorIndex
 
 __all__ = ["SQLiteStore"]
@@ -167,7 +167,8 @@ class SQLiteStore:
             self._dirty = True
 
     def invalidate(self, *, tenant: str | None = None, model: str | None = None,
-                   older_than: float | None = None) -> int:
+                   older_than: float | None = None, all_tenants: bool = False) -> int:
+        tenant = invalidation_tenant(tenant, all_tenants)
         where, args = invalidation_filter("?", tenant=tenant, model=model, older_than=older_than)
         sql = f"DELETE FROM tokenlean_cache{where}"
         with self._lock:
