@@ -73,6 +73,35 @@ def test_jsonl_skips_torn_last_line(tmp_path: Path) -> None:
         assert [r.request_id for r in ledger.records()] == ["r1"]
 
 
+@pytest.mark.parametrize("fragment", ['{"request_id": "torn", "mod', "\u00e9" * 70_000])
+def test_jsonl_moves_a_torn_tail_aside_on_open(tmp_path: Path, fragment: str) -> None:
+    """The next row after a torn one is kept (it was glued to the fragment and lost)."""
+    path = tmp_path / "l.jsonl"
+    ledger = JSONLLedger(path)
+    ledger.record(rec(1))
+    ledger.close()
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(fragment)  # a write cut short: no newline
+    with pytest.warns(TokenleanWarning, match="torn") as caught:
+        reopened = JSONLLedger(path)
+    assert len(caught) == 1
+    reopened.record(rec(2))
+    assert [r.request_id for r in reopened.records()] == ["r1", "r2"]  # no warning on read
+    assert (tmp_path / "l.jsonl.torn").read_text(encoding="utf-8") == fragment + "\n"
+    reopened.close()
+    JSONLLedger(path).close()  # a sound file: nothing to repair, no warning
+
+
+def test_jsonl_torn_file_with_no_complete_row(tmp_path: Path) -> None:
+    path = tmp_path / "l.jsonl"
+    path.write_text('{"request_id"')
+    with pytest.warns(TokenleanWarning, match="torn"):
+        ledger = JSONLLedger(path)
+    ledger.record(rec(3))
+    assert [r.request_id for r in ledger.records()] == ["r3"]
+    ledger.close()
+
+
 def test_a_ledger_written_before_sql_totals_is_upgraded_once(tmp_path: Path) -> None:
     """A file with the old schema (no sum columns) gets them, filled from the bodies."""
     import json

@@ -8,8 +8,12 @@ Three stores share one interface (and one contract test: concurrent writers,
   mid-write loses at most the row being written and never corrupts the file.
   Several threads and processes may append at once.
 * :class:`JSONLLedger`: one JSON object per line, each appended with a single
-  ``write`` on an ``O_APPEND`` descriptor; a torn last line (power loss) is
-  skipped on read with a warning.
+  ``write`` on an ``O_APPEND`` descriptor. A torn last line (a write cut by a
+  crash or power loss: no newline at the end of the file) is repaired when the
+  ledger is opened: the fragment is moved to ``<path>.torn`` and the file cut
+  back to its last complete row, with one warning, so the next row starts on
+  its own line instead of being glued to the fragment (and lost). A reader of a
+  file torn since it was opened skips the fragment with a warning.
 * :class:`~tokenlean.core.PostgresLedger`: one PostgreSQL table, for an app
   that runs on many machines (``pip install 'tokenlean[ledger-postgres]'``).
 
@@ -23,6 +27,7 @@ definition they agree with, and what the JSONL store runs. A group's cost is
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import sqlite3
@@ -332,14 +337,60 @@ class SQLiteLedger:
             self._conn.close()
 
 
+_TAIL_BLOCK = 1 << 16
+
+
+def _last_newline_end(fd: int, size: int) -> int:
+    """The offset just past the last newline in the first ``size`` bytes (0: none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - _TAIL_BLOCK)
+        block = os.pread(fd, end - start, start)
+        at = block.rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        end = start
+    return 0
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut a torn last line (no newline at the end) off the JSONL file ``path``,
+    appending it to ``<path>.torn``; one :class:`TokenleanWarning` says so. Returns
+    the bytes moved aside (0: the file ends with a complete row). Runs under an
+    exclusive ``flock`` that every :class:`JSONLLedger` write holds shared, so a
+    row another process is appending is never cut."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return 0
+        keep = _last_newline_end(fd, size)
+        fragment = os.pread(fd, size - keep, keep)
+        aside = path.with_name(path.name + ".torn")
+        with aside.open("ab") as fh:
+            fh.write(fragment + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.ftruncate(fd, keep)
+    finally:
+        os.close(fd)  # releases the lock
+    warnings.warn(f"{path}: its last line was torn (an interrupted write, {len(fragment)} "
+                  f"bytes); moved it to {aside} so the next row starts on its own line",
+                  TokenleanWarning, stacklevel=3)
+    return len(fragment)
+
+
 class JSONLLedger:
-    """Ledger as JSON lines, one atomic ``O_APPEND`` write per call."""
+    """Ledger as JSON lines, one atomic ``O_APPEND`` write per call; a torn last
+    line is moved aside when the ledger is opened (:func:`repair_torn_tail`)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            repair_torn_tail(self.path)
         except OSError as exc:
             raise ConfigError(f"cannot open ledger {self.path}: {exc}") from exc
         self._lock = threading.Lock()
@@ -347,7 +398,11 @@ class JSONLLedger:
     def record(self, record: CallRecord) -> None:
         line = (json.dumps(record.to_dict(), default=str) + "\n").encode()
         with self._lock:
-            written = os.write(self._fd, line)
+            fcntl.flock(self._fd, fcntl.LOCK_SH)  # a repair in another process waits
+            try:
+                written = os.write(self._fd, line)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
         if written != len(line):
             raise OSError(f"short write to {self.path} ({written}/{len(line)} bytes)")
 
