@@ -1,7 +1,8 @@
 import tokenlean.templates as t
 
 EXPECTED = [
-    "CONSTRAINT_KEYWORDS", "CacheBreakpoints", "DEFAULT_SIMILARITY_FLOOR", "LayoutResult",
+    "CONSTRAINT_KEYWORDS", "CacheBreakpoints", "DEFAULT_MAX_CHARS", "DEFAULT_SIMILARITY_FLOOR",
+    "FIRST_SIGHT_MAX_CHARS", "LayoutResult",
     "MiniLMScorer", "PASS_DESCRIPTIONS", "PassReport", "RewriteResult",
     "STRUCTURAL_SIMILARITY_FLOOR", "Selection",
     "SimilarityScorer", "TemplateRewriter", "TemplatesLayer", "Violation",

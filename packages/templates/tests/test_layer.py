@@ -74,3 +74,26 @@ def test_layer_config_errors():
         TemplatesLayer(roles="system")
     with pytest.raises(ConfigError):
         TemplatesLayer(rewriter="x")  # type: ignore[arg-type]
+
+
+def test_the_layer_rewrites_a_long_system_message_in_full_once_it_repeats():
+    from tokenlean.templates import FIRST_SIGHT_MAX_CHARS
+
+    class Scorer:
+        name = "same"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def similarities(self, pairs):
+            self.calls += 1
+            return [1.0 for _ in pairs]
+
+    scorer = Scorer()
+    layer = TemplatesLayer(mode="safe", scorer=scorer)
+    system = SYSTEM + " Keep the list short." * (FIRST_SIGHT_MAX_CHARS // 20)
+    request = Request(messages=(Message(role="system", content=system),
+                                Message(role="user", content=USER)), model="gpt-4o")
+    assert layer.process(request).messages[0].text == system and scorer.calls == 0
+    rewritten = layer.process(request)
+    assert rewritten.messages[0].text != system and scorer.calls == 1

@@ -185,3 +185,29 @@ def test_a_text_longer_than_max_chars_gets_the_lossless_passes_only():
     assert skipped["filler"] == "longer than max_chars (100)"
     assert scorer.pairs == [] and rewriter.cached(long) is None  # not memoised
     assert rewriter.rewrite(long[:90]).text.startswith("Act as")  # short: every pass
+
+
+def test_a_long_text_gets_its_meaning_check_when_it_repeats():
+    scorer = CountingScorer()
+    rewriter = TemplateRewriter(mode="safe", scorer=scorer, first_sight_max_chars=100)
+    long = "I want you to act as a   translator. " * 5
+    first = rewriter.rewrite(long)
+    assert first.text == " ".join(long.split())  # lossless passes only
+    skipped = {r.name: r.skipped for r in first.passes if r.skipped}
+    assert skipped["filler"].startswith("first sight")
+    assert scorer.pairs == [] and rewriter.cached(long) is None
+    second = rewriter.rewrite(long)  # seen again: an app's template
+    assert second.text.startswith("Act as") and len(scorer.pairs) == 1
+    assert rewriter.cached(long) is second  # memoised from now on
+    assert rewriter.rewrite(long) is second and len(scorer.pairs) == 1
+    short = long[:90]
+    assert rewriter.rewrite(short).text.startswith("Act as")  # short: every pass at once
+
+
+def test_first_sight_deferral_is_off_without_a_scorer_or_a_limit():
+    long = "I want you to act as a   translator. " * 5
+    for rewriter in (TemplateRewriter(mode="safe", scorer=None, first_sight_max_chars=100),
+                     TemplateRewriter(mode="safe", scorer=CountingScorer())):
+        assert rewriter.rewrite(long).text.startswith("Act as")
+    with pytest.raises(ConfigError, match="first_sight_max_chars"):
+        TemplateRewriter(first_sight_max_chars=-1)

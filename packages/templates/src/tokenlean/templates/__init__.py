@@ -29,7 +29,9 @@ from ._protect import (
     find_variables,
 )
 from ._rewrite import (
+    DEFAULT_MAX_CHARS,
     DEFAULT_SIMILARITY_FLOOR,
+    FIRST_SIGHT_MAX_CHARS,
     PASS_DESCRIPTIONS,
     STRUCTURAL_SIMILARITY_FLOOR,
     PassReport,
@@ -47,7 +49,9 @@ __all__ = [
     "cacheable_prefix_tokens",
     "layout_template",
     "CONSTRAINT_KEYWORDS",
+    "DEFAULT_MAX_CHARS",
     "DEFAULT_SIMILARITY_FLOOR",
+    "FIRST_SIGHT_MAX_CHARS",
     "PASS_DESCRIPTIONS",
     "MiniLMScorer",
     "PassReport",

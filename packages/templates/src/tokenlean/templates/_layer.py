@@ -8,7 +8,7 @@ from typing import Literal
 
 from tokenlean.core import ConfigError, LayerNote, Message, Request
 
-from ._rewrite import RewriteResult, TemplateRewriter
+from ._rewrite import FIRST_SIGHT_MAX_CHARS, RewriteResult, TemplateRewriter
 from ._similarity import SimilarityScorer
 
 __all__ = ["TemplatesLayer"]
@@ -22,6 +22,12 @@ class TemplatesLayer:
     every call is rewritten and scored once; later calls cost a dict lookup.
     The note carries ``quality={"similarity": min over rewritten messages}``
     and ``detail={"passes": {pass: tokens saved}}``.
+
+    A text longer than ``first_sight_max_chars`` (default 2,000) gets its meaning
+    check, and the passes that need one, when it repeats: an app's template is
+    sent on every call and is rewritten from its second call on; a system message
+    that carries retrieved context, new on every call, gets the lossless passes
+    only and never waits for MiniLM. ``None`` rewrites every text in full at once.
     """
 
     name = "templates"
@@ -30,14 +36,16 @@ class TemplatesLayer:
                  roles: Sequence[str] = ("system", "developer"),
                  similarity_floor: float | None = None,
                  scorer: SimilarityScorer | Literal["minilm"] | None = "minilm",
-                 rewriter: TemplateRewriter | None = None) -> None:
+                 rewriter: TemplateRewriter | None = None,
+                 first_sight_max_chars: int | None = FIRST_SIGHT_MAX_CHARS) -> None:
         if isinstance(roles, str) or not roles:
             raise ConfigError("roles must be a non-empty list of message roles, e.g. ['system']")
         if rewriter is not None and not isinstance(rewriter, TemplateRewriter):
             raise ConfigError("rewriter must be a TemplateRewriter")
         self.roles = frozenset(roles)
-        self.rewriter = rewriter or TemplateRewriter(mode=mode, similarity_floor=similarity_floor,
-                                                     scorer=scorer)
+        self.rewriter = rewriter or TemplateRewriter(
+            mode=mode, similarity_floor=similarity_floor, scorer=scorer,
+            first_sight_max_chars=first_sight_max_chars)
 
     def _targets(self, request: Request) -> list[int]:
         return [i for i, m in enumerate(request.messages)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import hashlib
 import re
 import threading
 from collections import OrderedDict
@@ -22,6 +23,7 @@ from ._structural import STRUCTURAL_PASS_LIST, STRUCTURAL_PASSES
 __all__ = [
     "DEFAULT_MAX_CHARS",
     "DEFAULT_SIMILARITY_FLOOR",
+    "FIRST_SIGHT_MAX_CHARS",
     "MAX_BACK_OFF_SCORES",
     "PASS_DESCRIPTIONS",
     "STRUCTURAL_SIMILARITY_FLOOR",
@@ -47,6 +49,9 @@ STRUCTURAL_SIMILARITY_FLOOR = 0.80
 # context. Above this many characters only the lossless passes (whitespace, JSON
 # compaction) run, no meaning check is needed, and the result is not memoised.
 DEFAULT_MAX_CHARS = 20_000
+# The pipeline layer's first_sight_max_chars: MiniLM reads a 2,000-character text in
+# about two chunks (tens of milliseconds on a CPU); a longer one waits until it repeats.
+FIRST_SIGHT_MAX_CHARS = 2_000
 # meaning checks a rewrite below the floor may take to back off (latest pass first)
 MAX_BACK_OFF_SCORES = 2
 
@@ -230,15 +235,26 @@ class TemplateRewriter:
     lossless passes (whitespace, JSON compaction) changed needs no meaning check
     (similarity 1.0). A text longer than ``max_chars`` (default
     :data:`DEFAULT_MAX_CHARS`; ``None``: no limit) gets the lossless passes only
-    and is not memoised (a lossless pass that would remove under 0.5% of such a
-    text is skipped): the work on one text stays bounded. A rewrite below the
+    and is not memoised (a lossless pass that would save under 0.5% of such a
+    text's tokens, estimated at 4 characters a token, is skipped): the work on one
+    text stays bounded. A rewrite below the
     floor backs off with at most :data:`MAX_BACK_OFF_SCORES` more meaning checks.
+
+    ``first_sight_max_chars`` (default None: off; the pipeline layer sets
+    :data:`FIRST_SIGHT_MAX_CHARS`) defers the meaning check of a text longer than
+    this until the text repeats: seen for the first time it gets the lossless
+    passes only, seen again (an app's template is sent on every call) every pass,
+    memoised. A text that never repeats, such as a system message that carries
+    retrieved context, never pays a meaning check (hundreds of milliseconds of
+    MiniLM on a CPU) for a saving of a few tokens on one call. Only applies with a
+    scorer; the last 4 * ``cache_size`` texts seen are remembered by digest.
     """
 
     def __init__(self, *, mode: Mode = "safe", passes: Sequence[str] | None = None,
                  model: str = "gpt-4o", similarity_floor: float | None = None,
                  scorer: SimilarityScorer | Literal["minilm"] | None = "minilm",
-                 cache_size: int = 4096, max_chars: int | None = DEFAULT_MAX_CHARS) -> None:
+                 cache_size: int = 4096, max_chars: int | None = DEFAULT_MAX_CHARS,
+                 first_sight_max_chars: int | None = None) -> None:
         if mode not in _MODE_PASSES:
             raise ConfigError(f"mode must be one of {sorted(_MODE_PASSES)} ('all' adds the "
                               "structural passes to the safe ones)")
@@ -261,6 +277,11 @@ class TemplateRewriter:
         if max_chars is not None and (isinstance(max_chars, bool)
                                       or not isinstance(max_chars, int) or max_chars < 1):
             raise ConfigError("max_chars must be a positive integer or None (no limit)")
+        if first_sight_max_chars is not None and (
+                isinstance(first_sight_max_chars, bool) or not isinstance(first_sight_max_chars, int)
+                or first_sight_max_chars < 0):
+            raise ConfigError("first_sight_max_chars must be a non-negative integer or None "
+                              "(every text gets every pass the first time it is seen)")
         self.mode = mode
         self.passes: tuple[Pass, ...] = tuple(PASSES[n] for n in names)
         self.model = model
@@ -269,6 +290,8 @@ class TemplateRewriter:
         self._cache: OrderedDict[str, RewriteResult] = OrderedDict()
         self._cache_size = cache_size
         self.max_chars = max_chars
+        self.first_sight_max_chars = first_sight_max_chars
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -304,8 +327,10 @@ class TemplateRewriter:
                 todo.append(t)
             else:
                 found[t] = hit
-        for result in self._rewrite_uncached(todo) if todo else []:
-            self._store(result)
+        deferred = {t for t in todo if self._first_sight(t)}
+        for result in self._rewrite_uncached(todo, deferred) if todo else []:
+            if result.original not in deferred:
+                self._store(result)
             found[result.original] = result
         return [found[t] for t in templates]
 
@@ -326,16 +351,40 @@ class TemplateRewriter:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
+    def _first_sight(self, template: str) -> bool:
+        """Whether ``template`` gets the lossless passes only because it is long and
+        seen for the first time (see ``first_sight_max_chars``); remembers it."""
+        limit = self.first_sight_max_chars
+        if limit is None or len(template) <= limit or self._too_long(template) \
+                or self._scorer_option is None:
+            return False
+        digest = hashlib.blake2b(template.encode("utf-8", "surrogatepass"),
+                                 digest_size=16).digest()
+        with self._lock:
+            if digest in self._seen:
+                self._seen.move_to_end(digest)
+                return False
+            self._seen[digest] = None
+            while len(self._seen) > 4 * max(self._cache_size, 1):
+                self._seen.popitem(last=False)
+            return True
+
     # -- the work ----------------------------------------------------------------------
-    def _passes_for(self, template: str) -> tuple[tuple[Pass, ...], list[PassReport]]:
+    def _passes_for(self, template: str, first_sight: bool = False,
+                    ) -> tuple[tuple[Pass, ...], list[PassReport]]:
         """The passes to run on ``template``, and reports for those it leaves out."""
+        if first_sight:
+            return (tuple(p for p in self.passes if p.lossless),
+                    [PassReport(p.name, 0, False, skipped="first sight: runs when the text "
+                                "repeats (first_sight_max_chars)")
+                     for p in self.passes if not p.lossless])
         if not self._too_long(template):
             return self.passes, []
         reason = f"longer than max_chars ({self.max_chars})"
         run = tuple(p for p in self.passes if p.lossless and (
-            p.removable is None or p.removable(template) * 200 >= len(template)))
+            p.saves_about is None or p.saves_about(template) * 200 * 4 >= len(template)))
         return run, [PassReport(p.name, 0, False, skipped=reason if not p.lossless
-                                else "would remove under 0.5% of a long text")
+                                else "would save under 0.5% of a long text's tokens")
                      for p in self.passes if p not in run]
 
     def _too_long(self, template: str) -> bool:
@@ -347,8 +396,9 @@ class TemplateRewriter:
         that says so): no masking, no checks, no meaning score needed."""
         return all(p.may_change is not None and not p.may_change(template) for p in passes)
 
-    def _draft(self, template: str) -> tuple[str, Masked | None, _State | None]:
-        passes, left_out = self._passes_for(template)
+    def _draft(self, template: str, first_sight: bool = False,
+               ) -> tuple[str, Masked | None, _State | None]:
+        passes, left_out = self._passes_for(template, first_sight)
         if self._unchanged(template, passes):
             as_is = Masked(template, ())
             return template, as_is, _State(as_is, template, [
@@ -360,8 +410,10 @@ class TemplateRewriter:
         state.reports.extend(left_out)
         return template, masked, state
 
-    def _rewrite_uncached(self, templates: Sequence[str]) -> list[RewriteResult]:
-        drafts = [self._draft(t) for t in templates]
+    def _rewrite_uncached(self, templates: Sequence[str],
+                          first_sight: frozenset[str] | set[str] = frozenset(),
+                          ) -> list[RewriteResult]:
+        drafts = [self._draft(t, t in first_sight) for t in templates]
         scorer = self.scorer
         finals = [t if state is None else state.masked.unmask(state.text)
                   for t, _m, state in drafts]
@@ -370,8 +422,9 @@ class TemplateRewriter:
             lossless = {p.name for p in PASSES.values() if p.lossless}
             changed = [i for i, (t, f) in enumerate(zip(templates, finals, strict=True))
                        if t != f and not self._only(drafts[i][2], lossless)]
-            for i, s in zip(changed, scorer.similarities([(templates[i], finals[i])
-                                                          for i in changed]), strict=True):
+            scores = scorer.similarities([(templates[i], finals[i]) for i in changed]) \
+                if changed else []  # nothing to score: the model is not even loaded
+            for i, s in zip(changed, scores, strict=True):
                 sims[i] = s
             for i in range(len(drafts)):
                 if sims[i] is None:  # unchanged, or changed by lossless passes only
