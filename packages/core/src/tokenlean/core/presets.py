@@ -113,15 +113,19 @@ LEDGER_SUFFIXES = {".sqlite": "sqlite", ".sqlite3": "sqlite", ".db": "sqlite", "
 
 def ledger_from(ledger: Any) -> Any:
     """The sink ``lean(ledger=...)`` names: by default (None) the SQLite ledger at
-    ``$TOKENLEAN_HOME/ledger.sqlite``; ``False`` none; a path (``str`` or path-like) the
-    ledger its suffix names (:data:`LEDGER_SUFFIXES`); an object with ``record()`` (a
-    ledger, an exporter, a ``Fanout``) itself. Anything else is a :class:`ConfigError`."""
-    from .ledger import JSONLLedger, SQLiteLedger
+    ``$TOKENLEAN_HOME/ledger.sqlite``; ``False`` none; a ``postgresql://`` (or
+    ``postgres://``) URL a :class:`PostgresLedger` (extra ``ledger-postgres``); a path
+    (``str`` or path-like) the ledger its suffix names (:data:`LEDGER_SUFFIXES`); an
+    object with ``record()`` (a ledger, an exporter, a ``Fanout``) itself. Anything
+    else is a :class:`ConfigError`."""
+    from .ledger import POSTGRES_SCHEMES, JSONLLedger, SQLiteLedger, open_ledger
 
     if ledger is None:
         return SQLiteLedger()
     if ledger is False:
         return None
+    if isinstance(ledger, str) and ledger.startswith(POSTGRES_SCHEMES):
+        return open_ledger(ledger)
     if isinstance(ledger, (str, os.PathLike)):
         path = Path(ledger).expanduser()
         kind = LEDGER_SUFFIXES.get(path.suffix.lower())
@@ -131,8 +135,9 @@ def ledger_from(ledger: Any) -> Any:
         return JSONLLedger(path) if kind == "jsonl" else SQLiteLedger(path)
     if not isinstance(ledger, bool) and callable(getattr(ledger, "record", None)):
         return ledger
-    raise ConfigError(f"ledger= takes a path (e.g. 'ledger.sqlite'), a ledger object with "
-                      f"record() (SQLiteLedger, JSONLLedger, an exporter) or False for none; "
+    raise ConfigError(f"ledger= takes a path (e.g. 'ledger.sqlite'), a postgresql:// URL, "
+                      f"a ledger object with record() (SQLiteLedger, JSONLLedger, an "
+                      f"exporter) or False for none; "
                       f"got {ledger!r}")
 
 
