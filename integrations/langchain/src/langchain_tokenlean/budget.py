@@ -29,7 +29,7 @@ from tokenlean.budget import BudgetLayer
 from tokenlean.core import ConfigError, Request, Response
 from tokenlean.core.settings import build_request, merge_settings
 
-from ._convert import from_lc_messages, usage_from_lc
+from ._convert import call_tenant, check_tenant, from_lc_messages, usage_from_lc
 
 __all__ = ["BudgetCallbackHandler"]
 
@@ -44,6 +44,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         if not isinstance(layer, BudgetLayer):
             raise ConfigError("BudgetCallbackHandler needs a tokenlean.budget.BudgetLayer")
         self.layer = layer
+        check_tenant(tenant)
         self.tenant, self.user, self.default_model = tenant, user, default_model
         self._runs: dict[UUID, Request] = {}
         self._lock = threading.Lock()
@@ -59,7 +60,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
             raise ConfigError("cannot tell which model this call uses (no ls_model_name); "
                               "pass BudgetCallbackHandler(default_model=...)")
         return build_request(from_lc_messages(messages), *settings,
-                             tenant=str(metadata.get("tenant") or self.tenant),
+                             tenant=call_tenant(metadata, self.tenant),
                              user=metadata.get("user") or metadata.get("user_id") or self.user)
 
     def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]],

@@ -29,7 +29,7 @@ from langchain_core.outputs import ChatGeneration, Generation
 from tokenlean.cache import FalseHitGuard, ResponseCache, Store
 from tokenlean.core import Message, Request, Response
 
-from ._convert import from_lc_messages, to_lc_message, usage_from_lc, usage_to_lc
+from ._convert import check_tenant, from_lc_messages, to_lc_message, usage_from_lc, usage_to_lc
 
 __all__ = ["TokenleanCache"]
 
@@ -98,7 +98,7 @@ class TokenleanCache(BaseCache):
                                   guard=guard, min_score=min_score, ttl_s=ttl_s,
                                   cache_sampled=cache_sampled)
         self.cache = cache
-        self.tenant = tenant
+        self.tenant = check_tenant(tenant)
 
     # ---- conversion --------------------------------------------------------
 

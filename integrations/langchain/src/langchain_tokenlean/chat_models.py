@@ -26,6 +26,8 @@ from tokenlean.core.presets import LayerChoice, resolve_lean
 from tokenlean.core.settings import build_request, cap_key, merge_settings
 
 from ._convert import (
+    call_tenant,
+    check_tenant,
     from_lc_messages,
     to_lc_ai_message,
     to_lc_messages,
@@ -110,6 +112,12 @@ class LeanChatModel(BaseChatModel):
 
     _pipeline: Pipeline | None = PrivateAttr(default=None)
 
+    def __init__(self, **data: Any) -> None:
+        # checked before pydantic: core's ConfigError for a None / "" tenant, not a
+        # ValidationError (None) or a wrapper that serves the default tenant ("")
+        check_tenant(data.get("tenant", "default"))
+        super().__init__(**data)
+
     @model_validator(mode="after")
     def _inner_profile(self) -> LeanChatModel:
         """The wrapped model's capabilities are the wrapper's (agents read them to choose
@@ -164,7 +172,7 @@ class LeanChatModel(BaseChatModel):
         settings = self._settings(stop, kwargs)
         settings[-2] = {"model": self._resolved_model}
         asked = build_request(from_lc_messages(messages), *settings,
-                              tenant=kwargs.get("tenant") or self.tenant, user=kwargs.get("user"))
+                              tenant=call_tenant(kwargs, self.tenant), user=kwargs.get("user"))
         return _Call(messages, stop, kwargs, asked, cap_key(*settings))
 
     def _inner_call(self, request: Request, call: _Call

@@ -34,6 +34,7 @@ from langchain_core.language_models import BaseChatModel
 
 from tokenlean.core.presets import LayerChoice, resolve_lean
 
+from ._convert import check_tenant
 from .chat_models import LeanChatModel
 
 __all__ = ["TokenleanMiddleware"]
@@ -58,6 +59,7 @@ class TokenleanMiddleware(AgentMiddleware):
                  templates: LayerChoice = None, budget: LayerChoice = None,
                  ledger: Any = None, tenant: str = "default", model: str | None = None,
                  **options: Any) -> None:
+        check_tenant(tenant)
         super().__init__()
         self.layers, self.ledger = resolve_lean(layers=layers, cache=cache, compress=compress,
                                                 templates=templates, budget=budget,

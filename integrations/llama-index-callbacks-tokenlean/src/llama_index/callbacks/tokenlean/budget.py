@@ -53,7 +53,13 @@ from tokenlean.core import ConfigError, Message, Request, Response, Usage
 from tokenlean.core._optional import require
 from tokenlean.core.settings import MODEL_KEYS, build_request
 
-from ._convert import messages_from_llama, model_from_dict, usage_from_response
+from ._convert import (
+    call_tenant,
+    check_tenant,
+    messages_from_llama,
+    model_from_dict,
+    usage_from_response,
+)
 from .base import TokenleanSpanHandler, attach_handlers, detach_handlers
 
 __all__ = ["TokenleanBudgetHandler", "enforce_budget"]
@@ -133,8 +139,7 @@ class TokenleanBudgetHandler(BaseEventHandler):
         budget = require("tokenlean.budget", extra="budget", feature="TokenleanBudgetHandler")
         if not isinstance(layer, budget.BudgetLayer):
             raise ConfigError("TokenleanBudgetHandler needs a tokenlean.budget.BudgetLayer")
-        if not isinstance(tenant, str) or not tenant:
-            raise ConfigError("tenant must be a non-empty string")
+        check_tenant(tenant)
         super().__init__(**data)
 
     def model_post_init(self, context: Any) -> None:
@@ -160,7 +165,8 @@ class TokenleanBudgetHandler(BaseEventHandler):
             messages = messages_from_llama(payload[EventPayload.MESSAGES] or ())
         else:
             messages = (Message(role="user", content=str(payload.get(EventPayload.PROMPT) or "")),)
-        tenant = str(call_kwargs.pop("tenant", None) or self.tenant)
+        tenant = call_tenant(call_kwargs, self.tenant)
+        call_kwargs.pop("tenant", None)
         user = call_kwargs.pop("user", None) or self.user
         # core's one mapping: the LLM's serialized settings (its cap under whatever name,
         # additional_kwargs included), then the call's; the model named as the handler reads it

@@ -45,6 +45,8 @@ from tokenlean.core.presets import LayerChoice, resolve_lean
 from tokenlean.core.settings import build_request, cap_key
 
 from ._convert import (
+    call_tenant,
+    check_tenant,
     finish_reason_from_li,
     from_li_messages,
     to_li_message,
@@ -108,6 +110,12 @@ class LeanLLM(FunctionCallingLLM):
     tenant: str = Field(default="default")
     model_name: str | None = Field(default=None, description="Model for counting and prices.")
 
+    def __init__(self, **data: Any) -> None:
+        # checked before pydantic: core's ConfigError for a None / "" tenant, not a
+        # ValidationError (None) or a wrapper that serves the default tenant ("")
+        check_tenant(data.get("tenant", "default"))
+        super().__init__(**data)
+
     @model_validator(mode="after")
     def _inner_program_mode(self) -> LeanLLM:
         """Structured output is asked for the way the wrapped LLM is set to ask for it."""
@@ -138,9 +146,11 @@ class LeanLLM(FunctionCallingLLM):
               kwargs: dict[str, Any]) -> _Call:
         """The app's call and the :class:`Request` it asks for (one mapping for every
         adapter: :func:`tokenlean.core.settings.build_request`)."""
-        tenant, user = kwargs.pop("tenant", None), kwargs.pop("user", None)
+        tenant = call_tenant(kwargs, self.tenant)
+        kwargs.pop("tenant", None)
+        user = kwargs.pop("user", None)
         settings = [llm_settings(self.inner, kwargs), {"model": self._model}]
-        asked = build_request(messages, *settings, tenant=tenant or self.tenant, user=user)
+        asked = build_request(messages, *settings, tenant=tenant, user=user)
         return _Call(originals, kwargs, asked, cap_key(*settings))
 
     def _chat_call(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> _Call:
