@@ -22,7 +22,9 @@ prints one JSON object:
 * ``accounting`` (:mod:`tokenlean.bench.accounting`): the cost of counting,
   pricing and each exporter;
 * ``overhead`` (:mod:`tokenlean.bench.overhead`): what ``lean()`` adds to a
-  LangChain call.
+  LangChain call;
+* ``reliability`` (:mod:`tokenlean.bench.reliability`): budget overspend, server
+  5xx and ``/health`` latency, cross-tenant hits, lost ledger rows.
 
 :mod:`tokenlean.bench.budget_train` trains and evaluates the length predictor
 (``scripts/train_length_predictor.py``; needs ``tokenlean[budget-train]``).
