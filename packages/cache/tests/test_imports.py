@@ -5,8 +5,8 @@ def test_all_is_pinned():
     assert sorted(cache.__all__) == [
         "CacheHit", "Embedder", "Entry", "FalseHitGuard", "FunctionEmbedder",
         "GPTCacheEmbedding", "GuardEvaluation", "GuardVerdict",
-        "MiniLMEmbedder", "NOT_CACHED", "PostgresStore", "RedisStore", "RequestKeys",
-        "ResponseCache", "SQLiteStore", "Store", "WordLlamaEmbedder", "get_embedder",
+        "MAX_QUERY_CHARS", "MiniLMEmbedder", "NOT_CACHED", "PostgresStore", "RedisStore",
+        "RequestKeys", "ResponseCache", "SEMANTIC_SKIPPED", "SQLiteStore", "Store", "WordLlamaEmbedder", "get_embedder",
         "import_gptcache_sqlite", "is_sampled", "keys_for", "read_gptcache_sqlite",
     ]
     for name in cache.__all__:

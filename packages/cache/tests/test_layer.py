@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from tokenlean.cache import NOT_CACHED, FunctionEmbedder, ResponseCache, SQLiteStore
+from tokenlean.cache import (
+    NOT_CACHED,
+    SEMANTIC_SKIPPED,
+    FunctionEmbedder,
+    ResponseCache,
+    SQLiteStore,
+)
 from tokenlean.core import (
     ConfigError,
     FunctionProvider,
@@ -306,3 +312,32 @@ def test_wordllama_plain_cosine_matches_paraphrase(model, ask):
     pipe.run(ask("How can I learn to play the guitar quickly?"))
     assert pipe.run(ask("how can i learn to play guitar fast?")).response.cached
     assert not pipe.run(ask("What is the boiling point of water?")).response.cached
+
+
+def test_a_long_last_turn_is_matched_exactly_never_embedded(model, ask, bow):
+    """Over max_query_chars the semantic lookup is skipped (and said so): the prompt is
+    never embedded, and a long prompt sharing another's beginning is no hit."""
+    embedded: list[int] = []
+
+    def counting(texts):
+        embedded.extend(len(t) for t in texts)
+        return bow(texts)
+
+    cache = ResponseCache(embedder=FunctionEmbedder(counting), guard=None, min_score=0.5,
+                          max_query_chars=100)
+    pipe = Pipeline(provider=model.provider(), layers=[cache])
+    long = "please summarise this report " * 10  # 300 characters
+    first = pipe.run(ask(long, system="s"))
+    assert first.record.layers[0].detail == {"semantic_skipped": "long_query"}
+    assert pipe.run(ask(long, system="s")).response.cached  # the exact cache still works
+    assert not pipe.run(ask(long + " and the appendix", system="s")).response.cached
+    assert all(n <= 100 for n in embedded)
+    pipe.run(ask("short question", system="s"))
+    assert pipe.run(ask("short question please", system="s")).response.cached  # semantic
+    assert set(SEMANTIC_SKIPPED) == {"long_query"}
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, None])
+def test_max_query_chars_must_be_a_positive_integer(bad):
+    with pytest.raises(ConfigError, match="max_query_chars"):
+        ResponseCache(max_query_chars=bad)

@@ -27,13 +27,15 @@ from ._gptcache import (
 )
 from ._guard import FalseHitGuard, GuardVerdict
 from ._keys import RequestKeys, is_sampled, keys_for
-from ._layer import NOT_CACHED, CacheHit, ResponseCache
+from ._layer import MAX_QUERY_CHARS, NOT_CACHED, SEMANTIC_SKIPPED, CacheHit, ResponseCache
 from ._postgres import PostgresStore
 from ._redis import RedisStore
 from ._sqlite import SQLiteStore
 
 __all__ = [
+    "MAX_QUERY_CHARS",
     "NOT_CACHED",
+    "SEMANTIC_SKIPPED",
     "CacheHit",
     "Embedder",
     "Entry",

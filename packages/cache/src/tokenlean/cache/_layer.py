@@ -35,7 +35,8 @@ from ._guard import FalseHitGuard
 from ._keys import RequestKeys, keys_for
 from ._sqlite import SQLiteStore
 
-__all__ = ["DEFAULT_MEMORY_ENTRIES", "NOT_CACHED", "CacheHit", "ResponseCache"]
+__all__ = ["DEFAULT_MEMORY_ENTRIES", "MAX_QUERY_CHARS", "NOT_CACHED", "SEMANTIC_SKIPPED",
+           "CacheHit", "ResponseCache"]
 
 _log = logging.getLogger("tokenlean.cache")
 _RECENT_KEYS = 8
@@ -51,6 +52,15 @@ def _cut_at_the_apps_cap(keys: RequestKeys, response: Response) -> bool:
     budget), which a repeat may not get; with no cap from the app, the cut is
     someone else's too."""
     return keys.max_tokens is not None and response.usage.output_tokens >= keys.max_tokens
+#: the longest last user turn (characters) the semantic cache embeds and matches; a
+#: longer one gets the exact cache only (see ResponseCache's ``max_query_chars``)
+MAX_QUERY_CHARS = 2_000
+#: why the semantic lookup was skipped, as ``detail["semantic_skipped"]`` of the cache's report
+SEMANTIC_SKIPPED: dict[str, str] = {
+    "long_query": "the last user turn is longer than max_query_chars: it was matched "
+                  "exactly only (never embedded), so memory per call stays bounded and a "
+                  "long prompt never matches another that only shares its beginning",
+}
 #: entries the default in-memory store keeps (oldest evicted first)
 DEFAULT_MEMORY_ENTRIES = 10_000
 #: why an answer was not stored, as ``detail["not_cached"]`` of the record's cache report
@@ -98,6 +108,12 @@ class ResponseCache:
         cache_sampled: also answer (and store) *sampled* calls: temperature
             above 0 or unknown (``None``), and no seed. Off by default: such a
             call may rightly get a new answer each time.
+        max_query_chars: the longest last user turn (characters, default
+            :data:`MAX_QUERY_CHARS`) matched semantically. A longer one is looked
+            up and stored exactly only, never embedded (the cache's report says
+            ``semantic_skipped: "long_query"``): embedding costs memory in
+            proportion to the text (914 MB for 2M characters), and a truncated
+            embedding would match other long prompts that only share a prefix.
     """
 
     name = "cache"
@@ -106,10 +122,14 @@ class ResponseCache:
                  embedder: str | Embedder | Any = "wordllama",
                  guard: FalseHitGuard | Literal["default"] | None = "default",
                  min_score: float | None = None, top_k: int = 4, ttl_s: float | None = None,
-                 cache_sampled: bool = False,
+                 cache_sampled: bool = False, max_query_chars: int = MAX_QUERY_CHARS,
                  clock: Callable[[], float] = time.time) -> None:
         if not isinstance(cache_sampled, bool):
             raise ConfigError(f"cache_sampled must be True or False, got {cache_sampled!r}")
+        if isinstance(max_query_chars, bool) or not isinstance(max_query_chars, int) \
+                or max_query_chars < 1:
+            raise ConfigError(f"max_query_chars must be a positive integer, got {max_query_chars!r}")
+        self.max_query_chars = max_query_chars
         if top_k < 1:
             raise ConfigError("top_k must be >= 1")
         if ttl_s is not None and ttl_s <= 0:
@@ -188,6 +208,17 @@ class ResponseCache:
         raw = f"{keys.context}|{emb.name}|{emb.dim}"
         return hashlib.sha256(raw.encode()).hexdigest()
 
+    def _semantic_skipped(self, keys: RequestKeys) -> str | None:
+        """Why a semantic lookup of ``keys`` is skipped (a key of
+        :data:`SEMANTIC_SKIPPED`), or None when it runs or cannot apply."""
+        if self.semantic and keys.context is not None and len(keys.query) > self.max_query_chars:
+            return "long_query"
+        return None
+
+    def _matches_semantically(self, keys: RequestKeys) -> bool:
+        return (self.semantic and keys.context is not None
+                and self._semantic_skipped(keys) is None)
+
     def _decode(self, entry: Entry, kind: Literal["exact", "semantic"], score: float,
                 verifier: float | None) -> CacheHit | None:
         raw = {"cache": {"kind": kind, "similarity": score, "verifier": verifier,
@@ -209,7 +240,7 @@ class ResponseCache:
             hit = self._decode(entry, "exact", 1.0, None)
             if hit is not None:
                 return hit
-        if not self.semantic or keys.context is None:
+        if not self._matches_semantically(keys):
             return None
         vector = self.embedder.embed([keys.query])[0]
         space = self._space(keys)
@@ -245,7 +276,7 @@ class ResponseCache:
 
     def _entry_for(self, keys: RequestKeys, response: Response) -> Entry:
         now = self._clock()
-        space = self._space(keys) if self.semantic and keys.context is not None else None
+        space = self._space(keys) if self._matches_semantically(keys) else None
         return Entry(id=keys.exact, tenant=keys.tenant, model=keys.model, context=space,
                      query=keys.query, response=response_to_json(response), created_at=now,
                      expires_at=None if self.ttl_s is None else now + self.ttl_s)
@@ -335,15 +366,20 @@ class ResponseCache:
         hit = await self.alookup(request)
         return request if hit is None else hit.response
 
-    def _note(self, why: str | None) -> LayerNote | None:
-        """What the pipeline adds to this call's record: why its answer was not stored."""
-        return None if why is None else LayerNote(layer=self.name, detail={"not_cached": why})
+    def _note(self, request: Request, why: str | None) -> LayerNote | None:
+        """What the pipeline adds to this call's record: why its answer was not stored,
+        and why the semantic lookup was skipped."""
+        detail = {} if why is None else {"not_cached": why}
+        skipped = self._semantic_skipped(self._keys(request))
+        if skipped is not None:
+            detail["semantic_skipped"] = skipped
+        return LayerNote(layer=self.name, detail=detail) if detail else None
 
     def on_response(self, request: Request, response: Response) -> LayerNote | None:
-        return self._note(self.update(request, response))
+        return self._note(request, self.update(request, response))
 
     async def aon_response(self, request: Request, response: Response) -> LayerNote | None:
-        return self._note(await self.aupdate(request, response))
+        return self._note(request, await self.aupdate(request, response))
 
     def warm(self) -> None:
         """Load the embedder and the guard's model now instead of on first use."""
