@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -15,17 +16,37 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# Fuzzing (hypothesis) runs the same examples on every run, so CI never turns red
-# on a new random find; explore with TOKENLEAN_HYPOTHESIS=explore and pin what it
-# finds with @example.
-try:
-    from hypothesis import settings as _hypothesis
+# Fuzzing (hypothesis) has two profiles (docs/contributing.md, "Fuzz tests"):
+# * "ci" (every run by default): derandomized, no example database, so a run is
+#   repeatable and CI never turns red on a new random find;
+# * "fuzz" (selected by `-m fuzz`, which runs only the fuzz-marked property tests, or by
+#   TOKENLEAN_HYPOTHESIS=fuzz): random seeds, FUZZ_EXAMPLES examples per test (property
+#   tests ask for max(their own count, the profile's)) and a saved example database in
+#   .hypothesis/fuzz (git-ignored) that replays earlier finds first.
+# Pin what it finds with @example.
+FUZZ_EXAMPLES = 2_000
 
-    _hypothesis.register_profile("ci", derandomize=True, database=None)
-    _hypothesis.register_profile("explore", max_examples=1000)
-    _hypothesis.load_profile(os.environ.get("TOKENLEAN_HYPOTHESIS", "ci"))
-except ImportError:  # hypothesis is a dev dependency
-    pass
+
+def _hypothesis_profile(config: pytest.Config) -> str:
+    chosen = os.environ.get("TOKENLEAN_HYPOTHESIS", "").strip()
+    if chosen:
+        return "fuzz" if chosen == "explore" else chosen  # "explore": the old name
+    markexpr = str(config.getoption("markexpr", "") or "")
+    return "fuzz" if re.search(r"(?<!not )\bfuzz\b", markexpr) else "ci"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        from hypothesis import settings
+        from hypothesis.database import DirectoryBasedExampleDatabase
+    except ImportError:  # hypothesis is a dev dependency
+        return
+    settings.register_profile("ci", derandomize=True, database=None)
+    settings.register_profile(
+        "fuzz", derandomize=False, max_examples=FUZZ_EXAMPLES,
+        database=DirectoryBasedExampleDatabase(str(config.rootpath / ".hypothesis" / "fuzz")))
+    settings.load_profile(_hypothesis_profile(config))
+
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

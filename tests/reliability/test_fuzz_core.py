@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,9 @@ from tokenlean.core import (
     count_tokens,
 )
 
-SETTINGS = settings(max_examples=150, deadline=None,
+pytestmark = pytest.mark.fuzz
+# max(own count, the profile's): the fuzz profile (-m fuzz) explores with more examples
+SETTINGS = settings(max_examples=max(150, settings.default.max_examples), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 roles = st.one_of(st.sampled_from(["system", "user", "assistant", "tool", "developer"]),

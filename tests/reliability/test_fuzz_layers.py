@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,9 @@ from tokenlean.core import (
     count_messages,
 )
 
-SETTINGS = settings(max_examples=100, deadline=None,
+pytestmark = pytest.mark.fuzz
+# max(own count, the profile's): the fuzz profile (-m fuzz) explores with more examples
+SETTINGS = settings(max_examples=max(100, settings.default.max_examples), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 texts = st.text(st.characters(exclude_categories=()), max_size=300)  # surrogates, controls
