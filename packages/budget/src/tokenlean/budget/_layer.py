@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import time
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -48,16 +49,30 @@ from tokenlean.core import (
 from tokenlean.core.outage import Outage
 from tokenlean.core.prices import default_price_table
 
+from ._billable import Shape, shape
 from ._spec import NANO, Budget, to_nano
 from ._store import Account, BudgetStore, Claim, ClaimRejected, SQLiteBudgetStore
 
 __all__ = ["PREDICTED_MAX_TOKENS_KEY", "BudgetLayer", "LengthModel", "Plan"]
+
+_Rates = tuple[Decimal, Decimal, Decimal]
 
 CONTINUATION_KEY = "tokenlean_continuation"
 #: ``Request.metadata`` key under which the layer exposes the predictor's ``max_tokens``
 #: (metadata, not ``params``: ``params`` are sent to the provider as body fields)
 PREDICTED_MAX_TOKENS_KEY = "tokenlean_predicted_max_tokens"
 _ABORTS = (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)
+# store keys of the layer's own calibration, per model: the largest overrun seen
+# (output billed / output bound, in thousandths, in ``spent_nano``; calls learned
+# from in ``spent_tokens``) and the first call on a model still being probed
+_OVERRUN = "~overrun|"
+_PROBE = "~probe|"
+_MILLI = 1000
+_FIRST_PAUSE_S, _LAST_PAUSE_S = 0.005, 0.1
+
+
+class _ProbeBusy(Exception):
+    """Another call is probing this model: wait for it (internal)."""
 
 
 class LengthModel(Protocol):
@@ -90,6 +105,12 @@ class Plan:
     clamped_from: int | None
     routed_from: str | None
     warned: tuple[str, ...]
+    #: output tokens the call may be billed for (``max_tokens`` x completions)
+    output_bound: int = 0
+    #: the largest overrun of ``output_bound`` seen on the model, in thousandths
+    overrun_milli: int = _MILLI
+    #: whether this call is the model's probe (its first, admitted alone)
+    probe: bool = False
 
 
 class BudgetLayer:
@@ -116,7 +137,9 @@ class BudgetLayer:
                  prices: PriceTable | None = None, predictor: LengthModel | None = None,
                  default_max_tokens: int = 4096, set_max_tokens: bool = True,
                  concise: bool = False, on_abort: Literal["charge", "release"] = "charge",
-                 count_model: str | None = None, name: str = "budget") -> None:
+                 count_model: str | None = None, name: str = "budget",
+                 reasoning_headroom: int = 25_000, unknown_file_tokens: int = 300_000,
+                 probe_wait_s: float = 2.0) -> None:
         budgets = tuple(budgets)
         for budget in budgets:
             if not isinstance(budget, Budget):
@@ -127,6 +150,13 @@ class BudgetLayer:
         if isinstance(default_max_tokens, bool) or not isinstance(default_max_tokens, int) \
                 or default_max_tokens < 1:
             raise ConfigError("default_max_tokens must be a positive integer")
+        for option, value in (("reasoning_headroom", reasoning_headroom),
+                              ("unknown_file_tokens", unknown_file_tokens)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{option} must be a non-negative integer, got {value!r}")
+        if isinstance(probe_wait_s, bool) or not isinstance(probe_wait_s, (int, float)) \
+                or not 0 <= probe_wait_s < float("inf"):
+            raise ConfigError(f"probe_wait_s must be a non-negative number, got {probe_wait_s!r}")
         if on_abort not in ("charge", "release"):
             raise ConfigError(f"on_abort must be 'charge' or 'release', got {on_abort!r}")
         if concise and predictor is None:
@@ -145,22 +175,44 @@ class BudgetLayer:
         self.on_abort = on_abort
         self.count_model = count_model
         self.name = name
+        self.reasoning_headroom = reasoning_headroom
+        self.unknown_file_tokens = unknown_file_tokens
+        self.probe_wait_s = float(probe_wait_s)
+        # stores with learn() keep each model's overrun and probe (custom stores may not)
+        self._learns = callable(getattr(self.store, "learn", None))
         self._needs_price = any(b.max_usd is not None for b in budgets)
-        self._rates_cache: dict[tuple[str, str | None], tuple[Decimal, Decimal] | None] = {}
+        self._rates_cache: dict[tuple[str, str | None], _Rates | None] = {}
         self._outage = Outage("tokenlean budget store", "calls go on unbudgeted (fail open) "
                               "until the store recovers; one warning per outage")
 
     # ---- pure helpers ------------------------------------------------------
 
-    def _rates(self, model: str, provider: str | None) -> tuple[Decimal, Decimal] | None:
-        """USD per input token and per output token (None: price unknown)."""
+    def _rates(self, model: str, provider: str | None) -> _Rates | None:
+        """USD per input token, per output token and per cache-written input token
+        (None: price unknown)."""
         key = (model, provider)
         if key not in self._rates_cache:
-            one = self.prices.price(Usage(input_tokens=1_000_000, output_tokens=1_000_000),
+            million = 1_000_000
+            one = self.prices.price(Usage(input_tokens=million, output_tokens=million),
                                     model=model, provider=provider)
-            self._rates_cache[key] = None if one is None else (
-                one.input_usd / 1_000_000, one.output_usd / 1_000_000)
+            write = None if one is None else self.prices.price(
+                Usage(input_tokens=million, cache_write_tokens=million), model=model,
+                provider=provider)
+            self._rates_cache[key] = None if one is None or write is None else (
+                one.input_usd / million, one.output_usd / million, write.input_usd / million)
         return self._rates_cache[key]
+
+    @staticmethod
+    def _billed_rates(rates: _Rates | None, billable: Shape,
+                      per_output: Decimal) -> tuple[Decimal, Decimal] | None:
+        """USD per prompt token and per allowed output token, as this call bills them:
+        a cache write's premium on the prompt, every completion and overrun on the output."""
+        if rates is None:
+            return None
+        prompt_rate = rates[0]
+        if billable.cache_write is not None:
+            prompt_rate = max(rates[0] * billable.cache_write, rates[2])
+        return prompt_rate, rates[1] * per_output
 
     @staticmethod
     def _cost_nano(rates: tuple[Decimal, Decimal] | None, prompt: int, out: int) -> int | None:
@@ -171,6 +223,19 @@ class BudgetLayer:
     def _prompt_tokens(self, request: Request, model: str) -> int:
         return count_messages(request.messages, model=self.count_model or model,
                               tools=request.tools).tokens
+
+    def _shape(self, request: Request, model: str) -> Shape:
+        return shape(request, model, unknown_file_tokens=self.unknown_file_tokens,
+                     reasoning_headroom=self.reasoning_headroom)
+
+    @staticmethod
+    def _overrun(accounts: Mapping[str, Account], model: str) -> int | None:
+        """The largest overrun the store has seen on ``model`` (thousandths), None if
+        no call on it has been settled yet."""
+        account = accounts.get(_OVERRUN + model)
+        if account is None or account.spent_tokens == 0:
+            return None
+        return max(_MILLI, account.spent_nano)
 
     def predict_max_tokens(self, request: Request) -> int | None:
         """The predictor's ``max_tokens`` for ``request`` (its model included), or None.
@@ -210,11 +275,11 @@ class BudgetLayer:
 
     @staticmethod
     def _affordable(room: tuple[int | None, int | None], prompt: int,
-                    rates: tuple[Decimal, Decimal] | None) -> int:
-        """Most output tokens that fit ``room`` after the prompt."""
+                    rates: tuple[Decimal, Decimal] | None, per_output: Decimal) -> int:
+        """Most output tokens (``max_tokens``) that fit ``room`` after the prompt."""
         best = 10**12
         if room[1] is not None:
-            best = min(best, room[1] - prompt)
+            best = min(best, int((room[1] - prompt) / per_output))
         if room[0] is not None and rates is not None:
             left = Decimal(room[0]) - math.ceil(prompt * rates[0] * NANO)
             best = min(best, int(left / (rates[1] * NANO)) if rates[1] > 0 else best)
@@ -257,11 +322,12 @@ class BudgetLayer:
         return True
 
     def plan(self, request: Request, accounts: Mapping[str, Account], keys: Mapping[str, str],
-             *, adjust: bool = True) -> Plan:
+             *, adjust: bool = True, probe: bool = False) -> Plan:
         """Decide model, ``max_tokens`` and claims for ``request`` given ``accounts``.
 
         ``adjust=False`` checks the call as it is (no clamping or routing:
-        "clamp" and "route" budgets then refuse like "raise").
+        "clamp" and "route" budgets then refuse like "raise"). ``probe``: the call
+        is the first on a model whose store has no overrun for it yet.
         """
         wanted, _ = self.requested_output(request)
         routes: list[str] = []
@@ -270,22 +336,30 @@ class BudgetLayer:
                 routes.extend(m for m in budget.route_to if m not in routes)
         candidates = [request.model] + ([m for m in routes if m != request.model] if adjust else [])
         for index, model in enumerate(candidates):
-            prompt = self._prompt_tokens(request, model)
+            billable = self._shape(request, model)
+            prompt = self._prompt_tokens(request, model) + billable.extra_input
+            overrun = self._overrun(accounts, model) or _MILLI
+            per_output = Decimal(billable.copies * overrun) / _MILLI
             # price only when a dollar limit needs it (an unknown price warns)
-            rates = self._rates(model, request.provider) if self._needs_price else None
-            out, clamped_from, warned, next_model = wanted, None, [], False
+            rates = self._billed_rates(
+                self._rates(model, request.provider) if self._needs_price else None,
+                billable, per_output)
+            out = wanted
+            if request.output_cap is None and billable.reasoning_headroom:
+                out += billable.reasoning_headroom  # the cap set must leave room to reason
+            clamped_from, warned, next_model = None, [], False
             for budget in self.budgets:
                 account = accounts.get(keys.get(budget.name, ""), Account(""))
                 room = self._room(budget, account)
                 cost = self._cost_nano(rates, prompt, out)
-                if self._fits(budget, room, cost, prompt + out):
+                if self._fits(budget, room, cost, prompt + math.ceil(out * per_output)):
                     continue
                 if budget.policy == "warn":
                     warned.append(budget.name)
                     continue
                 if budget.policy == "clamp" and adjust and (
                         cost is not None or budget.max_usd is None):
-                    affordable = self._affordable(room, prompt, rates)
+                    affordable = self._affordable(room, prompt, rates, per_output)
                     if affordable >= budget.min_output_tokens:
                         clamped_from = clamped_from or out
                         out = min(out, affordable)
@@ -293,18 +367,24 @@ class BudgetLayer:
                 if budget.policy == "route" and index + 1 < len(candidates):
                     next_model = True
                     break
-                raise self._exceeded(budget, room, cost, prompt + out, model)
+                raise self._exceeded(budget, room, cost,
+                                     prompt + math.ceil(out * per_output), model)
             if next_model:
                 continue
             cost = self._cost_nano(rates, prompt, out)
+            tokens = prompt + math.ceil(out * per_output)
             claims = tuple(
-                Claim(keys[b.name], cost or 0, prompt + out,
+                Claim(keys[b.name], cost or 0, tokens,
                       None if b.policy == "warn" or cost is None else b.limit_nano,
                       None if b.policy == "warn" else b.max_tokens)
                 for b in self.budgets if b.name in keys
             )
+            if probe and model == request.model:
+                claims += (Claim(_PROBE + model, 0, 1),)
             return Plan(model, out, prompt, cost, claims, clamped_from,
-                        request.model if model != request.model else None, tuple(warned))
+                        request.model if model != request.model else None, tuple(warned),
+                        output_bound=out * billable.copies, overrun_milli=overrun,
+                        probe=probe and model == request.model)
         raise BudgetExceeded("no candidate model fits the budgets")  # unreachable: the last raises
 
     def _keys(self, request: Request) -> dict[str, str]:
@@ -340,10 +420,49 @@ class BudgetLayer:
             detail["routed_from"] = plan.routed_from
         if plan.warned:
             detail["over_budget"] = ",".join(plan.warned)
+        if reservation:
+            detail["output_bound"] = plan.output_bound
+            detail["overrun_milli"] = plan.overrun_milli
+            detail["probe"] = plan.probe
         return out.with_note(LayerNote(layer=self.name, detail=detail))
+
+    def _calibration_keys(self, request: Request) -> list[str]:
+        models = [request.model] + [m for b in self.budgets if b.policy == "route"
+                                    for m in b.route_to]
+        return [_OVERRUN + m for m in dict.fromkeys(models)] + [_PROBE + request.model]
+
+    def _decide(self, request: Request, keys: Mapping[str, str], adjust: bool,
+                wait: bool, accounts: Mapping[str, Account]) -> Plan:
+        """The plan inside the store's transaction. While no call on the model has been
+        settled, the first is its probe, admitted alone: the others wait for it (up to
+        ``probe_wait_s``), so a provider that ignores ``max_tokens`` overruns once
+        before its overrun is reserved for."""
+        probe = self._learns and self._overrun(accounts, request.model) is None
+        if probe and accounts.get(_PROBE + request.model, Account("")).reserved_tokens > 0:
+            if wait:
+                raise _ProbeBusy(request.model)
+            probe = False  # waited long enough: go on, reserved as if the cap holds
+        return self.plan(request, accounts, keys, adjust=adjust, probe=probe)
 
     def reserve(self, request: Request, *, adjust: bool = True) -> Request:
         """Check and reserve; returns the request to send (with this layer's note)."""
+        deadline, pause = time.monotonic() + self.probe_wait_s, _FIRST_PAUSE_S
+        while (out := self._reserve_once(request, adjust, deadline)) is None:
+            time.sleep(pause)  # another call is probing the model
+            pause = min(pause * 2, _LAST_PAUSE_S)
+        return out
+
+    async def areserve(self, request: Request, *, adjust: bool = True) -> Request:
+        """:meth:`reserve` for async callers: waits for a probe without holding a thread."""
+        deadline, pause = time.monotonic() + self.probe_wait_s, _FIRST_PAUSE_S
+        while (out := await asyncio.to_thread(self._reserve_once, request, adjust,
+                                              deadline)) is None:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _LAST_PAUSE_S)
+        return out
+
+    def _reserve_once(self, request: Request, adjust: bool, deadline: float) -> Request | None:
+        """One try at reserving; None while another call probes the model."""
         keys = self._keys(request)
         _, predicted = self.requested_output(request)
         if not keys or self.store is None:
@@ -351,14 +470,20 @@ class BudgetLayer:
             return self._apply(request, plan, None, predicted)
         reservation = uuid.uuid4().hex
         holder: list[Plan] = []
+        store_keys = list(keys.values()) + (self._calibration_keys(request) if self._learns
+                                            else [])
 
         def decide(accounts: Mapping[str, Account]) -> Sequence[Claim]:
-            holder.append(self.plan(request, accounts, keys, adjust=adjust))
+            wait = time.monotonic() < deadline
+            holder.append(self._decide(request, keys, adjust, wait, accounts))
             return holder[-1].claims
 
         seen = self._outage.begin()
         try:
-            self.store.reserve(reservation, list(keys.values()), decide)
+            self.store.reserve(reservation, store_keys, decide)
+        except _ProbeBusy:
+            self._outage.ok(seen)
+            return None
         except ClaimRejected as exc:  # cannot happen with one decide per transaction
             raise BudgetExceeded(f"budget key {exc} is full", budget=str(exc)) from None
         except TokenleanError:
@@ -415,8 +540,24 @@ class BudgetLayer:
         cost = None if response.cached else self.prices.price(
             usage, model=request.model, provider=request.provider)
         nano = 0 if cost is None else to_nano(cost.total_usd, up=True)
+        overrun = self._observed_overrun(detail, usage) if not response.cached else None
+        if overrun is not None and self._learns:  # before settling: the probe's waiters see it
+            self._store_call("learn", getattr(self.store, "learn"),
+                             _OVERRUN + request.model, overrun)
         self._store_call("settle", self.store.settle, detail["reservation"], nano,
                          usage.total_tokens)
+
+    @staticmethod
+    def _observed_overrun(detail: Mapping[str, Any], usage: Usage) -> int | None:
+        """The overrun to record (thousandths): the probe's outcome, or a larger overrun
+        than the store knew; None when there is nothing new."""
+        bound = int(detail.get("output_bound") or 0)
+        if bound <= 0:
+            return None
+        seen = max(_MILLI, math.ceil(usage.output_tokens * _MILLI / bound))
+        if detail.get("probe") or seen > int(detail.get("overrun_milli") or _MILLI):
+            return seen
+        return None
 
     def cancel(self, request: Request, exc: BaseException | None) -> None:
         detail = self._note(request)
@@ -433,7 +574,7 @@ class BudgetLayer:
         return self.reserve(request)
 
     async def aprocess(self, request: Request) -> Request:
-        return await asyncio.to_thread(self.reserve, request)
+        return await self.areserve(request)
 
     def on_response(self, request: Request, response: Response) -> None:
         self.settle(request, response)

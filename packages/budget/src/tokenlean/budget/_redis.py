@@ -28,18 +28,33 @@ _FIELDS = ("spent_nano", "spent_tokens", "reserved_nano", "reserved_tokens")
 
 
 class RedisBudgetStore:
-    """Budget store on a Redis server (``client`` or ``url``)."""
+    """Budget store on a Redis server (``client`` or ``url``).
+
+    A slow server is an outage: with ``url``, connecting and each reply time out
+    after ``timeout_s`` (default 0.25 s, like the cache's Redis store; redis-py's
+    retries off), and the layer passes the call through with one warning. A
+    ``client`` you pass keeps its own timeouts.
+    """
 
     def __init__(self, client: Any = None, *, url: str | None = None,
                  prefix: str = "tokenlean:budget:", stale_after_s: float = 3600.0,
-                 max_retries: int = 1000, clock: Callable[[], float] = time.time) -> None:
+                 max_retries: int = 1000, clock: Callable[[], float] = time.time,
+                 timeout_s: float = 0.25) -> None:
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) \
+                or not 0 < timeout_s < float("inf"):
+            raise ConfigError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        if stale_after_s <= 0:
+            raise ConfigError("stale_after_s must be positive")
         if client is None:
             redis = require("redis", extra="budget-redis", feature="RedisBudgetStore")
             if url is None:
                 raise ConfigError("RedisBudgetStore needs client= or url='redis://host:6379/0'")
-            client = redis.Redis.from_url(url)
-        if stale_after_s <= 0:
-            raise ConfigError("stale_after_s must be positive")
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            client = redis.Redis.from_url(url, socket_timeout=timeout_s,
+                                          socket_connect_timeout=timeout_s,
+                                          retry=Retry(NoBackoff(), 0))
         self._r = client
         self._prefix = prefix
         self._stale_after_s = stale_after_s
@@ -137,6 +152,21 @@ class RedisBudgetStore:
 
     def release(self, reservation_id: str) -> None:
         self._finish(reservation_id, charge=False)
+
+    def learn(self, key: str, value: int) -> None:
+        """Record ``value`` on ``key``: its largest in ``spent_nano``, their count in
+        ``spent_tokens`` (the layer's per-model overrun)."""
+        name = self._acct(key)
+
+        def body(pipe: Any) -> None:
+            pipe.watch(name)
+            known = int(pipe.hget(name, "spent_nano") or 0)
+            pipe.multi()
+            pipe.hset(name, "spent_nano", max(known, value))
+            pipe.hincrby(name, "spent_tokens", 1)
+            pipe.execute()
+
+        self._retrying(body)
 
     def accounts(self, keys: Sequence[str]) -> dict[str, Account]:
         return {k: self._account(k, self._r.hgetall(self._acct(k))) for k in keys}

@@ -12,6 +12,8 @@ Every store implements the same four operations, each atomic:
   what the call really cost to *spent*.
 * ``release(reservation_id)`` drops the reservation (the call never ran).
 * ``accounts(keys)`` reads accounts.
+* ``learn(key, value)`` (optional) keeps the largest ``value`` and a count on
+  ``key``: the layer's record of how far a model overran its output bound.
 
 Money is in whole nano-dollars (integers); tokens are integers.
 """
@@ -210,6 +212,16 @@ class SQLiteBudgetStore:
 
     def release(self, reservation_id: str) -> None:
         self._transaction(lambda conn: self._finish(conn, reservation_id, charge=False))
+
+    def learn(self, key: str, value: int) -> None:
+        """Record ``value`` on ``key``: its largest in ``spent_nano``, their count in
+        ``spent_tokens`` (the layer's per-model overrun)."""
+        def body(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR IGNORE INTO budget_accounts (key) VALUES (?)", (key,))
+            conn.execute("UPDATE budget_accounts SET spent_nano = MAX(spent_nano, ?), "
+                         "spent_tokens = spent_tokens + 1 WHERE key = ?", (value, key))
+
+        self._transaction(body)
 
     def accounts(self, keys: Sequence[str]) -> dict[str, Account]:
         with self._lock:
