@@ -6,7 +6,8 @@ def test_all_is_pinned():
         "CacheHit", "Embedder", "Entry", "FalseHitGuard", "FunctionEmbedder",
         "GPTCacheEmbedding", "GuardEvaluation", "GuardVerdict",
         "MAX_QUERY_CHARS", "MiniLMEmbedder", "NOT_CACHED", "PostgresStore", "RedisStore",
-        "RequestKeys", "ResponseCache", "SEMANTIC_SKIPPED", "SQLiteStore", "Store", "WordLlamaEmbedder", "get_embedder",
+        "RequestKeys", "ResponseCache", "SEMANTIC_SKIPPED", "SQLiteStore", "Store",
+        "WordLlamaEmbedder", "get_embedder",
         "import_gptcache_sqlite", "is_sampled", "keys_for", "read_gptcache_sqlite",
     ]
     for name in cache.__all__:

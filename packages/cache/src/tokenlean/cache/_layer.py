@@ -128,7 +128,8 @@ class ResponseCache:
             raise ConfigError(f"cache_sampled must be True or False, got {cache_sampled!r}")
         if isinstance(max_query_chars, bool) or not isinstance(max_query_chars, int) \
                 or max_query_chars < 1:
-            raise ConfigError(f"max_query_chars must be a positive integer, got {max_query_chars!r}")
+            raise ConfigError(
+                f"max_query_chars must be a positive integer, got {max_query_chars!r}")
         self.max_query_chars = max_query_chars
         if top_k < 1:
             raise ConfigError("top_k must be >= 1")
