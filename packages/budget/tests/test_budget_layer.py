@@ -413,3 +413,24 @@ def test_cli_show_and_reset(tmp_path) -> None:
     assert layer.remaining(req())["b"]["tokens"] == 1000
     assert runner.invoke(app, ["budget", "reset", "nope", "--db", str(path)]).exit_code == 2
     store.close()
+
+
+def test_an_overrun_is_charged_and_reserved_for_next_time(store: SQLiteBudgetStore) -> None:
+    """A provider that ignores max_tokens: the overrun is spent in full, and the next
+    admissions reserve the overrun the store has learned for the model."""
+    def ignores_cap(request: Request) -> Response:
+        prompt = count_messages(request.messages, model=request.model).tokens
+        return Response(text="long", usage=Usage(input_tokens=prompt, output_tokens=300))
+
+    layer = BudgetLayer(budgets=[Budget(name="b", max_usd=1, scope="tenant")], store=store,
+                        prices=PRICES)
+    pipe = Pipeline(provider=FunctionProvider(ignores_cap), layers=[layer], prices=PRICES)
+    first = pipe.run(req(max_tokens=100))
+    prompt = first.record.layers[0].detail["prompt_tokens"]
+    assert first.record.layers[0].detail["probe"] is True
+    assert layer.remaining(req())["b"]["spent_usd"] == pytest.approx((prompt + 600) / 1e6)
+    second = layer.process(req(max_tokens=100))
+    detail = second.notes[-1].detail
+    assert detail["overrun_milli"] == 3000 and detail["probe"] is False
+    assert detail["reserved_usd"] == pytest.approx((prompt + 3 * 200) / 1e6)
+    assert second.max_tokens == 100  # the cap sent is still the app's
