@@ -21,6 +21,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,7 @@ def _torn_tail_rows_lost(path: Path) -> int:
 def _hung_store_max_latency_s(url: str, proc: subprocess.Popen[bytes]) -> float:
     """The slowest of three calls through a cache whose redis-server is SIGSTOP'd."""
     from tokenlean.cache import RedisStore, ResponseCache
-    from tokenlean.core import FunctionProvider, Pipeline, Request, Response, Usage
+    from tokenlean.core import FunctionProvider, Message, Pipeline, Request, Response, Usage
 
     def answer(request: Request) -> Response:
         return Response(text="ok", model=request.model, usage=Usage(input_tokens=1,
@@ -150,7 +151,7 @@ def _hung_store_max_latency_s(url: str, proc: subprocess.Popen[bytes]) -> float:
 
     cache = ResponseCache(store=RedisStore(url), semantic=False)
     pipe = Pipeline(provider=FunctionProvider(answer), layers=[cache])
-    ask = Request(messages=[{"role": "user", "content": "q"}], model="gpt-4o", temperature=0)
+    ask = Request(messages=(Message(role="user", content="q"),), model="gpt-4o", temperature=0)
     pipe.run(ask)
     proc.send_signal(signal.SIGSTOP)
     try:
@@ -171,13 +172,13 @@ def _semantic_peak_mb(chars: int) -> float:
     """tracemalloc peak (MB) of one lookup + store of a ``chars``-character prompt
     through the default semantic cache (models loaded beforehand)."""
     from tokenlean.cache import ResponseCache
-    from tokenlean.core import Request, Response, Usage
+    from tokenlean.core import Message, Request, Response, Usage
 
     cache = ResponseCache()
     cache.warm()
     text = ("the quarterly report lists revenue and costs per region " * (chars // 56 + 1))[:chars]
-    request = Request(messages=[{"role": "system", "content": "s"},
-                                {"role": "user", "content": text}], model="gpt-4o",
+    request = Request(messages=(Message(role="system", content="s"),
+                                Message(role="user", content=text)), model="gpt-4o",
                       temperature=0)
     tracemalloc.start()
     try:
@@ -233,7 +234,7 @@ def run_store_scenarios(quick: bool) -> dict[str, Any]:
             for n in range(runs):
                 path = root / f"killed-{n}.{kind}"
                 lost += _timed(scenarios, f"ledger_kill9_{kind}_{n}",
-                               lambda path=path: _killed_writer_rows_lost(path, 0.8))
+                               partial(_killed_writer_rows_lost, path, 0.8))
         lost += _timed(scenarios, "ledger_torn_tail_jsonl",
                        lambda: _torn_tail_rows_lost(root / "torn.jsonl"))
         hang: float | None = None
@@ -256,7 +257,7 @@ def run_store_scenarios(quick: bool) -> dict[str, Any]:
             cross += pg if isinstance(pg, int) else 0
         sizes = (2_000_000,) if quick else (2_000_000, 5_000_000)
         memory = {f"{n // 1_000_000}M_chars": _timed(scenarios, f"semantic_peak_mb_{n}",
-                                                      lambda n=n: _semantic_peak_mb(n))
+                                                      partial(_semantic_peak_mb, n))
                   for n in sizes}
     return {"cross_tenant_hits": cross, "ledger_rows_lost": lost,
             "store_hang_max_call_s": hang, "semantic_peak_mb": memory,

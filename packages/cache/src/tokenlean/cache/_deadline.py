@@ -19,7 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from tokenlean.core import ConfigError
 
@@ -43,7 +43,9 @@ class _Job:
     __slots__ = ("done", "error", "fn", "lock", "result", "state")
 
     def __init__(self, fn: Callable[[], Any]) -> None:
-        self.fn, self.result, self.error = fn, None, None
+        self.fn: Callable[[], Any] = fn
+        self.result: Any = None
+        self.error: BaseException | None = None
         self.state = "queued"  # -> "running" -> "done", or "queued" -> "abandoned"
         self.lock = threading.Lock()
         self.done = threading.Event()
@@ -98,7 +100,7 @@ class DeadlineWorker:
                 raise StoreTimeout(f"{self._name}: no answer within {timeout_s:g} s")
         if job.error is not None:
             raise job.error
-        return job.result  # type: ignore[return-value]
+        return cast(T, job.result)
 
     def close(self) -> None:
         self._jobs.put(None)

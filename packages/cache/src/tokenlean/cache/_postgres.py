@@ -185,8 +185,9 @@ class PostgresStore:
         return self._run(lambda db: int(db.execute(sql, args).rowcount))
 
     def count(self, tenant: str | None = None) -> int:
+        args: tuple[str, ...] = ()
         if tenant is None:
-            sql, args = f"SELECT count(*) FROM {self.table}", ()
+            sql = f"SELECT count(*) FROM {self.table}"
         else:
             sql, args = f"SELECT count(*) FROM {self.table} WHERE tenant = %s", (_tenant(tenant),)
         return self._run(lambda db: int(db.execute(sql, args).fetchone()[0]))
