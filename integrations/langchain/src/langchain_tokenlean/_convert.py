@@ -20,11 +20,9 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.tool import ToolCallChunk, tool_call_chunk
 
-from tokenlean.core import ConfigError, InvalidRequestError, Message, Usage
+from tokenlean.core import InvalidRequestError, Message, Usage
 
 __all__ = [
-    "call_tenant",
-    "check_tenant",
     "from_lc_message",
     "from_lc_messages",
     "to_lc_ai_message",
@@ -151,18 +149,3 @@ def usage_to_lc(usage: Usage) -> UsageMetadata:
         out["output_token_details"] = OutputTokenDetails(reasoning=usage.reasoning_tokens)
     return out
 
-
-def check_tenant(tenant: object) -> str:
-    """A wrapper's own tenant, checked when it is built: core's rule (a non-empty
-    string) and core's construction error (``ConfigError``, as its cost handlers)."""
-    if not isinstance(tenant, str) or not tenant:
-        raise ConfigError("tenant must be a non-empty string")
-    return tenant
-
-
-def call_tenant(given: Mapping[str, Any], default: str, key: str = "tenant") -> Any:
-    """The tenant a call names: ``given[key]`` when the call names one -- a None or
-    "" too, which :class:`~tokenlean.core.Request` then rejects exactly as core does
-    (``InvalidRequestError``) instead of serving the default tenant's cache --, else
-    the wrapper's ``default``."""
-    return given[key] if key in given else default

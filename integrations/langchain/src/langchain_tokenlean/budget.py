@@ -27,9 +27,9 @@ from langchain_core.outputs import LLMResult
 
 from tokenlean.budget import BudgetLayer
 from tokenlean.core import ConfigError, Request, Response
-from tokenlean.core.settings import build_request, merge_settings
+from tokenlean.core.settings import build_request, call_tenant, check_tenant, merge_settings
 
-from ._convert import call_tenant, check_tenant, from_lc_messages, usage_from_lc
+from ._convert import from_lc_messages, usage_from_lc
 
 __all__ = ["BudgetCallbackHandler"]
 

@@ -28,8 +28,9 @@ from langchain_core.outputs import ChatGeneration, Generation
 
 from tokenlean.cache import FalseHitGuard, ResponseCache, Store
 from tokenlean.core import Message, Request, Response
+from tokenlean.core.settings import check_tenant
 
-from ._convert import check_tenant, from_lc_messages, to_lc_message, usage_from_lc, usage_to_lc
+from ._convert import from_lc_messages, to_lc_message, usage_from_lc, usage_to_lc
 
 __all__ = ["TokenleanCache"]
 

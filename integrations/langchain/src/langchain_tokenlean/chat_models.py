@@ -23,11 +23,15 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from tokenlean.core import Chunk, Message, Pipeline, Request, Response
 from tokenlean.core.presets import LayerChoice, resolve_lean
-from tokenlean.core.settings import build_request, cap_key, merge_settings
+from tokenlean.core.settings import (
+    build_request,
+    call_tenant,
+    cap_key,
+    check_tenant,
+    merge_settings,
+)
 
 from ._convert import (
-    call_tenant,
-    check_tenant,
     from_lc_messages,
     to_lc_ai_message,
     to_lc_messages,

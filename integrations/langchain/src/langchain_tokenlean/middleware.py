@@ -33,8 +33,8 @@ from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResp
 from langchain_core.language_models import BaseChatModel
 
 from tokenlean.core.presets import LayerChoice, resolve_lean
+from tokenlean.core.settings import check_tenant
 
-from ._convert import check_tenant
 from .chat_models import LeanChatModel
 
 __all__ = ["TokenleanMiddleware"]

@@ -14,6 +14,7 @@ from .accounting import check_sink
 from .errors import ConfigError
 from .prices import PriceTable
 from .records import CallRecord
+from .settings import check_tenant
 
 __all__ = ["COUNTERS", "Tally", "check_handler_options", "tally", "usd_text"]
 
@@ -28,8 +29,7 @@ def check_handler_options(ledger: Any, prices: Any, tenant: Any) -> None:
     check_sink(ledger)
     if prices is not None and not isinstance(prices, PriceTable):
         raise ConfigError("prices must be a tokenlean.core.PriceTable")
-    if not isinstance(tenant, str) or not tenant:
-        raise ConfigError("tenant must be a non-empty string")
+    check_tenant(tenant)
 
 
 def unpriced(record: CallRecord) -> bool:

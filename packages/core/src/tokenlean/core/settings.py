@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any
 
+from .errors import ConfigError
 from .types import OUTPUT_CAP_KEYS, Message, Request
 
 __all__ = ["MODEL_KEYS", "NOT_ANSWER_KEYS", "OUTPUT_CAP_KEYS", "build_request", "cap_key",
@@ -191,3 +192,18 @@ def build_request(messages: Iterable[Message], *layers: Mapping[str, Any] | None
         tools=tuple(known["tools"] or ()), params={k: _jsonable(v) for k, v in merged.items()},
         tenant=tenant, user=user if user is not None else asked_user,
         metadata=metadata or {})
+
+
+def check_tenant(tenant: object) -> str:
+    """A wrapper's or handler's own tenant, checked when it is built: a non-empty
+    string (the rule :class:`Request` applies to a call), else a ``ConfigError``."""
+    if not isinstance(tenant, str) or not tenant:
+        raise ConfigError("tenant must be a non-empty string")
+    return tenant
+
+
+def call_tenant(given: Mapping[str, Any], default: str, key: str = "tenant") -> Any:
+    """The tenant a call names: ``given[key]`` when the call names one -- a None or
+    "" too, which :class:`Request` then rejects (``InvalidRequestError``) instead of
+    serving the default tenant's cache --, else the wrapper's ``default``."""
+    return given[key] if key in given else default

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tokenlean.core import ConfigError, InvalidRequestError, Message, Usage
+from tokenlean.core import InvalidRequestError, Message, Usage
 
-__all__ = ["call_tenant", "check_tenant", "messages_from_llama", "model_from_dict",
+__all__ = ["messages_from_llama", "model_from_dict",
            "usage_from_response"]
 
 _ROLES = {"system": "system", "developer": "developer", "user": "user",
@@ -98,18 +98,3 @@ def messages_from_llama(messages: Sequence[Any]) -> tuple[Message, ...]:
             text, str) else str(text or "")))
     return tuple(out)
 
-
-def check_tenant(tenant: object) -> str:
-    """A wrapper's own tenant, checked when it is built: core's rule (a non-empty
-    string) and core's construction error (``ConfigError``, as its cost handlers)."""
-    if not isinstance(tenant, str) or not tenant:
-        raise ConfigError("tenant must be a non-empty string")
-    return tenant
-
-
-def call_tenant(given: Mapping[str, Any], default: str, key: str = "tenant") -> Any:
-    """The tenant a call names: ``given[key]`` when the call names one -- a None or
-    "" too, which :class:`~tokenlean.core.Request` then rejects exactly as core does
-    (``InvalidRequestError``) instead of serving the default tenant's cache --, else
-    the wrapper's ``default``."""
-    return given[key] if key in given else default

@@ -51,15 +51,9 @@ from pydantic import ConfigDict, PrivateAttr
 
 from tokenlean.core import ConfigError, Message, Request, Response, Usage
 from tokenlean.core._optional import require
-from tokenlean.core.settings import MODEL_KEYS, build_request
+from tokenlean.core.settings import MODEL_KEYS, build_request, call_tenant, check_tenant
 
-from ._convert import (
-    call_tenant,
-    check_tenant,
-    messages_from_llama,
-    model_from_dict,
-    usage_from_response,
-)
+from ._convert import messages_from_llama, model_from_dict, usage_from_response
 from .base import TokenleanSpanHandler, attach_handlers, detach_handlers
 
 __all__ = ["TokenleanBudgetHandler", "enforce_budget"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
 
-from tokenlean.core import ConfigError, InvalidRequestError, Message, Usage
+from tokenlean.core import InvalidRequestError, Message, Usage
 
 _ROLE = {MessageRole.SYSTEM: "system", MessageRole.DEVELOPER: "developer",
          MessageRole.USER: "user", MessageRole.ASSISTANT: "assistant", MessageRole.TOOL: "tool",
@@ -101,18 +101,3 @@ def usage_from_li(raw: Any, additional_kwargs: Mapping[str, Any]) -> Usage | Non
                      output_tokens=int(additional_kwargs.get("completion_tokens") or 0))
     return None
 
-
-def check_tenant(tenant: object) -> str:
-    """A wrapper's own tenant, checked when it is built: core's rule (a non-empty
-    string) and core's construction error (``ConfigError``, as its cost handlers)."""
-    if not isinstance(tenant, str) or not tenant:
-        raise ConfigError("tenant must be a non-empty string")
-    return tenant
-
-
-def call_tenant(given: Mapping[str, Any], default: str, key: str = "tenant") -> Any:
-    """The tenant a call names: ``given[key]`` when the call names one -- a None or
-    "" too, which :class:`~tokenlean.core.Request` then rejects exactly as core does
-    (``InvalidRequestError``) instead of serving the default tenant's cache --, else
-    the wrapper's ``default``."""
-    return given[key] if key in given else default

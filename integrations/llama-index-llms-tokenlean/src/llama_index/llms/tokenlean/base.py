@@ -42,11 +42,9 @@ from tokenlean.core import (
     Usage,
 )
 from tokenlean.core.presets import LayerChoice, resolve_lean
-from tokenlean.core.settings import build_request, cap_key
+from tokenlean.core.settings import build_request, call_tenant, cap_key, check_tenant
 
 from ._convert import (
-    call_tenant,
-    check_tenant,
     finish_reason_from_li,
     from_li_messages,
     to_li_message,
