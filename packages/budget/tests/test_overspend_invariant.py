@@ -34,4 +34,5 @@ def test_sqlite_store_holds_the_invariant(scenario: str, runner: str, tmp_path) 
 @pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_redis_store_holds_the_invariant(scenario: str, runner: str, redis_url: str) -> None:
-    _check(run_scenario(scenario, runner, StoreSpec("redis", redis_url, f"inv:{uuid.uuid4().hex}:")))
+    spec = StoreSpec("redis", redis_url, f"inv:{uuid.uuid4().hex}:")
+    _check(run_scenario(scenario, runner, spec))

@@ -542,7 +542,7 @@ class BudgetLayer:
         nano = 0 if cost is None else to_nano(cost.total_usd, up=True)
         overrun = self._observed_overrun(detail, usage) if not response.cached else None
         if overrun is not None and self._learns:  # before settling: the probe's waiters see it
-            self._store_call("learn", getattr(self.store, "learn"),
+            self._store_call("learn", getattr(self.store, "learn", None),
                              _OVERRUN + request.model, overrun)
         self._store_call("settle", self.store.settle, detail["reservation"], nano,
                          usage.total_tokens)

@@ -181,6 +181,7 @@ def part_tokens(part: Mapping[str, Any], *, model: str, anthropic: bool,
             return len(source["data"].encode("utf-8"))
         return _file_tokens(source.get("data"), unknown_file_tokens)
     if kind in ("file", "input_file"):
-        file = part.get("file") if isinstance(part.get("file"), Mapping) else part
+        nested = part.get("file")
+        file: Mapping[str, Any] = nested if isinstance(nested, Mapping) else part
         return _file_tokens(file.get("file_data"), unknown_file_tokens)
     return unknown_file_tokens  # a part kind nobody documents: the file bound
