@@ -60,12 +60,13 @@ def tiny(tiny_dir: Path) -> tuple[Any, Any]:
     return AutoModelForCausalLM.from_pretrained(tiny_dir), AutoTokenizer.from_pretrained(tiny_dir)
 
 
-def _make_server(tiny: tuple[Any, Any], **engine_options: Any) -> ServerThread:
+def _make_server(tiny: tuple[Any, Any], app_options: dict[str, Any] | None = None,
+                 **engine_options: Any) -> ServerThread:
     model, tokenizer = tiny
     engine_options.setdefault("prefix_cache", PrefixCache(capacity_tokens=4096))
     engine = Engine(model, tokenizer, **engine_options)
     app = create_app(engine, model_name=TINY_NAME, aliases=["gpt-4o-mini"],
-                     default_max_tokens=16)
+                     default_max_tokens=16, **(app_options or {}))
     server = ServerThread(app)
     server.engine = engine  # type: ignore[attr-defined]
     return server
@@ -73,7 +74,8 @@ def _make_server(tiny: tuple[Any, Any], **engine_options: Any) -> ServerThread:
 
 @pytest.fixture(scope="session")
 def make_server(tiny: tuple[Any, Any]) -> Any:
-    """Build (not start) a server over the tiny model: ``make_server(max_batch=1, ...)``."""
+    """Build (not start) a server over the tiny model: ``make_server(max_batch=1, ...)``;
+    ``app_options`` go to ``create_app`` (``make_server(app_options={"api_keys": ...})``)."""
     return lambda **options: _make_server(tiny, **options)
 
 

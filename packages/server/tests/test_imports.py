@@ -3,10 +3,11 @@ import tokenlean.server as server
 
 def test_public_api_is_pinned() -> None:
     assert sorted(server.__all__) == sorted([
-        "DEFAULT_MODEL_NAME", "TENANT_HEADER", "Delta", "Engine", "EngineClosed", "Event",
-        "EventStream", "Failed", "Finished", "Generation", "Metrics", "PrefixCache",
-        "PrefixCacheStats", "QueueFull", "SamplingParams", "ServerThread", "Started", "Ticket",
-        "create_app", "load_model", "served_name",
+        "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MODEL_NAME", "ENV_API_KEYS", "TENANT_HEADER",
+        "Delta", "Engine", "EngineClosed", "Event", "EventStream", "Failed", "Finished",
+        "Generation", "Metrics", "PrefixCache", "PrefixCacheStats", "PromptTooLong", "QueueFull",
+        "SamplingParams", "ServerThread", "Started", "Ticket", "create_app",
+        "default_allowed_hosts", "load_model", "parse_api_keys", "served_name",
     ])
     for name in server.__all__:
         assert getattr(server, name) is not None

@@ -8,7 +8,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import anthropic
 import httpx
 import openai
 
@@ -44,33 +43,6 @@ def test_concurrent_requests_match_sequential(server: ServerThread) -> None:
     with ThreadPoolExecutor(8) as pool:
         together = list(pool.map(ask, questions))
     assert together == one_by_one
-
-
-def test_prefix_cache_hits_are_per_tenant(server: ServerThread) -> None:
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="local", max_retries=0)
-    system = "You answer questions about the attached policy document. " * 10
-
-    def ask(question: str, tenant: str) -> Any:
-        return client.chat.completions.create(
-            model=MODEL, max_tokens=4, temperature=0, extra_headers={
-                "x-tokenlean-tenant": tenant},
-            messages=[{"role": "system", "content": system},
-                      {"role": "user", "content": question}])
-
-    hits_before = metric(server, "tokenlean_server_prefix_cache_hits_total")
-    first = ask("What is covered?", "acme")
-    second = ask("Who signs it?", "acme")
-    other = ask("Who signs it?", "globex")
-    assert first.usage.prompt_tokens_details.cached_tokens == 0
-    assert second.usage.prompt_tokens_details.cached_tokens >= 96
-    assert other.usage.prompt_tokens_details.cached_tokens == 0
-    assert metric(server, "tokenlean_server_prefix_cache_hits_total") == hits_before + 1
-    # the same prefix through the Anthropic API reports cache reads its own way
-    claude = anthropic.Anthropic(base_url=server.url, api_key="local", max_retries=0)
-    msg = claude.messages.create(model=MODEL, max_tokens=2, system=system,
-                                 messages=[{"role": "user", "content": "Is it long?"}],
-                                 extra_headers={"x-tokenlean-tenant": "acme"})
-    assert (msg.usage.cache_read_input_tokens or 0) >= 96
 
 
 def test_full_queue_answers_429_and_disconnect_cancels(make_server: Any, tiny: Any) -> None:

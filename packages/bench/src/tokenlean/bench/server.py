@@ -173,7 +173,9 @@ def bench(
     prefix = tokenizer.decode(ids)
     engine = Engine(loaded, tokenizer, max_batch=max_batch, max_queue=256,
                     prefix_cache=PrefixCache(capacity_tokens=16384), threads=threads)
-    app = create_app(engine, model_name=name, default_max_tokens=max_tokens)
+    # misses are forced with a fresh tenant per request: the bench trusts the header
+    app = create_app(engine, model_name=name, default_max_tokens=max_tokens,
+                     trust_tenant_header=True)
     out: dict[str, Any] = {"bench": "server", "model": name, "data": str(data),
                            "prompts": len(questions), "max_tokens": max_tokens,
                            "max_batch": max_batch, "threads": threads,

@@ -15,7 +15,8 @@ Concurrent requests are decoded together (continuous batching); requests that
 share a prompt prefix reuse its KV cache (:class:`PrefixCache`).
 """
 
-from ._app import TENANT_HEADER, create_app
+from ._access import ENV_API_KEYS, default_allowed_hosts, parse_api_keys
+from ._app import DEFAULT_MAX_BODY_BYTES, TENANT_HEADER, create_app
 from ._engine import (
     Delta,
     Engine,
@@ -25,6 +26,7 @@ from ._engine import (
     Failed,
     Finished,
     Generation,
+    PromptTooLong,
     QueueFull,
     SamplingParams,
     Started,
@@ -35,7 +37,9 @@ from ._prefix import PrefixCache, PrefixCacheStats
 from ._run import DEFAULT_MODEL_NAME, ServerThread, load_model, served_name
 
 __all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MODEL_NAME",
+    "ENV_API_KEYS",
     "TENANT_HEADER",
     "Delta",
     "Engine",
@@ -48,12 +52,15 @@ __all__ = [
     "Metrics",
     "PrefixCache",
     "PrefixCacheStats",
+    "PromptTooLong",
     "QueueFull",
     "SamplingParams",
     "ServerThread",
     "Started",
     "Ticket",
     "create_app",
+    "default_allowed_hosts",
     "load_model",
+    "parse_api_keys",
     "served_name",
 ]

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from tokenlean.core import ConfigError, InvalidRequestError
 
 from . import _anthropic, _openai
+from ._access import Access
 from ._engine import (
     Delta,
     Engine,
@@ -26,21 +30,22 @@ from ._engine import (
     EventStream,
     Failed,
     Finished,
+    PromptTooLong,
     QueueFull,
     SamplingParams,
     Started,
 )
-from ._errors import ApiError, Flavor, error_body, parse_json_body
+from ._errors import ApiError, error_body
+from ._guard import TENANT_SCOPE_KEY, Guard, error_response, read_body
+from ._json import parse_json_body
 
-__all__ = ["create_app"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
 TENANT_HEADER = "x-tokenlean-tenant"
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+_T = TypeVar("_T")
 _ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/messages",
                         "/v1/messages/count_tokens", "/v1/models"})
-
-
-def _flavor(path: str) -> Flavor:
-    return "anthropic" if path.startswith("/v1/messages") else "openai"
 
 
 def _sse(data: Any, event: str | None = None) -> dict[str, str]:
@@ -54,13 +59,24 @@ class _Server:
     """Request handling shared by the endpoints (one instance per app)."""
 
     def __init__(self, engine: Engine, *, model_name: str, aliases: Sequence[str],
-                 default_max_tokens: int, tenant_header: str) -> None:
+                 default_max_tokens: int, max_prompt_tokens: int, max_body_bytes: int,
+                 workers: int) -> None:
         self.engine = engine
         self.model_name = model_name
         self.names = (model_name, *aliases)
         self.default_max_tokens = default_max_tokens
-        self.tenant_header = tenant_header
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_body_bytes = max_body_bytes
+        self.workers = workers
+        self.pool: ThreadPoolExecutor | None = None
         self.created = int(time.time())
+
+    async def off_loop(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run CPU work (JSON parsing, validation, tokenization) on the request pool, so the
+        event loop keeps answering other clients meanwhile."""
+        if self.pool is None:
+            raise ApiError(503, "the server is not running", code="engine_closed")
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     def check_model(self, model: str) -> str:
         if model not in self.names:
@@ -69,19 +85,49 @@ class _Server:
                                 f"accepts)", param="model", code="model_not_found")
         return model
 
+    def too_long(self, tokens: int, param: str) -> ApiError:
+        return ApiError(400, f"the prompt has {tokens} tokens; this server accepts at most "
+                             f"{self.max_prompt_tokens} prompt tokens (the model's context "
+                             f"length is {self.engine.context_length}): shorten the prompt",
+                        param=param, code="context_length_exceeded")
+
     def encode(self, call: _openai.Call) -> list[int]:
+        limit = self.max_prompt_tokens
+        param = "messages" if call.messages is not None else "prompt"
         try:
             if call.messages is not None:
-                return self.engine.encode_chat(call.messages)
+                return self.engine.encode_chat(call.messages, limit=limit)
             if isinstance(call.prompt, list):
                 vocab = len(self.engine.tokenizer)
+                if len(call.prompt) > limit:
+                    raise self.too_long(len(call.prompt), param)
                 if max(call.prompt) >= vocab:
                     raise ApiError(400, f"prompt has a token id >= the vocabulary size {vocab}",
                                    param="prompt")
                 return list(call.prompt)
-            return self.engine.encode_text(call.prompt or "")
+            return self.engine.encode_text(call.prompt or "", limit=limit)
+        except PromptTooLong as exc:
+            raise self.too_long(exc.tokens, param) from None
         except InvalidRequestError as exc:
-            raise ApiError(400, str(exc), param="messages") from None
+            raise ApiError(400, str(exc), param=param) from None
+
+    def prepare(self, raw: bytes, parse: Callable[[Any], _openai.Call]
+                ) -> tuple[_openai.Call, list[int], SamplingParams]:
+        """Body bytes to (call, prompt ids, sampling): the CPU work, run off the loop."""
+        call = parse(parse_json_body(raw))
+        self.check_model(call.model)
+        prompt = self.encode(call)
+        return call, prompt, self.params(call, len(prompt))
+
+    def count_tokens(self, raw: bytes) -> int:
+        model, messages = _anthropic.parse_count_tokens(parse_json_body(raw))
+        self.check_model(model)
+        try:
+            return len(self.engine.encode_chat(messages, limit=self.max_prompt_tokens))
+        except PromptTooLong as exc:
+            raise self.too_long(exc.tokens, "messages") from None
+        except InvalidRequestError as exc:
+            raise ApiError(400, str(exc)) from None
 
     def params(self, call: _openai.Call, prompt_tokens: int) -> SamplingParams:
         room = self.engine.context_length - prompt_tokens
@@ -96,15 +142,13 @@ class _Server:
         return SamplingParams(max_tokens=max_tokens, temperature=call.temperature,
                               top_p=call.top_p, seed=call.seed, stop=call.stop)
 
-    def open(self, request: Request, call: _openai.Call) -> EventStream:
-        self.check_model(call.model)
-        prompt = self.encode(call)
-        params = self.params(call, len(prompt))
-        salt = request.headers.get(self.tenant_header, "")
+    def open(self, request: Request, prompt: list[int], params: SamplingParams) -> EventStream:
+        salt = request.scope.get(TENANT_SCOPE_KEY, "")
         try:
             return self.engine.stream(prompt, params, salt=salt)
         except QueueFull as exc:
-            raise ApiError(429, str(exc), code="queue_full") from None
+            raise ApiError(429, str(exc), code="queue_full", headers={"retry-after": "1"}
+                           ) from None
         except EngineClosed as exc:
             raise ApiError(503, str(exc), code="engine_closed") from None
         except InvalidRequestError as exc:
@@ -215,67 +259,103 @@ def _anthropic_sse(stream: EventStream, rid: str, model: str) -> AsyncIterator[d
     return events()
 
 
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
 def create_app(engine: Engine, *, model_name: str, aliases: Sequence[str] = (),
-               default_max_tokens: int = 512, tenant_header: str = TENANT_HEADER) -> FastAPI:
+               default_max_tokens: int = 512, tenant_header: str = TENANT_HEADER,
+               api_keys: Mapping[str, str] | None = None, trust_tenant_header: bool = False,
+               allowed_hosts: Sequence[str] | None = None, allowed_origins: Sequence[str] = (),
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_prompt_tokens: int | None = None,
+               workers: int | None = None) -> FastAPI:
     """The HTTP app over ``engine`` (started with the app, closed at its shutdown).
 
     ``model_name`` (and any ``aliases``) are the ``model`` values requests may
-    name; others get a 404 ``model_not_found``. Requests that share a value of
-    the ``tenant_header`` header share prefix-cache entries; different values
-    never do (the value salts the cache keys).
+    name; others get a 404 ``model_not_found``.
+
+    Access (see ``docs/layers/server.md``, "Exposing the server"):
+
+    * ``api_keys``: ``{key: tenant}`` (``parse_api_keys`` reads ``KEY=TENANT``
+      specs). With keys, every request but ``GET /health`` needs one (401
+      otherwise), and the key's tenant salts the prefix cache, so tenants never
+      share entries. Without keys anyone who reaches the port may call it, and all
+      requests share one prefix-cache namespace.
+    * ``trust_tenant_header``: honour the client's ``tenant_header`` header (with
+      keys, as a sub-tenant of the key's tenant); off by default, since any client
+      can send any value.
+    * ``allowed_hosts``: Host names served (``name``, ``name:port``, ``*.suffix``,
+      an IP block such as ``10.0.0.0/8``, or ``*``); default ``localhost``,
+      ``127.0.0.1`` and ``[::1]`` on any port (against DNS rebinding).
+    * ``allowed_origins``: browser origins allowed to call it (with CORS
+      headers); default none: a request carrying an ``Origin`` is refused.
+
+    Limits: bodies over ``max_body_bytes`` get a 413 before they are read
+    whole; prompts over ``max_prompt_tokens`` (default: the model's context) a
+    400. JSON parsing, validation and tokenization run on a pool of ``workers``
+    threads (default 2), never on the event loop.
     """
-    if isinstance(default_max_tokens, bool) or not isinstance(default_max_tokens, int) \
-            or default_max_tokens < 1:
-        raise ConfigError(f"default_max_tokens must be an integer >= 1, got "
-                          f"{default_max_tokens!r}")
+    default_max_tokens = _positive_int("default_max_tokens", default_max_tokens)
+    max_body_bytes = _positive_int("max_body_bytes", max_body_bytes)
+    max_prompt_tokens = _positive_int("max_prompt_tokens", max_prompt_tokens
+                                      if max_prompt_tokens is not None else engine.context_length)
+    workers = _positive_int("workers", workers if workers is not None
+                            else min(2, os.cpu_count() or 1))
     if not isinstance(model_name, str) or not model_name:
         raise ConfigError("model_name must be a non-empty string")
+    access = Access.build(api_keys=api_keys, trust_tenant_header=trust_tenant_header,
+                          tenant_header=tenant_header, allowed_hosts=allowed_hosts,
+                          allowed_origins=allowed_origins)
     server = _Server(engine, model_name=model_name, aliases=aliases,
-                     default_max_tokens=default_max_tokens, tenant_header=tenant_header.lower())
+                     default_max_tokens=default_max_tokens, max_prompt_tokens=max_prompt_tokens,
+                     max_body_bytes=max_body_bytes, workers=workers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.start()
+        server.pool = ThreadPoolExecutor(server.workers, thread_name_prefix="tokenlean-parse")
         try:
             yield
         finally:
+            pool, server.pool = server.pool, None
+            pool.shutdown(wait=False, cancel_futures=True)
             await asyncio.to_thread(engine.close)
 
     app = FastAPI(title="tokenlean server", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.server = server
+    app.state.access = access
+    if access.origins:
+        app.add_middleware(CORSMiddleware, allow_origins=sorted(access.origins),
+                           allow_methods=["GET", "POST"], allow_headers=["*"])
+    app.add_middleware(Guard, access=access, max_body_bytes=max_body_bytes, count=server.count)
 
-    def reply(request: Request, status: int, message: str, *, param: str | None = None,
-              code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-        server.count(request.url.path, status)
-        return JSONResponse(error_body(_flavor(request.url.path), status, message, param=param,
-                                       code=code), status_code=status, headers=headers)
+    def reply(request: Request, exc: ApiError) -> JSONResponse:
+        server.count(request.url.path, exc.status)
+        return error_response(request.url.path, request.headers, exc)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"retry-after": "1"} if exc.status == 429 else None
-        return reply(request, exc.status, exc.message, param=exc.param, code=exc.code,
-                     headers=headers)
+        return reply(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = (f"unknown path {request.url.path}: this server serves /v1/chat/completions, "
-                   f"/v1/completions, /v1/models, /v1/messages, /health and /metrics"
-                   if exc.status_code == 404 else f"{request.method} {request.url.path}: "
-                                                  f"{exc.detail}")
-        return reply(request, exc.status_code, message)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return reply(request, 500, f"internal server error: {type(exc).__name__}: {exc}")
+        message = (f"unknown path {request.url.path[:200]}: this server serves "
+                   f"/v1/chat/completions, /v1/completions, /v1/models, /v1/messages, /health "
+                   f"and /metrics" if exc.status_code == 404
+                   else f"{request.method} {request.url.path[:200]}: {exc.detail}")
+        return reply(request, ApiError(exc.status_code, message))
 
     def generation_route(path: str, parse: Callable[[Any], _openai.Call],
                          respond: Callable[[str, str, Finished, str, int], dict[str, Any]],
                          sse: Callable[[EventStream, str, str, int, _openai.Call],
                                        AsyncIterator[dict[str, str]]], prefix: str) -> None:
         async def handle(request: Request) -> Response:
-            call = parse(parse_json_body(await request.body()))
-            stream = server.open(request, call)
+            raw = await read_body(request, server.max_body_bytes)
+            call, prompt, params = await server.off_loop(server.prepare, raw, parse)
+            stream = server.open(request, prompt, params)
             rid, created = f"{prefix}{uuid.uuid4().hex}", int(time.time())
             if call.stream:
                 server.count(path, 200)
@@ -309,12 +389,8 @@ def create_app(engine: Engine, *, model_name: str, aliases: Sequence[str] = (),
 
     @app.post("/v1/messages/count_tokens")
     async def count_tokens(request: Request) -> JSONResponse:
-        model, messages = _anthropic.parse_count_tokens(parse_json_body(await request.body()))
-        server.check_model(model)
-        try:
-            n = len(engine.encode_chat(messages))
-        except InvalidRequestError as exc:
-            raise ApiError(400, str(exc)) from None
+        raw = await read_body(request, server.max_body_bytes)
+        n = await server.off_loop(server.count_tokens, raw)
         server.count(request.url.path, 200)
         return JSONResponse({"input_tokens": n})
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import threading
 import time
 from collections import deque
@@ -41,6 +42,7 @@ __all__ = [
     "Failed",
     "Finished",
     "Generation",
+    "PromptTooLong",
     "QueueFull",
     "SamplingParams",
     "Started",
@@ -54,6 +56,18 @@ class QueueFull(Exception):
 
 class EngineClosed(Exception):
     """The engine is shut down (HTTP 503)."""
+
+
+class PromptTooLong(InvalidRequestError):
+    """A prompt has more tokens than the caller's limit (HTTP 400)."""
+
+    def __init__(self, tokens: int, limit: int) -> None:
+        super().__init__(f"the prompt has {tokens} tokens; this server accepts at most {limit} "
+                         f"(shorten the messages)")
+        self.tokens, self.limit = tokens, limit
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +195,21 @@ class _Seq:
     done: bool = False
 
 
+def find_surrogate(text: str) -> int:
+    """Index of the first lone surrogate in ``text`` (``"\\ud800"`` from JSON), or -1."""
+    if text.isascii():
+        return -1
+    found = _SURROGATE.search(text)
+    return -1 if found is None else found.start()
+
+
+def _check_unicode(text: Any) -> None:
+    """A tokenizer cannot take a lone surrogate: say so (a 400, not a TypeError)."""
+    if isinstance(text, str) and find_surrogate(text) >= 0:
+        raise InvalidRequestError("the text contains an unpaired surrogate (U+D800-U+DFFF): "
+                                  "send valid Unicode")
+
+
 def _left_pad(t: Any, n: int) -> Any:
     import torch
 
@@ -233,21 +262,56 @@ class Engine:
 
     # -- tokenization (pure helpers the HTTP layer calls) ------------------------------
 
-    def encode_chat(self, messages: Sequence[dict[str, Any]]) -> list[int]:
-        """Token ids of a chat, rendered with the tokenizer's chat template."""
+    def encode_chat(self, messages: Sequence[dict[str, Any]], *, limit: int | None = None
+                    ) -> list[int]:
+        """Token ids of a chat, rendered with the tokenizer's chat template.
+
+        More than ``limit`` tokens raise :class:`PromptTooLong`.
+        """
         if not getattr(self.tokenizer, "chat_template", None):
             raise InvalidRequestError("this model's tokenizer has no chat template; use "
                                       "/v1/completions with a plain prompt instead")
+        for m in messages:
+            _check_unicode(m.get("content"))
         try:
             text = self.tokenizer.apply_chat_template(list(messages), tokenize=False,
                                                       add_generation_prompt=True)
         except Exception as exc:  # jinja errors: e.g. a template that rejects a role order
             raise InvalidRequestError(f"the model's chat template rejected these messages: "
                                       f"{exc}") from None
-        return self.encode_text(text, special=False)
+        return self.encode_text(text, special=False, limit=limit)
 
-    def encode_text(self, text: str, *, special: bool = True) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+    def encode_text(self, text: str, *, special: bool = True, limit: int | None = None
+                    ) -> list[int]:
+        """Token ids of ``text``; more than ``limit`` raise :class:`PromptTooLong`.
+
+        A fast (Rust) tokenizer encodes through its batch call, which releases the
+        GIL, and a prompt over ``limit`` is refused before its ids become a Python
+        list: a multi-megabyte prompt on a worker thread does not stall the others.
+        """
+        _check_unicode(text)
+        backend = self._fast_backend()
+        if backend is not None:
+            encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+            encoding = encode([text], add_special_tokens=special)[0]
+            if limit is not None and len(encoding) > limit:
+                raise PromptTooLong(len(encoding), limit)
+            return list(encoding.ids)
+        ids = list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+        if limit is not None and len(ids) > limit:
+            raise PromptTooLong(len(ids), limit)
+        return ids
+
+    def _fast_backend(self) -> Any:
+        """The tokenizer's Rust ``tokenizers.Tokenizer`` when calling it directly gives what
+        ``tokenizer(text)`` gives (no truncation or padding configured on it, special tokens
+        matched as the tokenizer matches them); else None."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None or getattr(backend, "truncation", True) is not None \
+                or getattr(backend, "padding", True) is not None:
+            return None
+        split = bool(getattr(self.tokenizer, "split_special_tokens", False))
+        return backend if getattr(backend, "encode_special_tokens", None) == split else None
 
     def check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
         if prompt_tokens + max_tokens > self.context_length:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ._engine import Finished
 from ._errors import ApiError
+from ._json import short
 from ._validate import get_bool, get_int, get_number, get_stops, get_str, text_of
 
 __all__ = ["Call", "chat_chunk", "chat_response", "completion_chunk", "completion_response",
@@ -77,7 +78,7 @@ def parse_chat(body: Mapping[str, Any]) -> Call:
                            param="messages")
         role = _ROLES.get(m["role"])
         if role is None:
-            raise ApiError(400, f"messages[{i}].role {m['role']!r} is not supported here "
+            raise ApiError(400, f"messages[{i}].role {short(m['role'])} is not supported here "
                                 f"(use system, developer, user or assistant)", param="messages")
         messages.append({"role": role, "content": text_of(m.get("content"), f"messages[{i}]")})
     return Call(messages=messages, prompt=None, **_common(body))

@@ -7,8 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._errors import ApiError
+from ._json import short
 
 __all__ = ["get_bool", "get_int", "get_number", "get_stops", "get_str", "text_of"]
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def get_number(body: Mapping[str, Any], name: str, default: float, *, low: float, high: float,
@@ -16,8 +24,8 @@ def get_number(body: Mapping[str, Any], name: str, default: float, *, low: float
     value = body.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ApiError(400, f"{name} must be a number, got {value!r}", param=name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        raise ApiError(400, f"{name} must be a number, got {short(value)}", param=name)
     if value < low or value > high or (low_open and value == low):
         span = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
         raise ApiError(400, f"{name} must be in {span}, got {value}", param=name)
@@ -29,7 +37,7 @@ def get_int(body: Mapping[str, Any], name: str, *, low: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(400, f"{name} must be an integer, got {value!r}", param=name)
+        raise ApiError(400, f"{name} must be an integer, got {short(value)}", param=name)
     if value < low:
         raise ApiError(400, f"{name} must be >= {low}, got {value}", param=name)
     return value
@@ -40,7 +48,7 @@ def get_bool(body: Mapping[str, Any], name: str, default: bool = False) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise ApiError(400, f"{name} must be true or false, got {value!r}", param=name)
+        raise ApiError(400, f"{name} must be true or false, got {short(value)}", param=name)
     return value
 
 
@@ -77,7 +85,8 @@ def text_of(content: Any, where: str) -> str:
                     or not isinstance(part.get("text"), str):
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                 raise ApiError(400, f"{where}: only text content is supported by this local "
-                                    f"model server, got a {kind!r} part", param="messages")
+                                    f"model server, got a {short(kind)} part",
+                               param="messages")
             parts.append(part["text"])
         return "".join(parts)
     raise ApiError(400, f"{where}: content must be a string or a list of text parts",
