@@ -66,7 +66,7 @@ def _make_server(tiny: tuple[Any, Any], app_options: dict[str, Any] | None = Non
     engine_options.setdefault("prefix_cache", PrefixCache(capacity_tokens=4096))
     engine = Engine(model, tokenizer, **engine_options)
     app = create_app(engine, model_name=TINY_NAME, aliases=["gpt-4o-mini"],
-                     default_max_tokens=16, **(app_options or {}))
+                     **{"default_max_tokens": 16, **(app_options or {})})
     server = ServerThread(app)
     server.engine = engine  # type: ignore[attr-defined]
     return server

@@ -103,11 +103,13 @@ def test_without_keys_the_tenant_header_is_ignored_unless_trusted(
         server: ServerThread, make_server: Any) -> None:
     """The documented default: no keys, one shared namespace whatever the header says."""
     system = "Shared namespace check: " + SYSTEM
-    ask = (lambda url, tenant: openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
-           .chat.completions.create(model=MODEL, max_tokens=2, temperature=0,
-                                    extra_headers={"x-tokenlean-tenant": tenant},
-                                    messages=[{"role": "system", "content": system},
-                                              {"role": "user", "content": "Hi?"}]))
+
+    def ask(url: str, tenant: str) -> Any:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        return client.chat.completions.create(
+            model=MODEL, max_tokens=2, temperature=0, extra_headers={"x-tokenlean-tenant": tenant},
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": "Hi?"}])
+
     ask(server.url, "acme")
     assert cached(ask(server.url, "globex")) >= 96
     with make_server(app_options={"trust_tenant_header": True}) as trusting:
