@@ -47,14 +47,14 @@ def _key_tenant(key: str) -> str:
 
 def _add(out: dict[str, str], key: str, tenant: str) -> None:
     if not _KEY.fullmatch(key):
-        raise ConfigError(f"API key {key[:4]!r}...: a key is visible ASCII without spaces "
-                          f"or commas (KEY or KEY=TENANT)")
+        raise ConfigError("an API key is empty or has a space, a comma or a character that is "
+                          "not visible ASCII (give KEY or KEY=TENANT)")
     if tenant and not _TENANT.fullmatch(tenant):
         raise ConfigError(f"tenant {tenant[:70]!r}: a tenant name is 1-64 letters, digits, "
                           f"'.', '_' or '-'")
     tenant = tenant or _key_tenant(key)
     if out.get(key, tenant) != tenant:
-        raise ConfigError(f"API key {key[:4]!r}... is given twice with different tenants")
+        raise ConfigError(f"an API key is given twice, for tenants {out[key]!r} and {tenant!r}")
     out[key] = tenant
 
 
