@@ -277,9 +277,9 @@ class TemplateRewriter:
         if max_chars is not None and (isinstance(max_chars, bool)
                                       or not isinstance(max_chars, int) or max_chars < 1):
             raise ConfigError("max_chars must be a positive integer or None (no limit)")
-        if first_sight_max_chars is not None and (
-                isinstance(first_sight_max_chars, bool) or not isinstance(first_sight_max_chars, int)
-                or first_sight_max_chars < 0):
+        limit = first_sight_max_chars
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
             raise ConfigError("first_sight_max_chars must be a non-negative integer or None "
                               "(every text gets every pass the first time it is seen)")
         self.mode = mode
