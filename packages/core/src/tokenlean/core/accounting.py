@@ -17,6 +17,15 @@ The rules:
   ``cl100k_base`` flagged approximate; ``metadata["usage_exact"] = False``)
   and OpenAI's chat framing. ``usage_source`` is then ``"estimated"``. A real
   call is never booked as free.
+* **Reasoning tokens** are output tokens (billed at the output rate) kept apart
+  in ``Usage.reasoning_tokens``: OpenAI's ``completion_tokens_details.reasoning_tokens``,
+  Anthropic's ``output_tokens_details.thinking_tokens``. Where the provider
+  reports output but not its reasoning share, and the answer showed its
+  reasoning (Anthropic's ``thinking`` blocks: ``reasoning_text``), the share is
+  counted from that text with the same tokenizer (at most the output tokens;
+  ``metadata["reasoning_source"] = "estimated"``, ``reasoning_exact`` saying
+  whether the tokenizer is exact). With no usage at all the thinking text is
+  counted as output too.
 * **Price**: :meth:`PriceTable.price`; ``None`` (unknown, never $0) when the
   model has no known price or is not known at all.
 * **A cache hit** (``answered_by``: the layer or framework cache that answered)
@@ -56,6 +65,7 @@ __all__ = [
     "awrite_record",
     "call_record",
     "check_sink",
+    "combine_attempts",
     "estimate_usage",
     "write_record",
 ]
@@ -86,6 +96,7 @@ class ObservedCall:
     prompt: Sequence[Message | Mapping[str, Any]] | str | None = None
     tools: Sequence[Mapping[str, Any]] = ()
     answer: str = ""
+    reasoning_text: str = ""
     answered_by: str | None = None
     cache_score: float | None = None
     layers: Sequence[LayerReport] = ()
@@ -157,6 +168,8 @@ def call_record(call: ObservedCall, *, prices: PriceTable | None = None,
         if estimate is not None and not estimate[1]:
             meta["usage_exact"] = False
     meta["usage_source"] = source
+    usage = _with_reasoning(usage, call.reasoning_text, model, meta,
+                            billed=source not in {"estimated", "none"})
     layers = tuple(call.layers)
     if call.answered_by is not None:
         cost: Cost | None = Cost(input_usd=Decimal(0), output_usd=Decimal(0), model=model,
@@ -174,6 +187,43 @@ def call_record(call: ObservedCall, *, prices: PriceTable | None = None,
         finish_reason=call.finish_reason, latency_s=call.latency_s, started_at=call.started_at,
         layers=layers, run_id=call.run_id, parent_run_id=call.parent_run_id,
         tags=tuple(call.tags), metadata=meta)
+
+
+def _with_reasoning(usage: Usage, text: str, model: str, meta: dict[str, Any], *,
+                    billed: bool) -> Usage:
+    """``usage`` with its reasoning share counted from ``text`` (the thinking the answer
+    showed) when the provider did not report it apart. ``billed``: the provider reported
+    the output (the thinking is inside it); else the thinking is added to the estimate."""
+    if usage.reasoning_tokens or not text:
+        return usage
+    count = count_tokens(text, model=model)
+    meta["reasoning_source"] = "estimated"
+    meta["reasoning_exact"] = count.exact
+    if billed:
+        return replace(usage, reasoning_tokens=min(count.tokens, usage.output_tokens))
+    return replace(usage, output_tokens=usage.output_tokens + count.tokens,
+                   reasoning_tokens=count.tokens)
+
+
+def _sum_costs(first: Cost | None, second: Cost | None) -> Cost | None:
+    if first is None or second is None:
+        return None
+    return replace(second, input_usd=first.input_usd + second.input_usd,
+                   output_usd=first.output_usd + second.output_usd)
+
+
+def combine_attempts(first: CallRecord, second: CallRecord, *, reason: str) -> CallRecord:
+    """One record for a call the pipeline made twice (a retry, ``reason``): every token
+    both attempts were billed for, the sum of their costs (unknown if either is), the
+    second attempt's answer, model and layer reports. A second attempt a cache answered
+    cost nothing: the record is the first attempt's spend, not a hit."""
+    cost = first.cost if second.cached else _sum_costs(first.cost, second.cost)
+    meta = {**second.metadata, "attempts": int(first.metadata.get("attempts", 1)) + 1,
+            "retried": reason, "first_attempt_usage_source": first.metadata.get("usage_source"),
+            "first_attempt_finish_reason": first.finish_reason}
+    return replace(second, request_id=first.request_id, usage=first.usage + second.usage,
+                   cost=cost, cached=False, started_at=first.started_at,
+                   latency_s=first.latency_s + second.latency_s, metadata=meta)
 
 
 def _hit_report(layer: str, replaced: Usage, call: ObservedCall,

@@ -39,6 +39,21 @@ steps in the caller's thread, without a budget.
 A hook may return a :class:`LayerNote` saying what it did with the answer (the
 cache: why it did not store it); its ``detail`` is added to the layer's report
 in the call's record.
+
+Empty answers cut by length (:mod:`tokenlean.core._retry`): when a reasoning
+model's reasoning used the whole cap and the answer came back empty with
+``finish_reason == "length"``, the call is made **once** more with a larger cap
+(never above the app's own cap nor the model's most output tokens), through
+the layers again, so a budget admits the retry like any call. Both attempts
+are booked in **one** record: the summed usage and cost of both
+(``metadata["attempts"] == 2``, ``metadata["retried"] == "empty_by_length"``),
+so every token billed is accounted wherever the record goes (ledger,
+exporters, the framework cost handlers). An answer that stays empty (no room
+to grow, the budget clamped the retry, or the retry was empty too) is returned
+with ``finish_reason == "length"`` and ``metadata["empty_by_length"]`` saying
+why (``app_cap``, ``model_max``, ``budget``, ``retry_empty``, ...). Streaming
+does the same: the first stream yielded no text, so the retry's chunks follow
+it in the same stream.
 """
 
 from __future__ import annotations
@@ -59,7 +74,8 @@ from ._time_budget import (
     run_within,
     when_done,
 )
-from .accounting import ObservedCall, awrite_record, call_record, write_record
+from ._retry import EMPTY_BY_LENGTH, empty_by_length, retry_cap, retry_request
+from .accounting import ObservedCall, awrite_record, call_record, combine_attempts, write_record
 from .errors import ConfigError, TokenleanError, TokenleanWarning
 from .prices import PriceTable, default_price_table
 from .records import CallRecord, LayerReport
@@ -257,7 +273,8 @@ class Pipeline:
         return call_record(ObservedCall(
             request_id=original.request_id, model=final.model, provider=final.provider,
             usage=response.usage, prompt=final.messages, tools=final.tools,
-            answer=_answer_text(response), answered_by=answered_by,
+            answer=_answer_text(response), reasoning_text=response.reasoning_text,
+            answered_by=answered_by,
             cache_score=response.cache_score, layers=reports, tenant=final.tenant,
             user=final.user, finish_reason=response.finish_reason,
             latency_s=self._clock() - started, started_at=wall,
@@ -348,10 +365,26 @@ class Pipeline:
         return notes
 
     def run(self, request: Request) -> CallResult:
-        """Run one call through the layers and the provider."""
+        """Run one call through the layers and the provider (an empty answer cut by
+        length is asked once more with a larger cap: see the module's docs)."""
+        first = self._attempt(request)
+        cap, why = _retry_plan(request, first)
+        again = None if cap is None else self._attempt(retry_request(request, cap),
+                                                        floor=first.request.output_cap)
+        result = _settled(first, again, why)
+        self._write(result.record)
+        return result
+
+    def _attempt(self, request: Request, floor: int | None = None) -> CallResult | None:
+        """One pass through the layers and the provider, its record not yet written.
+        ``floor`` (a retry): ``None`` is returned, and the layers released, when the
+        layers left the cap at or below it (a budget clamped the retry)."""
         started, wall = self._clock(), time.time()
         final, answer, reports, ran = self._run_layers(request)
         answered_by = _answerer(ran, answer)
+        if answer is None and _no_room(final, floor):
+            self._fail(ran, None)
+            return None
         if answer is None:
             try:
                 answer = self.provider.complete(final)
@@ -360,16 +393,34 @@ class Pipeline:
                 raise
         reports = _merge_notes(reports, self._after(ran, answer))
         record = self._record(request, final, answer, reports, started, wall, answered_by)
-        self._write(record)
         return CallResult(answer, record, final)
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         """Stream one call; the last chunk carries the response (``chunk.response``) and
         its record (``chunk.record``). A layer's answer (cache hit) is replayed in the chunks the
-        original stream had (``Response.chunks``), else as one chunk."""
+        original stream had (``Response.chunks``), else as one chunk. A stream that ended
+        empty by length is retried as :meth:`run` does: the retry's chunks follow."""
+        first = yield from self._stream_attempt(request)
+        assert first is not None  # only a retry (floor given) can come back empty-handed
+        cap, why = _retry_plan(request, first)
+        again = None
+        if cap is not None:
+            again = yield from self._stream_attempt(retry_request(request, cap),
+                                                    floor=first.request.output_cap)
+        result = _settled(first, again, why)
+        self._write(result.record)
+        yield Chunk(response=result.response, record=result.record)
+
+    def _stream_attempt(self, request: Request, floor: int | None = None
+                        ) -> Generator[Chunk, None, CallResult | None]:
+        """One streamed pass (see :meth:`_attempt`): yields the text chunks, returns the
+        result with its record not yet written."""
         started, wall = self._clock(), time.time()
         final, answer, reports, ran = self._run_layers(request)
         answered_by = _answerer(ran, answer)
+        if answer is None and _no_room(final, floor):
+            self._fail(ran, None)
+            return None
         if answer is None:
             answer = yield from self._provider_stream(final, ran)
         else:
@@ -377,8 +428,7 @@ class Pipeline:
                 yield Chunk(text=text)
         reports = _merge_notes(reports, self._after(ran, answer))
         record = self._record(request, final, answer, reports, started, wall, answered_by)
-        self._write(record)
-        yield Chunk(response=answer, record=record)
+        return CallResult(answer, record, final)
 
     def _provider_stream(self, request: Request, ran: Sequence[tuple[Layer, Request]]
                          ) -> Generator[Chunk, None, Response]:
@@ -459,9 +509,22 @@ class Pipeline:
 
     async def arun(self, request: Request) -> CallResult:
         """Async twin of :meth:`run`."""
+        first = await self._aattempt(request)
+        cap, why = _retry_plan(request, first)
+        again = None if cap is None else await self._aattempt(
+            retry_request(request, cap), floor=first.request.output_cap)
+        result = _settled(first, again, why)
+        await self._awrite(result.record)
+        return result
+
+    async def _aattempt(self, request: Request, floor: int | None = None) -> CallResult | None:
+        """Async twin of :meth:`_attempt`."""
         started, wall = self._clock(), time.time()
         final, answer, reports, ran = await self._arun_layers(request)
         answered_by = _answerer(ran, answer)
+        if answer is None and _no_room(final, floor):
+            await self._afail(ran, None)
+            return None
         if answer is None:
             try:
                 answer = await self.provider.acomplete(final)
@@ -470,14 +533,34 @@ class Pipeline:
                 raise
         reports = _merge_notes(reports, await self._aafter(ran, answer))
         record = self._record(request, final, answer, reports, started, wall, answered_by)
-        await self._awrite(record)
         return CallResult(answer, record, final)
 
     async def astream(self, request: Request) -> AsyncIterator[Chunk]:
         """Async twin of :meth:`stream`."""
+        done: list[CallResult | None] = []
+        async for chunk in self._astream_attempt(request, None, done):
+            yield chunk
+        first = done[0]
+        assert first is not None  # only a retry (floor given) can come back empty-handed
+        cap, why = _retry_plan(request, first)
+        if cap is not None:
+            async for chunk in self._astream_attempt(retry_request(request, cap),
+                                                     first.request.output_cap, done):
+                yield chunk
+        result = _settled(first, done[1] if cap is not None else None, why)
+        await self._awrite(result.record)
+        yield Chunk(response=result.response, record=result.record)
+
+    async def _astream_attempt(self, request: Request, floor: int | None,
+                               done: list[CallResult | None]) -> AsyncIterator[Chunk]:
+        """Async twin of :meth:`_stream_attempt`; appends its result to ``done``."""
         started, wall = self._clock(), time.time()
         final, answer, reports, ran = await self._arun_layers(request)
         answered_by = _answerer(ran, answer)
+        if answer is None and _no_room(final, floor):
+            await self._afail(ran, None)
+            done.append(None)
+            return
         if answer is None:
             astream = getattr(self.provider, "astream", None)
             try:
@@ -507,11 +590,45 @@ class Pipeline:
                 yield Chunk(text=text)
         reports = _merge_notes(reports, await self._aafter(ran, answer))
         record = self._record(request, final, answer, reports, started, wall, answered_by)
-        await self._awrite(record)
-        yield Chunk(response=answer, record=record)
+        done.append(CallResult(answer, record, final))
 
     async def _awrite(self, record: CallRecord) -> None:
         await awrite_record(self.ledger, record)
+
+
+def _retry_plan(asked: Request, first: CallResult | None) -> tuple[int | None, str]:
+    """``(cap, why)``: the cap to ask ``first`` again with (None: no retry), and why not
+    (``""``: the answer was not empty by length)."""
+    if first is None or not empty_by_length(first.response):
+        return None, ""
+    return retry_cap(asked, first.request, first.response)
+
+
+def _no_room(final: Request, floor: int | None) -> bool:
+    """A retry whose layers left no more room than the first attempt had."""
+    cap = final.output_cap
+    return floor is not None and cap is not None and cap <= floor
+
+
+def _flagged(result: CallResult, why: str) -> CallResult:
+    record = replace(result.record, metadata={**result.record.metadata, EMPTY_BY_LENGTH: why})
+    return replace(result, record=record)
+
+
+def _settled(first: CallResult | None, again: CallResult | None, why: str) -> CallResult:
+    """The call's result: ``first``, flagged when it is empty by length (``why``: why it
+    was not retried), or both attempts in one record."""
+    assert first is not None  # the first attempt is never held back
+    if not why:
+        return first
+    if why != "retry":
+        return _flagged(first, why)
+    if again is None:
+        return _flagged(first, "budget")  # the layers left the retry no larger cap
+    combined = CallResult(again.response,
+                          combine_attempts(first.record, again.record, reason=EMPTY_BY_LENGTH),
+                          again.request)
+    return _flagged(combined, "retry_empty") if empty_by_length(again.response) else combined
 
 
 def _answerer(ran: Sequence[tuple[Layer, Request]], answer: Response | None) -> str | None:

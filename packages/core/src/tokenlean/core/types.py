@@ -36,6 +36,7 @@ __all__ = [
     "Request",
     "Response",
     "Usage",
+    "is_reasoning_model",
 ]
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -48,6 +49,16 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 #: Ollama's ``num_predict``)
 OUTPUT_CAP_KEYS: tuple[str, ...] = ("max_tokens", "max_completion_tokens", "max_output_tokens",
                                     "max_tokens_to_sample", "max_new_tokens", "num_predict")
+#: OpenAI's reasoning-model families: their reasoning tokens count against the cap, and
+#: chat completions rejects ``max_tokens`` for them (``max_completion_tokens`` only)
+REASONING_MODEL_PREFIXES: tuple[str, ...] = ("o1", "o3", "o4", "gpt-5")
+
+
+def is_reasoning_model(model: str) -> bool:
+    """An OpenAI reasoning model (``o1*``, ``o3*``, ``o4*``, ``gpt-5*``; a provider prefix
+    such as ``openai/`` is ignored; ``gpt-5-chat*`` is not one)."""
+    name = model.rsplit("/", 1)[-1].lower()
+    return name.startswith(REASONING_MODEL_PREFIXES) and not name.startswith("gpt-5-chat")
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None, what: str) -> Mapping[str, Any]:
@@ -264,7 +275,9 @@ class Request:
         return ""
 
     def to_openai(self) -> dict[str, Any]:
-        """The body of an OpenAI ``/v1/chat/completions`` call for this request."""
+        """The body of an OpenAI ``/v1/chat/completions`` call for this request. For a
+        reasoning model (:func:`is_reasoning_model`) the cap is sent as
+        ``max_completion_tokens``, the one name OpenAI accepts for those models."""
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [m.to_openai() for m in self.messages],
@@ -280,15 +293,19 @@ class Request:
         if self.user:
             body["user"] = self.user
         body.update(self.params)
+        if is_reasoning_model(self.model) and "max_tokens" in body:
+            cap = body.pop("max_tokens")
+            body["max_completion_tokens"] = min(cap, body.get("max_completion_tokens", cap))
         return body
 
     @classmethod
     def from_openai(cls, body: Mapping[str, Any], *, tenant: str = "default",
                     provider: str | None = "openai") -> Request:
-        """Build a request from an OpenAI chat-completions body."""
+        """Build a request from an OpenAI chat-completions body (``max_completion_tokens``
+        stays under its own name in ``params``, so a lowered cap is sent under it)."""
         if not isinstance(body, Mapping):
             raise InvalidRequestError("a chat-completions body must be a JSON object")
-        known = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature",
+        known = {"model", "messages", "max_tokens", "temperature",
                  "top_p", "stop", "seed", "tools", "user"}
         if "messages" not in body or "model" not in body:
             raise InvalidRequestError("a chat-completions body needs 'model' and 'messages'")
@@ -296,7 +313,7 @@ class Request:
             messages=tuple(body["messages"]),
             model=body["model"],
             provider=provider,
-            max_tokens=body.get("max_completion_tokens", body.get("max_tokens")),
+            max_tokens=body.get("max_tokens"),
             temperature=body.get("temperature"),
             top_p=body.get("top_p"),
             stop=body.get("stop") or (),
@@ -367,14 +384,21 @@ class Usage:
 
     @classmethod
     def from_anthropic(cls, usage: Mapping[str, Any]) -> Usage:
-        """From an Anthropic ``usage`` object, whose ``input_tokens`` exclude cache tokens."""
+        """From an Anthropic ``usage`` object, whose ``input_tokens`` exclude cache tokens.
+        Extended thinking is billed as output (``output_tokens`` includes it); its share is
+        ``output_tokens_details.thinking_tokens`` where the API reports it (else 0: see
+        :func:`tokenlean.core.accounting.call_record`'s ``reasoning_text`` estimate)."""
         read = int(usage.get("cache_read_input_tokens") or 0)
         write = int(usage.get("cache_creation_input_tokens") or 0)
+        output = int(usage.get("output_tokens") or 0)
+        details = usage.get("output_tokens_details") or {}
+        thinking = int(details.get("thinking_tokens") or 0) if isinstance(details, Mapping) else 0
         return cls(
             input_tokens=int(usage.get("input_tokens") or 0) + read + write,
-            output_tokens=int(usage.get("output_tokens") or 0),
+            output_tokens=output,
             cache_read_tokens=read,
             cache_write_tokens=write,
+            reasoning_tokens=min(thinking, output),
         )
 
 
@@ -393,6 +417,9 @@ class Response:
     # the texts of the chunks a streamed answer arrived in (set by Pipeline.stream;
     # a cache keeps them so a replay streams chunk for chunk like the original)
     chunks: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # the reasoning the model showed (Anthropic's thinking blocks), counted as the call's
+    # reasoning tokens when its usage does not report them apart
+    reasoning_text: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
