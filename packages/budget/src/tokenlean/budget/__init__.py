@@ -5,7 +5,7 @@ prediction, concise mode and truncation safety (layer 4).
 >>> layer = BudgetLayer(budgets=[Budget(name="monthly", max_usd=50, scope="tenant")])
 """
 
-from ._concise import length_instruction, with_length_instruction
+from ._concise import concise_types, length_instruction, with_length_instruction
 from ._continue import ContinuingProvider
 from ._features import FEATURE_NAMES
 from ._features import features as prompt_features
@@ -14,12 +14,14 @@ from ._predictor import LengthPredictor
 from ._redis import RedisBudgetStore
 from ._spec import Budget
 from ._store import Account, BudgetStore, Claim, SQLiteBudgetStore
+from ._task_type import CONCISE_TASK_TYPES, TASK_TYPES, detect_task_type
 
 __all__ = [
     "Account",
     "Budget",
     "BudgetLayer",
     "BudgetStore",
+    "CONCISE_TASK_TYPES",
     "Claim",
     "ContinuingProvider",
     "FEATURE_NAMES",
@@ -29,6 +31,9 @@ __all__ = [
     "Plan",
     "RedisBudgetStore",
     "SQLiteBudgetStore",
+    "TASK_TYPES",
+    "concise_types",
+    "detect_task_type",
     "length_instruction",
     "prompt_features",
     "with_length_instruction",

@@ -3,15 +3,23 @@ entry point; see :mod:`tokenlean.core.presets`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tokenlean.core import ConfigError
 
 from ._layer import BudgetLayer
 from ._predictor import LengthPredictor
 
 
-def make_layer(choice: bool | str) -> BudgetLayer:
+def make_layer(choice: bool | str,
+               concise_task_types: Sequence[str] | None = None) -> BudgetLayer:
     """``True`` / ``"predict"``: predicted ``max_tokens``; ``"concise"``: that plus the
-    length instruction."""
+    length instruction on the task types where it is safe, and on
+    ``concise_task_types`` (e.g. ``("code", "math")``)."""
     if choice not in {True, "predict", "concise"}:
         raise ConfigError(f"budget= takes True, 'predict' or 'concise', got {choice!r}")
-    return BudgetLayer(predictor=LengthPredictor.default(), concise=choice == "concise")
+    if concise_task_types is not None and choice != "concise":
+        raise ConfigError(f"concise_task_types={concise_task_types!r} needs budget='concise' "
+                          f"(got budget={choice!r})")
+    return BudgetLayer(predictor=LengthPredictor.default(), concise=choice == "concise",
+                       concise_task_types=concise_task_types)

@@ -27,7 +27,7 @@ import math
 import time
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -50,6 +50,7 @@ from tokenlean.core.outage import Outage
 from tokenlean.core.prices import default_price_table
 
 from ._billable import Shape, shape
+from ._concise import concise_policy, concise_types
 from ._spec import NANO, Budget, to_nano
 from ._store import Account, BudgetStore, Claim, ClaimRejected, SQLiteBudgetStore
 
@@ -121,7 +122,10 @@ class BudgetLayer:
     :class:`SQLiteBudgetStore` in the ledger's file). ``predictor``: a
     :class:`LengthModel` giving ``max_tokens`` when the request has none
     (``None``: use ``default_max_tokens``). ``concise``: add a length
-    instruction derived from the prediction (opt-in). ``set_max_tokens``:
+    instruction derived from the prediction (opt-in), only on the task types
+    where it is safe (open chat, extraction, classification: see
+    :mod:`tokenlean.budget._task_type`); ``concise_task_types=("code", "math")``
+    opts more in. The note says ``concise`` and ``task_type``. ``set_max_tokens``:
     write the reserved output bound into the request (keep it on: without it
     a reservation is an estimate, not a bound).
 
@@ -136,7 +140,8 @@ class BudgetLayer:
     def __init__(self, *, budgets: Sequence[Budget] = (), store: BudgetStore | None = None,
                  prices: PriceTable | None = None, predictor: LengthModel | None = None,
                  default_max_tokens: int = 4096, set_max_tokens: bool = True,
-                 concise: bool = False, on_abort: Literal["charge", "release"] = "charge",
+                 concise: bool = False, concise_task_types: Iterable[str] | None = None,
+                 on_abort: Literal["charge", "release"] = "charge",
                  count_model: str | None = None, name: str = "budget",
                  reasoning_headroom: int = 25_000, unknown_file_tokens: int = 300_000,
                  probe_wait_s: float = 2.0) -> None:
@@ -172,6 +177,7 @@ class BudgetLayer:
         self.default_max_tokens = default_max_tokens
         self.set_max_tokens = set_max_tokens
         self.concise = concise
+        self.concise_types = concise_types(concise_task_types)  # ConfigError on a bad type
         self.on_abort = on_abort
         self.count_model = count_model
         self.name = name
@@ -401,11 +407,11 @@ class BudgetLayer:
         cap = request.output_cap
         if self.set_max_tokens and (cap is None or plan.max_tokens < cap):
             out = out.with_output_cap(plan.max_tokens)  # lowered (or set where the app gave none)
-        if self.concise and predicted is not None:
-            from ._concise import with_length_instruction
-
-            out = with_length_instruction(out, plan.max_tokens)
+        concise: dict[str, Any] = {}
+        if self.concise and predicted is not None:  # only for the allowed task types
+            out, concise = concise_policy(out, plan.max_tokens, self.concise_types)
         detail: dict[str, Any] = {
+            **concise,
             "reservation": reservation or "",
             "max_tokens": plan.max_tokens,
             "prompt_tokens": plan.prompt_tokens,

@@ -64,11 +64,15 @@ def _factory(name: str) -> Callable[..., Layer] | None:
 
 
 def build_layers(*, preset: str = "safe", cache_sampled: bool = False,
+                 concise_task_types: Sequence[str] | None = None,
                  **choices: LayerChoice) -> list[Layer]:
     """Layers in pipeline order for ``preset`` overridden by explicit ``choices``.
 
     ``cache_sampled=True`` lets the cache this builds answer sampled calls too; it
     needs a cache built here (a cache object you pass carries its own setting).
+    ``concise_task_types=("code", "math")`` opts those task types into
+    ``budget="concise"`` (by default concise mode leaves code, math and reasoning
+    alone); the budget factory checks it.
     """
     if not isinstance(cache_sampled, bool):
         raise ConfigError(f"cache_sampled must be True or False, got {cache_sampled!r}")
@@ -95,10 +99,17 @@ def build_layers(*, preset: str = "safe", cache_sampled: bool = False,
                 continue  # preset default for a layer that is not installed
             raise MissingExtraError(feature=f"the {name} layer", extra=name,
                                     module=f"tokenlean.{name}")
-        options = {"cache_sampled": True} if name == "cache" and cache_sampled else {}
+        options: dict[str, Any] = {"cache_sampled": True} \
+            if name == "cache" and cache_sampled else {}
+        if name == "budget" and concise_task_types is not None:
+            options["concise_task_types"] = concise_task_types
         layers.append(factory(choice, **options))
     built_cache = any(layer.name == "cache" for layer in layers) and not isinstance(
         choices.get("cache"), Layer)
+    if concise_task_types is not None and not (
+            isinstance(choices.get("budget"), str) or choices.get("budget") is True):
+        raise ConfigError(f"concise_task_types={concise_task_types!r} applies to a budget "
+                          "layer built by this call in concise mode: pass budget='concise'")
     if cache_sampled and not built_cache:
         raise ConfigError(
             "cache_sampled=True needs a cache built by this call (got "
