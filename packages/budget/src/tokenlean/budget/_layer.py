@@ -50,6 +50,15 @@ from tokenlean.core.outage import Outage
 from tokenlean.core.prices import default_price_table
 
 from ._billable import Shape, shape
+from ._calibration import (
+    CUT_REASONS,
+    Calibration,
+    CalibrationState,
+    Observation,
+    calibration_key,
+    observe,
+    resolve,
+)
 from ._concise import concise_policy, concise_types
 from ._spec import NANO, Budget, to_nano
 from ._store import Account, BudgetStore, Claim, ClaimRejected, SQLiteBudgetStore
@@ -70,6 +79,17 @@ _OVERRUN = "~overrun|"
 _PROBE = "~probe|"
 _MILLI = 1000
 _FIRST_PAUSE_S, _LAST_PAUSE_S = 0.005, 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    """The output bound a call asks for, before the budgets (internal)."""
+
+    wanted: int                  # output tokens to allow (and reserve)
+    predicted: int | None        # the prediction used, if any
+    impose: bool = True          # may ``wanted`` be written where the app set no cap
+    prior: int | None = None     # calibrated layers: the prior predictor's figure
+    key: str | None = None       # calibrated layers: the (model, route) calibration key
 
 
 class _ProbeBusy(Exception):
@@ -144,7 +164,8 @@ class BudgetLayer:
                  on_abort: Literal["charge", "release"] = "charge",
                  count_model: str | None = None, name: str = "budget",
                  reasoning_headroom: int = 25_000, unknown_file_tokens: int = 300_000,
-                 probe_wait_s: float = 2.0) -> None:
+                 probe_wait_s: float = 2.0,
+                 calibration: Calibration | bool | None = None) -> None:
         budgets = tuple(budgets)
         for budget in budgets:
             if not isinstance(budget, Budget):
@@ -169,6 +190,8 @@ class BudgetLayer:
                               "pass predictor=LengthPredictor.default()")
         self.budgets = budgets
         stored = any(b.scope != "call" for b in budgets)
+        self.calibration = resolve(calibration, predictor)  # learns per (model, route)
+        stored = stored or self.calibration is not None
         self.store: BudgetStore | None = store if store is not None else (
             SQLiteBudgetStore() if stored else None)
         self.prices = prices or default_price_table()
@@ -184,6 +207,10 @@ class BudgetLayer:
         self.reasoning_headroom = reasoning_headroom
         self.unknown_file_tokens = unknown_file_tokens
         self.probe_wait_s = float(probe_wait_s)
+        if self.calibration is not None and not callable(
+                getattr(self.store, "update_calibration", None)):
+            raise ConfigError("calibration= needs a store that keeps calibration "
+                              "(SQLiteBudgetStore, RedisBudgetStore)")
         # stores with learn() keep each model's overrun and probe (custom stores may not)
         self._learns = callable(getattr(self.store, "learn", None))
         self._needs_price = any(b.max_usd is not None for b in budgets)
@@ -260,15 +287,40 @@ class BudgetLayer:
         return max(1, int(predicted))
 
     def requested_output(self, request: Request) -> tuple[int, int | None]:
-        """(output tokens to allow, the predictor's figure or None). The app's own cap
+        """(output tokens to allow, the prediction used or None). The app's own cap
         (:attr:`Request.output_cap`, whatever the provider calls it) always wins: the
         layer may lower it, never raise it."""
-        if request.output_cap is not None:
-            return request.output_cap, None
-        predicted = self.predict_max_tokens(request)
-        if predicted is not None:
-            return min(predicted, self.default_max_tokens), predicted
-        return self.default_max_tokens, None
+        output = self._output(request)
+        return output.wanted, output.predicted
+
+    def _output(self, request: Request) -> _Output:
+        cap = request.output_cap
+        if self.calibration is None:  # the prior as it is, where the app set no cap
+            if cap is not None:
+                return _Output(cap, None)
+            predicted = self.predict_max_tokens(request)
+            if predicted is not None:
+                return _Output(min(predicted, self.default_max_tokens), predicted)
+            return _Output(self.default_max_tokens, None)
+        prior = self.predict_max_tokens(request) or self.default_max_tokens
+        key = calibration_key(request.model, self.calibration.route(request))
+        state = self._calibration_state(key)
+        bound = None if state is None else state.bound(prior)
+        fallback = self.default_max_tokens if cap is None else cap
+        if bound is None:  # warming up (or the store is down): the app's cap, or none
+            return _Output(fallback, None, impose=bool(self.budgets), prior=prior, key=key)
+        return _Output(min(bound, fallback), bound, prior=prior, key=key)
+
+    def _calibration_state(self, key: str) -> CalibrationState | None:
+        """The stored calibration of ``key`` (None when the store is down)."""
+        seen = self._outage.begin()
+        try:
+            text = self.store.calibration([key]).get(key)  # type: ignore[union-attr]
+        except Exception as exc:
+            self._outage.failed(seen, exc, "read calibration")
+            return None
+        self._outage.ok(seen)
+        return CalibrationState.from_json(text)
 
     @staticmethod
     def _room(budget: Budget, account: Account) -> tuple[int | None, int | None]:
@@ -328,14 +380,15 @@ class BudgetLayer:
         return True
 
     def plan(self, request: Request, accounts: Mapping[str, Account], keys: Mapping[str, str],
-             *, adjust: bool = True, probe: bool = False) -> Plan:
+             *, adjust: bool = True, probe: bool = False,
+             output: _Output | None = None) -> Plan:
         """Decide model, ``max_tokens`` and claims for ``request`` given ``accounts``.
 
         ``adjust=False`` checks the call as it is (no clamping or routing:
         "clamp" and "route" budgets then refuse like "raise"). ``probe``: the call
         is the first on a model whose store has no overrun for it yet.
         """
-        wanted, _ = self.requested_output(request)
+        wanted = (output or self._output(request)).wanted
         routes: list[str] = []
         for budget in self.budgets:
             if budget.policy == "route":
@@ -397,7 +450,7 @@ class BudgetLayer:
         return {b.name: key for b in self.budgets if (key := b.key(request)) is not None}
 
     def _apply(self, request: Request, plan: Plan, reservation: str | None,
-               predicted: int | None) -> Request:
+               predicted: int | None, output: _Output | None = None) -> Request:
         for name in plan.warned:
             warnings.warn(f"budget {name!r} is exceeded by this call (policy 'warn'); "
                           "the call goes on", TokenleanWarning, stacklevel=4)
@@ -405,7 +458,9 @@ class BudgetLayer:
         if plan.model != request.model:
             out = replace(out, model=plan.model)
         cap = request.output_cap
-        if self.set_max_tokens and (cap is None or plan.max_tokens < cap):
+        imposed = output is None or output.impose  # False: warming up, nothing to bound
+        if self.set_max_tokens and (cap is None and imposed or
+                                    cap is not None and plan.max_tokens < cap):
             out = out.with_output_cap(plan.max_tokens)  # lowered (or set where the app gave none)
         concise: dict[str, Any] = {}
         if self.concise and predicted is not None:  # only for the allowed task types
@@ -420,6 +475,10 @@ class BudgetLayer:
         if predicted is not None:
             detail["predicted_max_tokens"] = predicted
             out = replace(out, metadata={**out.metadata, PREDICTED_MAX_TOKENS_KEY: predicted})
+        if output is not None and output.key is not None:
+            detail["calibration_key"] = output.key
+            detail["prior_max_tokens"] = output.prior
+            detail["calibrated_max_tokens"] = output.predicted  # None while warming up
         if plan.clamped_from is not None:
             detail["clamped_from"] = plan.clamped_from
         if plan.routed_from is not None:
@@ -438,7 +497,8 @@ class BudgetLayer:
         return [_OVERRUN + m for m in dict.fromkeys(models)] + [_PROBE + request.model]
 
     def _decide(self, request: Request, keys: Mapping[str, str], adjust: bool,
-                wait: bool, accounts: Mapping[str, Account]) -> Plan:
+                wait: bool, accounts: Mapping[str, Account],
+                output: _Output | None = None) -> Plan:
         """The plan inside the store's transaction. While no call on the model has been
         settled, the first is its probe, admitted alone: the others wait for it (up to
         ``probe_wait_s``), so a provider that ignores ``max_tokens`` overruns once
@@ -448,7 +508,7 @@ class BudgetLayer:
             if wait:
                 raise _ProbeBusy(request.model)
             probe = False  # waited long enough: go on, reserved as if the cap holds
-        return self.plan(request, accounts, keys, adjust=adjust, probe=probe)
+        return self.plan(request, accounts, keys, adjust=adjust, probe=probe, output=output)
 
     def reserve(self, request: Request, *, adjust: bool = True) -> Request:
         """Check and reserve; returns the request to send (with this layer's note)."""
@@ -470,10 +530,11 @@ class BudgetLayer:
     def _reserve_once(self, request: Request, adjust: bool, deadline: float) -> Request | None:
         """One try at reserving; None while another call probes the model."""
         keys = self._keys(request)
-        _, predicted = self.requested_output(request)
+        output = self._output(request)  # outside the store's transaction (it reads the store)
+        predicted = output.predicted
         if not keys or self.store is None:
-            plan = self.plan(request, {}, keys, adjust=adjust)
-            return self._apply(request, plan, None, predicted)
+            plan = self.plan(request, {}, keys, adjust=adjust, output=output)
+            return self._apply(request, plan, None, predicted, output)
         reservation = uuid.uuid4().hex
         holder: list[Plan] = []
         store_keys = list(keys.values()) + (self._calibration_keys(request) if self._learns
@@ -481,7 +542,7 @@ class BudgetLayer:
 
         def decide(accounts: Mapping[str, Account]) -> Sequence[Claim]:
             wait = time.monotonic() < deadline
-            holder.append(self._decide(request, keys, adjust, wait, accounts))
+            holder.append(self._decide(request, keys, adjust, wait, accounts, output))
             return holder[-1].claims
 
         seen = self._outage.begin()
@@ -496,11 +557,11 @@ class BudgetLayer:
             raise
         except Exception as exc:
             self._outage.failed(seen, exc, "reserve")
-            out = self._apply(request, self.plan(request, {}, keys, adjust=adjust), None,
-                              predicted)
+            out = self._apply(request, self.plan(request, {}, keys, adjust=adjust,
+                                                 output=output), None, predicted, output)
             return out.with_note(LayerNote(layer=self.name, detail={"store": "down"}))
         self._outage.ok(seen)
-        return self._apply(request, holder[-1], reservation, predicted)
+        return self._apply(request, holder[-1], reservation, predicted, output)
 
     def _store_call(self, operation: str, call: Any, *args: Any) -> None:
         """A settle/release on the store; a failure is part of the outage, not the call's."""
@@ -540,6 +601,8 @@ class BudgetLayer:
 
     def settle(self, request: Request, response: Response) -> None:
         detail = self._note(request)
+        if detail is not None and detail.get("calibration_key") and not response.cached:
+            self._learn_length(request, response, detail)
         if detail is None or not detail.get("reservation") or self.store is None:
             return
         usage = self.actual_usage(request, response)
@@ -552,6 +615,28 @@ class BudgetLayer:
                              _OVERRUN + request.model, overrun)
         self._store_call("settle", self.store.settle, detail["reservation"], nano,
                          usage.total_tokens)
+
+    def _learn_length(self, request: Request, response: Response,
+                      detail: Mapping[str, Any]) -> None:
+        """Teach the calibration of the call's (model, route) its answer's length (the
+        whole answer's: continuations included; cut answers are censored)."""
+        config = self.calibration
+        if config is None or self.store is None:
+            return
+        actual = response.usage.output_tokens or count_tokens(
+            response.text, model=self.count_model or request.model).tokens
+        observation = Observation(
+            prior=int(detail["prior_max_tokens"]), actual=actual,
+            cut=response.finish_reason in CUT_REASONS, cap=request.output_cap,
+            issued=detail.get("calibrated_max_tokens"))
+        coverage = config.target(self.predictor)
+
+        def update(text: str | None) -> str:
+            return observe(CalibrationState.from_json(text), observation, warmup=config.warmup,
+                           coverage=coverage, step=config.step).to_json()
+
+        self._store_call("learn length", getattr(self.store, "update_calibration", None),
+                         str(detail["calibration_key"]), update)
 
     @staticmethod
     def _observed_overrun(detail: Mapping[str, Any], usage: Usage) -> int | None:

@@ -9,6 +9,8 @@ the whole read-decide-write is retried. Layout (``prefix`` defaults to
 and tokens), ``{prefix}res:{id}`` hashes (one field per key:
 ``"nano,tokens"``) and a ``{prefix}res_index`` sorted set by creation time,
 swept for stale reservations like the SQLite store (charged, never $0).
+The length predictor's calibration documents are strings at
+``{prefix}cal:{key}``, rewritten with the same optimistic transactions.
 """
 
 from __future__ import annotations
@@ -167,6 +169,32 @@ class RedisBudgetStore:
             pipe.execute()
 
         self._retrying(body)
+
+    def _cal(self, key: str) -> str:
+        return f"{self._prefix}cal:{key}"
+
+    def calibration(self, keys: Sequence[str]) -> dict[str, str]:
+        """The calibration documents stored under ``keys`` (absent keys left out)."""
+        values = self._r.mget([self._cal(k) for k in keys]) if keys else []
+        return {k: v.decode() if isinstance(v, bytes) else str(v)
+                for k, v in zip(keys, values, strict=True) if v is not None}
+
+    def update_calibration(self, key: str, update: Callable[[str | None], str]) -> str:
+        """Replace the document on ``key`` with ``update(current)`` atomically (retried
+        when another client rewrote it in between); returns the new document."""
+        name = self._cal(key)
+
+        def body(pipe: Any) -> str:
+            pipe.watch(name)
+            raw = pipe.get(name)
+            new = update(None if raw is None else
+                         raw.decode() if isinstance(raw, bytes) else str(raw))
+            pipe.multi()
+            pipe.set(name, new)
+            pipe.execute()
+            return new
+
+        return str(self._retrying(body))
 
     def accounts(self, keys: Sequence[str]) -> dict[str, Account]:
         return {k: self._account(k, self._r.hgetall(self._acct(k))) for k in keys}

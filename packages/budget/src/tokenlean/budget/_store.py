@@ -14,6 +14,9 @@ Every store implements the same four operations, each atomic:
 * ``accounts(keys)`` reads accounts.
 * ``learn(key, value)`` (optional) keeps the largest ``value`` and a count on
   ``key``: the layer's record of how far a model overran its output bound.
+* ``calibration(keys)`` and ``update_calibration(key, update)`` (optional) read
+  and atomically rewrite small text documents: the length predictor's
+  calibration per (model, route) (:mod:`tokenlean.budget._calibration`).
 
 Money is in whole nano-dollars (integers); tokens are integers.
 """
@@ -113,6 +116,11 @@ class SQLiteBudgetStore:
         PRIMARY KEY (id, key)
     );
     CREATE INDEX IF NOT EXISTS budget_reservations_created ON budget_reservations (created_at);
+    CREATE TABLE IF NOT EXISTS budget_calibration (
+        key TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
     """
 
     def __init__(self, path: str | Path | None = None, *, timeout_s: float = 30.0,
@@ -222,6 +230,32 @@ class SQLiteBudgetStore:
                          "spent_tokens = spent_tokens + 1 WHERE key = ?", (value, key))
 
         self._transaction(body)
+
+    def calibration(self, keys: Sequence[str]) -> dict[str, str]:
+        """The calibration documents stored under ``keys`` (absent keys left out)."""
+        with self._lock:
+            out = {}
+            for key in keys:
+                row = self._conn.execute("SELECT state FROM budget_calibration WHERE key = ?",
+                                         (key,)).fetchone()
+                if row is not None:
+                    out[key] = str(row[0])
+            return out
+
+    def update_calibration(self, key: str, update: Callable[[str | None], str]) -> str:
+        """Replace the document on ``key`` with ``update(current)`` in one transaction
+        (concurrent learners never lose an observation); returns the new document."""
+        def body(conn: sqlite3.Connection) -> str:
+            row = conn.execute("SELECT state FROM budget_calibration WHERE key = ?",
+                               (key,)).fetchone()
+            new = update(None if row is None else str(row[0]))
+            conn.execute("INSERT INTO budget_calibration (key, state, updated_at) "
+                         "VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                         "state = excluded.state, updated_at = excluded.updated_at",
+                         (key, new, self._clock()))
+            return new
+
+        return self._transaction(body)
 
     def accounts(self, keys: Sequence[str]) -> dict[str, Account]:
         with self._lock:
