@@ -137,3 +137,49 @@ def test_postgres_ledger_names_what_is_wrong() -> None:
         PostgresLedger("postgresql://nobody@127.0.0.1:1/none", table="calls; DROP TABLE x")
     with pytest.raises(ConfigError, match="cannot open ledger table"):
         PostgresLedger("postgresql://nobody@127.0.0.1:1/none", timeout_s=1)
+
+
+def reasoning_rec(i: int) -> CallRecord:
+    usage = Usage(input_tokens=40, output_tokens=300, reasoning_tokens=256 + i)
+    return CallRecord(request_id=f"o{i}", model="o3-mini", usage=usage,
+                      cost=price(usage, model="o3-mini"), started_at=1_700_000_000)
+
+
+@pytest.mark.parametrize("suffix", [".sqlite", ".jsonl"])
+def test_totals_keep_reasoning_tokens_apart(tmp_path: Path, suffix: str) -> None:
+    from tokenlean.core import totals_of
+
+    ledger = open_ledger(tmp_path / f"ledger{suffix}")
+    records = [reasoning_rec(0), reasoning_rec(1), rec(2)]
+    for r in records:
+        ledger.record(r)
+    by_model = {t.key: t for t in ledger.totals(by="model")}
+    assert by_model["o3-mini"].reasoning_tokens == 256 + 257
+    assert by_model["o3-mini"].output_tokens == 600 and by_model["gpt-4o"].reasoning_tokens == 0
+    for by in ("model", "tenant", "day", "layer"):
+        assert ledger.totals(by=by) == totals_of(records, by)  # type: ignore[arg-type]
+
+
+def test_a_version_2_ledger_gets_its_reasoning_column(tmp_path: Path) -> None:
+    """A ledger written with the sum columns but no reasoning column (user_version 2)
+    gets the column once, filled from the rows' bodies; nothing is counted twice."""
+    import sqlite3
+
+    path = tmp_path / "v2.sqlite"
+    first = SQLiteLedger(path)
+    first.record(reasoning_rec(0))
+    first.record(rec(1))
+    first.close()
+    with sqlite3.connect(path) as conn:  # back to the version-2 schema
+        conn.execute("ALTER TABLE calls DROP COLUMN reasoning_tokens")
+        conn.execute("PRAGMA user_version = 2")
+    ledger = SQLiteLedger(path)
+    ledger.record(reasoning_rec(2))
+    from tokenlean.core import totals_of
+
+    records = [reasoning_rec(0), rec(1), reasoning_rec(2)]
+    (o3,) = [t for t in ledger.totals(by="model") if t.key == "o3-mini"]
+    assert o3.reasoning_tokens == 256 + 258
+    for by in ("model", "tenant", "day", "layer"):
+        assert ledger.totals(by=by) == totals_of(records, by)  # type: ignore[arg-type]
+    assert [t.calls for t in ledger.totals(by="layer")] == [1]  # layers not inserted twice

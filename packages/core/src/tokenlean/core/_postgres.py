@@ -83,10 +83,12 @@ class PostgresLedger:
                     cached BOOLEAN NOT NULL,
                     input_tokens BIGINT NOT NULL,
                     output_tokens BIGINT NOT NULL,
+                    reasoning_tokens BIGINT NOT NULL,
                     saved_tokens BIGINT NOT NULL,
                     saved_usd NUMERIC NOT NULL,
                     unpriced_savings INTEGER NOT NULL,
                     body JSONB NOT NULL)""")
+            self._add_reasoning_column(conn)
             conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_tenant_day ON {t} (tenant, day)")
             conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_model ON {t} (model)")
             conn.execute(f"""
@@ -98,6 +100,20 @@ class PostgresLedger:
                     answered BOOLEAN NOT NULL)""")
             conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_layers_call ON {t}_layers (call_id)")
 
+    def _add_reasoning_column(self, conn: Any) -> None:
+        """A table written before reasoning was kept apart gets the column, filled from
+        the rows' bodies (once: under the schema lock, only when it is missing)."""
+        t = self.table
+        missing = conn.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE "
+            "table_schema = current_schema() AND table_name = %s AND "
+            "column_name = 'reasoning_tokens')", (t,)).fetchone()[0]
+        if missing:
+            conn.execute(f"ALTER TABLE {t} ADD COLUMN reasoning_tokens BIGINT")
+            conn.execute(f"UPDATE {t} SET reasoning_tokens = "
+                         "COALESCE((body->>'reasoning_tokens')::bigint, 0)")
+            conn.execute(f"ALTER TABLE {t} ALTER COLUMN reasoning_tokens SET NOT NULL")
+
     def record(self, record: CallRecord) -> None:
         body = record.to_dict()
         sums = RowSums.of(record)
@@ -107,12 +123,12 @@ class PostgresLedger:
             with conn.transaction():
                 (row_id,) = conn.execute(
                     f"INSERT INTO {t} (request_id, tenant, model, day, started_at, cost_usd, "
-                    "cached, input_tokens, output_tokens, saved_tokens, saved_usd, "
-                    "unpriced_savings, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                    "%s, %s, %s::jsonb) RETURNING id",
+                    "cached, input_tokens, output_tokens, reasoning_tokens, saved_tokens, "
+                    "saved_usd, unpriced_savings, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
+                    "%s, %s, %s, %s, %s, %s::jsonb) RETURNING id",
                     (record.request_id, record.tenant, record.model, record.day,
                      record.started_at, body["cost_usd"], record.cached, sums.input_tokens,
-                     sums.output_tokens, sums.saved_tokens, sums.saved_usd,
+                     sums.output_tokens, sums.reasoning_tokens, sums.saved_tokens, sums.saved_usd,
                      sums.unpriced_savings, json.dumps(body, default=str))).fetchone()
                 if sums.layers:
                     with conn.cursor() as cursor:
@@ -150,13 +166,14 @@ class PostgresLedger:
         if by == "layer":
             sql = ("SELECT l.layer, COUNT(*), 0, 0, 0, 0, SUM(l.saved_tokens), "
                    "SUM(l.saved_usd), COUNT(*) FILTER (WHERE l.saved_usd IS NULL "
-                   "AND l.saved_tokens > 0), COUNT(*) FILTER (WHERE l.answered) "
+                   "AND l.saved_tokens > 0), COUNT(*) FILTER (WHERE l.answered), 0 "
                    f"FROM {t}_layers l JOIN {t} c ON c.id = l.call_id {where} GROUP BY l.layer")
         else:
             sql = (f"SELECT c.{by}, COUNT(*), SUM(c.input_tokens), SUM(c.output_tokens), "
                    "SUM(c.cost_usd), COUNT(*) FILTER (WHERE c.cost_usd IS NULL AND NOT c.cached), "
                    "SUM(c.saved_tokens), SUM(c.saved_usd), SUM(c.unpriced_savings), "
-                   f"COUNT(*) FILTER (WHERE c.cached) FROM {t} c {where} GROUP BY c.{by}")
+                   "COUNT(*) FILTER (WHERE c.cached), SUM(c.reasoning_tokens) "
+                   f"FROM {t} c {where} GROUP BY c.{by}")
         with self._lock:
             conn = self._connection()
             with conn.transaction():

@@ -87,6 +87,7 @@ class Totals:
     priced_saved_usd: Decimal
     unpriced_savings: int
     cached_calls: int
+    reasoning_tokens: int = 0  # of output_tokens: the reasoning share (billed as output)
 
     @property
     def cost_usd(self) -> Decimal | None:
@@ -99,10 +100,12 @@ class Totals:
     @classmethod
     def from_row(cls, row: Iterable[Any]) -> Totals:
         """From a SQL result row in field order (NULL sums are 0, money as Decimal)."""
-        key, calls, tin, tout, cost, unpriced_n, saved, saved_usd, unpriced_s, cached = row
+        key, calls, tin, tout, cost, unpriced_n, saved, saved_usd, unpriced_s, cached, \
+            reasoning = row
         return cls(str(key), int(calls), int(tin or 0), int(tout or 0),
                    Decimal(str(cost or 0)), int(unpriced_n or 0), int(saved or 0),
-                   Decimal(str(saved_usd or 0)), int(unpriced_s or 0), int(cached or 0))
+                   Decimal(str(saved_usd or 0)), int(unpriced_s or 0), int(cached or 0),
+                   int(reasoning or 0))
 
 
 @runtime_checkable
@@ -131,6 +134,7 @@ class RowSums:
 
     input_tokens: int
     output_tokens: int
+    reasoning_tokens: int
     saved_tokens: int
     saved_usd: Decimal
     unpriced_savings: int
@@ -141,7 +145,7 @@ class RowSums:
         last = len(record.layers) - 1
         return cls(
             input_tokens=record.usage.input_tokens, output_tokens=record.usage.output_tokens,
-            saved_tokens=record.saved_tokens,
+            reasoning_tokens=record.usage.reasoning_tokens, saved_tokens=record.saved_tokens,
             saved_usd=sum((r.saved_usd or Decimal(0) for r in record.layers), Decimal(0)),
             unpriced_savings=sum(unpriced_saving(r) for r in record.layers),
             layers=tuple((r.layer, r.saved_input_tokens + r.saved_output_tokens, r.saved_usd,
@@ -152,7 +156,7 @@ def totals_of(records: Iterable[CallRecord], by: GroupBy) -> list[Totals]:
     """Totals of ``records`` grouped ``by`` a key: the definition every store agrees with."""
     check_group(by)
     acc: dict[str, list[Any]] = defaultdict(
-        lambda: [0, 0, 0, Decimal(0), 0, 0, Decimal(0), 0, 0])
+        lambda: [0, 0, 0, Decimal(0), 0, 0, Decimal(0), 0, 0, 0])
     for rec in records:
         sums = RowSums.of(rec)
         if by == "layer":
@@ -174,6 +178,7 @@ def totals_of(records: Iterable[CallRecord], by: GroupBy) -> list[Totals]:
         row[6] += sums.saved_usd
         row[7] += sums.unpriced_savings
         row[8] += int(rec.cached)
+        row[9] += sums.reasoning_tokens
     return [Totals(key, *values) for key, values in sorted(acc.items())]
 
 
@@ -213,6 +218,7 @@ class SQLiteLedger:
         body TEXT NOT NULL,
         input_tokens INTEGER,
         output_tokens INTEGER,
+        reasoning_tokens INTEGER,
         saved_tokens INTEGER,
         saved_usd TEXT,
         unpriced_savings INTEGER
@@ -228,10 +234,12 @@ class SQLiteLedger:
     );
     CREATE INDEX IF NOT EXISTS call_layers_call ON call_layers (call_id);
     """
-    # the sum columns a ledger written before totals moved into SQL lacks
+    # the sum columns a ledger written before totals moved into SQL lacks (version 2),
+    # and the reasoning column one written before reasoning was kept apart lacks (3)
     _SUM_COLUMNS = {"input_tokens": "INTEGER", "output_tokens": "INTEGER",
-                    "saved_tokens": "INTEGER", "saved_usd": "TEXT", "unpriced_savings": "INTEGER"}
-    _VERSION = 2
+                    "saved_tokens": "INTEGER", "saved_usd": "TEXT", "unpriced_savings": "INTEGER",
+                    "reasoning_tokens": "INTEGER"}
+    _VERSION = 3
 
     def __init__(self, path: str | Path | None = None, *, timeout_s: float = 30.0) -> None:
         self.path = Path(path) if path is not None else default_ledger_path()
@@ -245,8 +253,8 @@ class SQLiteLedger:
         self._lock = threading.Lock()
 
     def _upgrade(self) -> None:
-        """Give a ledger written by an older tokenlean its sum columns (once, in one
-        transaction; the rows' bodies are decoded this one time)."""
+        """Give a ledger written by an older tokenlean its sum columns and its reasoning
+        column (once, in one transaction; the rows' bodies are read this one time)."""
         if self._conn.execute("PRAGMA user_version").fetchone()[0] >= self._VERSION:
             return
         self._conn.execute("BEGIN IMMEDIATE")
@@ -260,6 +268,11 @@ class SQLiteLedger:
                     "SELECT id, body FROM calls WHERE input_tokens IS NULL").fetchall()
                 for row_id, body in old:
                     self._write_sums(row_id, RowSums.of(CallRecord.from_dict(json.loads(body))))
+                # rows that had their sums but not the reasoning column: from the body
+                self._conn.execute(
+                    "UPDATE calls SET reasoning_tokens = "
+                    "COALESCE(json_extract(body, '$.reasoning_tokens'), 0) "
+                    "WHERE reasoning_tokens IS NULL")
                 self._conn.execute(f"PRAGMA user_version = {self._VERSION}")
             self._conn.execute("COMMIT")
         except BaseException:
@@ -268,10 +281,10 @@ class SQLiteLedger:
 
     def _write_sums(self, row_id: int, sums: RowSums) -> None:
         self._conn.execute(
-            "UPDATE calls SET input_tokens = ?, output_tokens = ?, saved_tokens = ?, "
-            "saved_usd = ?, unpriced_savings = ? WHERE id = ?",
-            (sums.input_tokens, sums.output_tokens, sums.saved_tokens, str(sums.saved_usd),
-             sums.unpriced_savings, row_id))
+            "UPDATE calls SET input_tokens = ?, output_tokens = ?, reasoning_tokens = ?, "
+            "saved_tokens = ?, saved_usd = ?, unpriced_savings = ? WHERE id = ?",
+            (sums.input_tokens, sums.output_tokens, sums.reasoning_tokens, sums.saved_tokens,
+             str(sums.saved_usd), sums.unpriced_savings, row_id))
         self._conn.executemany(
             "INSERT INTO call_layers (call_id, layer, saved_tokens, saved_usd, answered) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -321,13 +334,14 @@ class SQLiteLedger:
         if by == "layer":
             sql = ("SELECT l.layer, COUNT(*), 0, 0, '0', 0, SUM(l.saved_tokens), "
                    "decimal_sum(l.saved_usd), SUM(l.saved_usd IS NULL AND l.saved_tokens > 0), "
-                   "SUM(l.answered) FROM call_layers l JOIN calls c ON c.id = l.call_id "
+                   "SUM(l.answered), 0 FROM call_layers l JOIN calls c ON c.id = l.call_id "
                    f"{where} GROUP BY l.layer")
         else:
             sql = (f"SELECT c.{by}, COUNT(*), SUM(c.input_tokens), SUM(c.output_tokens), "
                    "decimal_sum(c.cost_usd), SUM(c.cost_usd IS NULL AND NOT c.cached), "
                    "SUM(c.saved_tokens), decimal_sum(c.saved_usd), SUM(c.unpriced_savings), "
-                   f"SUM(c.cached) FROM calls c {where} GROUP BY c.{by}")
+                   f"SUM(c.cached), SUM(c.reasoning_tokens) FROM calls c {where} "
+                   f"GROUP BY c.{by}")
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
         return sorted_totals(rows)
