@@ -7,11 +7,12 @@ from typing import Any
 
 from ._engine import Finished
 from ._errors import ApiError
+from ._extension import parse_extension, response_field
 from ._openai import Call
 from ._validate import get_bool, get_int, get_number, get_stops, get_str, text_of
 
-__all__ = ["message_response", "parse_count_tokens", "parse_messages", "stop_reason",
-           "usage"]
+__all__ = ["message_delta", "message_response", "parse_count_tokens", "parse_messages",
+           "stop_reason", "usage"]
 
 
 def _messages(body: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -45,7 +46,7 @@ def parse_messages(body: Mapping[str, Any]) -> Call:
         temperature=get_number(body, "temperature", 1.0, low=0, high=1),
         top_p=get_number(body, "top_p", 1.0, low=0, high=1, low_open=True),
         seed=None, stop=get_stops(body, "stop_sequences", most=16),
-        stream=get_bool(body, "stream"), include_usage=True,
+        stream=get_bool(body, "stream"), include_usage=True, early=parse_extension(body),
     )
 
 
@@ -71,4 +72,11 @@ def message_response(rid: str, model: str, text: str, finish: Finished) -> dict[
     return {"id": rid, "type": "message", "role": "assistant", "model": model,
             "content": [{"type": "text", "text": text}],
             "stop_reason": stop_reason(finish), "stop_sequence": finish.stop_sequence,
-            "usage": usage(finish)}
+            "usage": usage(finish), **response_field(finish)}
+
+
+def message_delta(finish: Finished) -> dict[str, Any]:
+    """The ``message_delta`` event that ends a stream."""
+    return {"type": "message_delta",
+            "delta": {"stop_reason": stop_reason(finish), "stop_sequence": finish.stop_sequence},
+            "usage": usage(finish), **response_field(finish)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import time
 import uuid
@@ -23,6 +24,7 @@ from tokenlean.core import ConfigError, InvalidRequestError
 
 from . import _anthropic, _openai
 from ._access import Access
+from ._early import DEFAULT_STOP_CONFIDENCE
 from ._engine import (
     Delta,
     Engine,
@@ -60,8 +62,11 @@ class _Server:
 
     def __init__(self, engine: Engine, *, model_name: str, aliases: Sequence[str],
                  default_max_tokens: int, max_prompt_tokens: int, max_body_bytes: int,
-                 workers: int) -> None:
+                 workers: int, soft_budget_ratio: float | None = None,
+                 stop_confidence: float = DEFAULT_STOP_CONFIDENCE) -> None:
         self.engine = engine
+        self.soft_budget_ratio = soft_budget_ratio
+        self.stop_confidence = stop_confidence
         self.model_name = model_name
         self.names = (model_name, *aliases)
         self.default_max_tokens = default_max_tokens
@@ -139,8 +144,23 @@ class _Server:
                      f"tokens; the prompt has {prompt_tokens} tokens and {max_tokens} more were "
                      f"requested: shorten the messages or lower max_tokens to at most "
                      f"{max(room, 0)}", param="max_tokens", code="context_length_exceeded")
+        soft, confidence = self.early_stopping(call, max_tokens)
         return SamplingParams(max_tokens=max_tokens, temperature=call.temperature,
-                              top_p=call.top_p, seed=call.seed, stop=call.stop)
+                              top_p=call.top_p, seed=call.seed, stop=call.stop,
+                              soft_max_tokens=soft, stop_confidence=confidence)
+
+    def early_stopping(self, call: _openai.Call, max_tokens: int) -> tuple[int | None, float]:
+        """The request's soft budget and threshold: its own ``tokenlean`` field, else the
+        server's ``soft_budget_ratio`` of its ``max_tokens`` (None: no early stopping)."""
+        soft = call.early.soft_max_tokens
+        if soft is None and self.soft_budget_ratio is not None:
+            soft = math.ceil(self.soft_budget_ratio * max_tokens)
+        confidence = call.early.stop_confidence
+        if soft is None and confidence is not None:
+            raise ApiError(400, "tokenlean.stop_confidence needs a soft budget: add "
+                                "tokenlean.soft_max_tokens (this server sets none by default)",
+                           param="tokenlean.stop_confidence")
+        return soft, self.stop_confidence if confidence is None else confidence
 
     def open(self, request: Request, prompt: list[int], params: SamplingParams) -> EventStream:
         salt = request.scope.get(TENANT_SCOPE_KEY, "")
@@ -245,10 +265,7 @@ def _anthropic_sse(stream: EventStream, rid: str, model: str) -> AsyncIterator[d
                     if event.reason == "cancelled":
                         return
                     yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-                    yield _sse({"type": "message_delta",
-                                "delta": {"stop_reason": _anthropic.stop_reason(event),
-                                          "stop_sequence": event.stop_sequence},
-                                "usage": _anthropic.usage(event)}, "message_delta")
+                    yield _sse(_anthropic.message_delta(event), "message_delta")
                     yield _sse({"type": "message_stop"}, "message_stop")
                 else:
                     yield _sse(error_body("anthropic", 500, event.message), "error")
@@ -257,6 +274,14 @@ def _anthropic_sse(stream: EventStream, rid: str, model: str) -> AsyncIterator[d
             await stream.aclose()
 
     return events()
+
+
+def _fraction(name: str, value: Any, *, low_open: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1 \
+            or (low_open and value == 0):
+        span = "(0, 1]" if low_open else "[0, 1]"
+        raise ConfigError(f"{name} must be a number in {span}, got {value!r}")
+    return float(value)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -270,7 +295,8 @@ def create_app(engine: Engine, *, model_name: str, aliases: Sequence[str] = (),
                api_keys: Mapping[str, str] | None = None, trust_tenant_header: bool = False,
                allowed_hosts: Sequence[str] | None = None, allowed_origins: Sequence[str] = (),
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_prompt_tokens: int | None = None,
-               workers: int | None = None) -> FastAPI:
+               workers: int | None = None, soft_budget_ratio: float | None = None,
+               stop_confidence: float = DEFAULT_STOP_CONFIDENCE) -> FastAPI:
     """The HTTP app over ``engine`` (started with the app, closed at its shutdown).
 
     ``model_name`` (and any ``aliases``) are the ``model`` values requests may
@@ -296,6 +322,11 @@ def create_app(engine: Engine, *, model_name: str, aliases: Sequence[str] = (),
     whole; prompts over ``max_prompt_tokens`` (default: the model's context) a
     400. JSON parsing, validation and tokenization run on a pool of ``workers``
     threads (default 2), never on the event loop.
+
+    Early stopping (see ``docs/layers/server.md``, "Early stopping"): a request's
+    ``tokenlean.soft_max_tokens`` turns it on for that request; ``soft_budget_ratio``
+    (default None: off) gives every other request a soft budget of that fraction of
+    its ``max_tokens``; ``stop_confidence`` is the default threshold on ``P(eos)``.
     """
     default_max_tokens = _positive_int("default_max_tokens", default_max_tokens)
     max_body_bytes = _positive_int("max_body_bytes", max_body_bytes)
@@ -303,6 +334,9 @@ def create_app(engine: Engine, *, model_name: str, aliases: Sequence[str] = (),
                                       if max_prompt_tokens is not None else engine.context_length)
     workers = _positive_int("workers", workers if workers is not None
                             else min(2, os.cpu_count() or 1))
+    if soft_budget_ratio is not None:
+        soft_budget_ratio = _fraction("soft_budget_ratio", soft_budget_ratio, low_open=True)
+    stop_confidence = _fraction("stop_confidence", stop_confidence, low_open=False)
     if not isinstance(model_name, str) or not model_name:
         raise ConfigError("model_name must be a non-empty string")
     access = Access.build(api_keys=api_keys, trust_tenant_header=trust_tenant_header,
@@ -310,7 +344,8 @@ def create_app(engine: Engine, *, model_name: str, aliases: Sequence[str] = (),
                           allowed_origins=allowed_origins)
     server = _Server(engine, model_name=model_name, aliases=aliases,
                      default_max_tokens=default_max_tokens, max_prompt_tokens=max_prompt_tokens,
-                     max_body_bytes=max_body_bytes, workers=workers)
+                     max_body_bytes=max_body_bytes, workers=workers,
+                     soft_budget_ratio=soft_budget_ratio, stop_confidence=stop_confidence)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from tokenlean.backend.kv import cache_from_pairs, cache_pairs, forward_with_cache, new_cache
 from tokenlean.core import ConfigError, InvalidRequestError
 
+from ._early import DEFAULT_STOP_CONFIDENCE, EarlyStop, at_boundary
 from ._metrics import Metrics
 from ._prefix import PrefixCache
 
@@ -72,13 +73,21 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SamplingParams:
-    """How to generate: ``temperature=0`` is greedy; ``seed`` makes sampling repeatable."""
+    """How to generate: ``temperature=0`` is greedy; ``seed`` makes sampling repeatable.
+
+    ``soft_max_tokens`` (None: off) turns on early stopping: once the answer has at
+    least that many tokens, it ends at the first sentence or paragraph boundary
+    after which the model's ``P(eos)`` is at least ``stop_confidence`` (see
+    ``_early.py``). ``max_tokens`` stays the hard limit.
+    """
 
     max_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    soft_max_tokens: int | None = None
+    stop_confidence: float = DEFAULT_STOP_CONFIDENCE
 
     def __post_init__(self) -> None:
         if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) \
@@ -92,6 +101,14 @@ class SamplingParams:
             raise InvalidRequestError(f"top_p must be in (0, 1], got {self.top_p}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise InvalidRequestError("each stop sequence must be a non-empty string")
+        soft = self.soft_max_tokens
+        if soft is not None and (isinstance(soft, bool) or not isinstance(soft, int) or soft < 0):
+            raise InvalidRequestError(f"soft_max_tokens must be an integer >= 0, got {soft!r}")
+        confidence = self.stop_confidence
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) \
+                or not 0 <= confidence <= 1:
+            raise InvalidRequestError(
+                f"stop_confidence must be a number in [0, 1], got {confidence!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +128,15 @@ class Delta:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
+    """The end of a generation; ``early`` is set when the request had a soft budget (an
+    early stop has ``reason="stop"`` and ``early.at_token`` set)."""
+
     reason: Literal["stop", "length", "cancelled"]
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
     stop_sequence: str | None = None
+    early: EarlyStop | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +214,9 @@ class _Seq:
     sent: int = 0  # characters of the decoded text already sent
     cached: int = 0
     done: bool = False
+    at_boundary: bool = False  # the answer ends at a boundary, at or past its soft budget
+    checked: int = 0  # boundaries whose P(eos) was checked
+    max_eos: float | None = None
 
 
 def find_surrogate(text: str) -> int:
@@ -251,6 +275,7 @@ class Engine:
             ids = getattr(source, "eos_token_id", None)
             eos.update([ids] if isinstance(ids, int) else (ids or []))
         self.stop_ids = frozenset(int(i) for i in eos)
+        self._stop_index: Any = None  # the stop ids as a tensor, made on first use
         self._waiting: deque[_Seq] = deque()
         self._rows: list[_Seq] = []
         self._used = 0  # batch slots taken: rows plus admitted sequences being prefilled
@@ -472,12 +497,20 @@ class Engine:
             self._emit(seq, Failed(message))
 
     def _finish(self, seq: _Seq, reason: Literal["stop", "length", "cancelled"],
-                stop_sequence: str | None = None) -> None:
+                stop_sequence: str | None = None, eos_probability: float | None = None
+                ) -> None:
         seq.done = True
         n = len(seq.generated)
         self.metrics.finished.labels(reason).inc()
         self.metrics.completion_tokens.inc(n)
-        self._emit(seq, Finished(reason, len(seq.prompt), n, seq.cached, stop_sequence))
+        early = None
+        if seq.params.soft_max_tokens is not None:
+            early = EarlyStop(seq.params.soft_max_tokens, seq.params.stop_confidence,
+                              seq.checked, seq.max_eos,
+                              n if eos_probability is not None else None, eos_probability)
+            if eos_probability is not None:
+                self.metrics.early_stops.inc()
+        self._emit(seq, Finished(reason, len(seq.prompt), n, seq.cached, stop_sequence, early))
 
     def _prefill(self, seq: _Seq) -> None:
         import torch
@@ -511,7 +544,7 @@ class Engine:
             seed = seq.params.seed if seq.params.seed is not None else random.getrandbits(63)
             seq.generator = torch.Generator(device="cpu").manual_seed(seed)
         self._emit(seq, Started(n, cached))
-        self._accept(seq, self._sample(seq, out.logits[0, -1]))
+        self._next(seq, out.logits[0, -1])
         if not seq.done:
             self._join(seq, kv)
 
@@ -558,7 +591,7 @@ class Engine:
         logits = out.logits[:, -1, :]
         for i, seq in enumerate(self._rows):
             if not seq.done:
-                self._accept(seq, self._sample(seq, logits[i]))
+                self._next(seq, logits[i])
 
     def _drop_finished(self) -> None:
         for seq in self._rows:
@@ -581,6 +614,36 @@ class Engine:
         self._mask = mask[:, lead:]
         self._rows = [self._rows[i] for i in keep]
 
+    def _next(self, seq: _Seq, logits: Any) -> None:
+        """One step of ``seq`` from its next-token logits: end it early if its answer ends
+        at a boundary past its soft budget and ``P(eos)`` reaches its threshold; else
+        sample a token."""
+        if seq.at_boundary:
+            p = self._eos_probability(logits)
+            seq.checked += 1
+            seq.max_eos = p if seq.max_eos is None else max(seq.max_eos, p)
+            if p >= seq.params.stop_confidence:
+                self._send(seq, self._text(seq.generated))
+                self._finish(seq, "stop", eos_probability=p)
+                return
+        self._accept(seq, self._sample(seq, logits))
+
+    def _eos_probability(self, logits: Any) -> float:
+        """``P(eos)`` at temperature 1: the softmax mass of every end-of-sequence id."""
+        import torch
+
+        if not self.stop_ids:
+            return 0.0
+        if self._stop_index is None:
+            self._stop_index = torch.tensor(sorted(self.stop_ids), device=logits.device)
+        logits = logits.float()
+        return float(torch.exp(torch.logsumexp(logits.index_select(0, self._stop_index), 0)
+                               - torch.logsumexp(logits, 0)))
+
+    def _text(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True,
+                                         clean_up_tokenization_spaces=False))
+
     def _sample(self, seq: _Seq, logits: Any) -> int:
         import torch
 
@@ -599,9 +662,7 @@ class Engine:
         """Record one generated token; send the text that is now safe; finish if due."""
         seq.generated.append(token)
         eos = token in self.stop_ids
-        ids = seq.generated[:-1] if eos else seq.generated
-        text = self.tokenizer.decode(ids, skip_special_tokens=True,
-                                     clean_up_tokenization_spaces=False)
+        text = self._text(seq.generated[:-1] if eos else seq.generated)
         stops = seq.params.stop
         if stops:
             start = max(0, seq.sent - max(len(s) for s in stops) + 1)
@@ -616,6 +677,8 @@ class Engine:
             self._send(seq, text)
             self._finish(seq, "stop" if eos else "length")
             return
+        soft = seq.params.soft_max_tokens
+        seq.at_boundary = soft is not None and len(seq.generated) >= soft and at_boundary(text)
         end = len(text)
         if text.endswith("\ufffd"):  # half a UTF-8 character: wait for the rest
             end -= 1

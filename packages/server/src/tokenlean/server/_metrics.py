@@ -33,6 +33,9 @@ class Metrics:
         self.finished = Counter("tokenlean_server_finished",
                                 "Generations by finish reason (stop, length, cancelled, error).",
                                 ["reason"], registry=r)
+        self.early_stops = Counter("tokenlean_server_early_stops",
+                                   "Generations ended early at a boundary past their soft "
+                                   "budget (also counted as finished reason stop).", registry=r)
         self.rejected = Counter("tokenlean_server_rejected",
                                 "Requests refused because the queue was full.", registry=r)
         self.queue_depth = Gauge("tokenlean_server_queue_depth",

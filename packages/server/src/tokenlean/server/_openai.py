@@ -8,6 +8,7 @@ from typing import Any
 
 from ._engine import Finished
 from ._errors import ApiError
+from ._extension import EarlyRequest, parse_extension, response_field
 from ._json import short
 from ._validate import get_bool, get_int, get_number, get_stops, get_str, text_of
 
@@ -31,6 +32,7 @@ class Call:
     stop: tuple[str, ...]
     stream: bool
     include_usage: bool
+    early: EarlyRequest = EarlyRequest()
 
 
 def _common(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,6 +66,7 @@ def _common(body: Mapping[str, Any]) -> dict[str, Any]:
         "stop": get_stops(body, "stop", most=4),
         "stream": stream,
         "include_usage": include_usage,
+        "early": parse_extension(body),
     }
 
 
@@ -117,7 +120,7 @@ def chat_response(rid: str, model: str, created: int, text: str, finish: Finishe
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text,
                                                  "refusal": None},
                          "logprobs": None, "finish_reason": _finish_reason(finish)}],
-            "usage": usage(finish)}
+            "usage": usage(finish), **response_field(finish)}
 
 
 def chat_chunk(rid: str, model: str, created: int, *, delta: dict[str, Any] | None = None,
@@ -128,6 +131,8 @@ def chat_chunk(rid: str, model: str, created: int, *, delta: dict[str, Any] | No
                        "finish_reason": None if finish is None else _finish_reason(finish)}]
     if with_usage:
         out["usage"] = None
+    if finish is not None:
+        out.update(response_field(finish))
     return out
 
 
@@ -137,7 +142,7 @@ def completion_response(rid: str, model: str, created: int, text: str, finish: F
             "system_fingerprint": None,
             "choices": [{"index": 0, "text": text, "logprobs": None,
                          "finish_reason": _finish_reason(finish)}],
-            "usage": usage(finish)}
+            "usage": usage(finish), **response_field(finish)}
 
 
 def completion_chunk(rid: str, model: str, created: int, *, text: str = "",
@@ -146,6 +151,8 @@ def completion_chunk(rid: str, model: str, created: int, *, text: str = "",
                            "model": model, "system_fingerprint": None}
     out["choices"] = [{"index": 0, "text": text, "logprobs": None,
                        "finish_reason": None if finish is None else _finish_reason(finish)}]
+    if finish is not None:
+        out.update(response_field(finish))
     return out
 
 
