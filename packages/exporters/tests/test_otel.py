@@ -89,6 +89,8 @@ def test_span_carries_usage_and_cost(sdk, record_factory, compress_layer) -> Non
     assert attrs["gen_ai.usage.output_tokens"] == 300
     assert attrs["gen_ai.usage.cache_read.input_tokens"] == 1000
     assert attrs["gen_ai.usage.reasoning.output_tokens"] == 100
+    # gpt-4o-mini output $0.60/Mtok; 100 of the 300 output tokens are reasoning
+    assert attrs["tokenlean.cost.reasoning"] == pytest.approx(100 * 0.60 / 1e6, rel=1e-12)
     assert attrs["gen_ai.request.model"] == "gpt-4o-mini"
     assert attrs["gen_ai.system"] == attrs["gen_ai.provider.name"] == "openai"
     assert attrs["tokenlean.cost"] == pytest.approx(float(rec.cost_usd))

@@ -47,6 +47,9 @@ def test_scrape_counts_tokens_cost_and_savings(prom, record_factory, compress_la
     assert total(got, "tokenlean_tokens_total", tenant="beta", type="input") == 1200
     assert total(got, "tokenlean_cost_usd_total") == pytest.approx(
         float(a.cost_usd + b.cost_usd), rel=1e-12)
+    # 100 of 300 output tokens are reasoning: a third of the output dollars, by hand
+    assert total(got, "tokenlean_reasoning_cost_usd_total") == pytest.approx(
+        2 * 300 * 0.60 / 1e6 / 3, rel=1e-12)
     assert total(got, "tokenlean_saved_tokens_total", layer="compress", type="input") == 500
     assert total(got, "tokenlean_saved_usd_total", layer="compress") == pytest.approx(
         float(a.layers[0].saved_usd))

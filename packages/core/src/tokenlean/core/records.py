@@ -81,6 +81,17 @@ class CallRecord:
         return None if self.cost is None else self.cost.total_usd
 
     @property
+    def reasoning_cost_usd(self) -> Decimal | None:
+        """The reasoning share of the cost: reasoning tokens are output tokens, billed at
+        the output rate, so their share of the output dollars (``None``: unpriced)."""
+        if self.cost is None:
+            return None
+        usage = self.usage
+        if not usage.reasoning_tokens or not usage.output_tokens:
+            return Decimal(0)
+        return self.cost.output_usd * usage.reasoning_tokens / usage.output_tokens
+
+    @property
     def day(self) -> str:
         return datetime.fromtimestamp(self.started_at, tz=UTC).date().isoformat()
 

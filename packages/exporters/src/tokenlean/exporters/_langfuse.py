@@ -75,8 +75,8 @@ def langfuse_cost_details(record: CallRecord) -> dict[str, float] | None:
         if len(known) == len(parts) and sum(known.values()) == cost.input_usd:
             details.update({k: v for k, v in known.items()
                             if k == "input" or (read if k == "input_cache_read" else write)})
-    if usage.reasoning_tokens and usage.output_tokens:
-        reasoning = cost.output_usd * usage.reasoning_tokens / usage.output_tokens
+    reasoning = record.reasoning_cost_usd
+    if reasoning:
         details["output_reasoning"] = reasoning
         details["output"] = cost.output_usd - reasoning
     out = {k: float(v) for k, v in details.items()}

@@ -76,6 +76,8 @@ def span_attributes(record: CallRecord, operation: str) -> dict[str, Any]:
         attrs["tokenlean.cost"] = float(record.cost.total_usd)
         attrs["tokenlean.cost.input"] = float(record.cost.input_usd)
         attrs["tokenlean.cost.output"] = float(record.cost.output_usd)
+        if usage.reasoning_tokens:  # the reasoning share of the output dollars
+            attrs["tokenlean.cost.reasoning"] = float(record.reasoning_cost_usd or 0)
         attrs["tokenlean.price.source"] = record.cost.source
         if record.cost.price_date is not None:
             attrs["tokenlean.price.date"] = record.cost.price_date.isoformat()

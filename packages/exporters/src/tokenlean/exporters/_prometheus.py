@@ -8,6 +8,8 @@ Metrics (``namespace`` defaults to ``tokenlean``):
   reasoning tokens are *included* in input/output, as in the ledger)
 * ``tokenlean_cost_usd_total{model,tenant}`` (priced calls that reached the model:
   an unpriced model has no series, unknown rather than $0)
+* ``tokenlean_reasoning_cost_usd_total{model,tenant}``: the reasoning share of those
+  dollars (*included* in ``tokenlean_cost_usd_total``; priced calls with reasoning only)
 * ``tokenlean_saved_tokens_total{model,tenant,layer,type}``
 * ``tokenlean_saved_usd_total{model,tenant,layer}``
 * ``tokenlean_call_duration_seconds{model,tenant}`` (histogram)
@@ -51,6 +53,9 @@ class PrometheusExporter:
                                          [*base, "type"], **kw)
         self.cost = prometheus.Counter("cost_usd", "Dollars spent (priced calls only).",
                                        base, **kw)
+        self.reasoning_cost = prometheus.Counter(
+            "reasoning_cost_usd", "The reasoning share of the dollars spent (included in "
+            "cost_usd; reasoning tokens are billed as output).", base, **kw)
         self.saved_tokens = prometheus.Counter(
             "saved_tokens", "Tokens a tokenlean layer removed.", [*base, "layer", "type"], **kw)
         self.saved_usd = prometheus.Counter(
@@ -86,6 +91,9 @@ class PrometheusExporter:
         spent = spent_usd(record)
         if spent is not None:  # an unknown cost makes no sample: absent, never 0
             self.cost.labels(model, tenant).inc(spent)
+            if usage.reasoning_tokens and not record.cached:
+                self.reasoning_cost.labels(model, tenant).inc(
+                    float(record.reasoning_cost_usd or 0))
         for report in record.layers:
             if report.saved_input_tokens:
                 self.saved_tokens.labels(model, tenant, report.layer, "input").inc(
