@@ -133,3 +133,35 @@ def test_shipped_predictor_on_held_out_arena_prompts(
     metrics = evaluate(LengthPredictor.default(), examples)
     assert metrics["coverage"] >= 0.85
     assert metrics["predicted_over_actual"] <= 2.5
+
+
+def test_bench_budget_online_learns_on_the_stream(synthetic_file: Path) -> None:
+    """`--online`: the real layer and a SQLite store learn from the rows in file order; the
+    synthetic models are unknown to the shipped prior, and the calibrated bound still
+    lets the answers after warm-up finish."""
+    result = CliRunner().invoke(app, ["bench", "budget", str(synthetic_file), "--online",
+                                      "--warmup", "40"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["rows"] == 480 and out["rows_after_warmup"] == 480 - 2 * 40
+    assert set(out["per_model"]) == {"a", "b"}
+    assert out["coverage_after_warmup"] >= 0.85
+    assert out["coverage"] >= out["coverage_after_warmup"]  # warm-up rows are never capped
+    assert out["mean_predicted"] > 0 and out["predicted_over_actual_after_warmup"] > 0
+    bad = CliRunner().invoke(app, ["bench", "budget", str(synthetic_file), "--online",
+                                   "--warmup", "0"])
+    assert bad.exit_code == 2 and "warmup" in bad.output
+
+
+def test_bench_budget_leave_one_model_out_retrains_the_prior(synthetic_file: Path) -> None:
+    pytest.importorskip("sklearn")
+    result = CliRunner().invoke(app, ["bench", "budget", str(synthetic_file), "--online",
+                                      "--leave-one-model-out", "--warmup", "40",
+                                      "--prior-data", str(synthetic_file)])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["leave_one_model_out"] and set(out["per_model"]) == {"a", "b"}
+    for run in out["per_model"].values():
+        assert run["rows"] == 240 and run["coverage_after_warmup"] is not None
+    assert out["min_coverage_after_warmup"] == min(
+        r["coverage_after_warmup"] for r in out["per_model"].values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -37,8 +38,30 @@ def bench(
     no_model: bool = typer.Option(False, "--no-model",
                                   help="Hide each row's model from the predictor (its path for "
                                        "models it has never seen)."),
+    online: bool = typer.Option(False, "--online",
+                                help="Stream the rows in file order through the calibrated "
+                                     "layer and a SQLite store, learning online."),
+    warmup: int = typer.Option(100, "--warmup", help="--online: completions per model "
+                                                     "before the prediction is used."),
+    leave_one_model_out: bool = typer.Option(
+        False, "--leave-one-model-out",
+        help="--online: per model of the file, a prior retrained without it (scikit-learn)."),
+    prior_data: list[str] = typer.Option(
+        None, "--prior-data", help="--leave-one-model-out: the prior's training files (default: "
+                                   "the artefact's, next to DATA)."),
+    prior_scale: float = typer.Option(1.0, "--prior-scale",
+                                      help="--online: multiply the prior's figure (a "
+                                           "deliberately mis-specified prior)."),
+    app_cap: int = typer.Option(None, "--app-cap",
+                                help="--online: the app's own max_tokens on every call."),
+    step: float = typer.Option(0.05, "--step", help="--online: the quantile tracker's step."),
 ) -> None:
     """Coverage, truncation rate and budget size of predicted max_tokens (prints JSON)."""
+    if online or leave_one_model_out:
+        typer.echo(json.dumps(_online(data, quantile, limit, artefact, warmup,
+                                      leave_one_model_out, prior_data or [], prior_scale,
+                                      app_cap, step)))
+        return
     _run(data, quantile, limit, split, fixed_cap, artefact, cv, local_model, local_cap,
          not no_model)
 
@@ -72,6 +95,37 @@ def _run(data: str, quantile: float | None, limit: int | None, split: str, fixed
               **evaluate(predictor, rows, fixed_cap=fixed_cap, use_model=use_model)}
     result["per_source"] = _per_source(predictor, rows, fixed_cap, use_model)
     typer.echo(json.dumps(result))
+
+
+def _online(data: str, quantile: float | None, limit: int | None, artefact: str | None,
+            warmup: int, lomo: bool, prior_data: list[str], prior_scale: float,
+            app_cap: int | None, step: float) -> dict[str, Any]:
+    from tokenlean.budget._calibration import Calibration
+
+    from .budget_online import ScaledPrior, leave_one_model_out, online_run
+
+    Calibration(warmup=warmup, step=step)  # ConfigError on a bad --warmup / --step
+    predictor = LengthPredictor.load(artefact) if artefact else LengthPredictor.default()
+    if quantile is not None:
+        predictor = predictor.with_quantile(quantile)
+    examples = load_examples([data], limit=limit)
+    head: dict[str, Any] = {"data": data, "artefact_version": predictor.version}
+    if not lomo:
+        prior = predictor if prior_scale == 1.0 else ScaledPrior(predictor, prior_scale)
+        return {**head, "prior_scale": prior_scale,
+                **online_run(examples, prior, warmup=warmup, app_cap=app_cap, step=step)}
+    files = prior_data or [str(Path(data).parent / name) for name in
+                           predictor.artefact.get("training", {}).get("data", [])]
+    if not files:
+        raise InvalidRequestError("--leave-one-model-out: the artefact does not name its "
+                                  "training files; pass them with --prior-data")
+    for name in files:
+        if not Path(name).is_file():
+            raise InvalidRequestError(f"--leave-one-model-out: the prior's training file "
+                                      f"{name} is missing; pass --prior-data")
+    return {**head, "prior_data": files, **leave_one_model_out(
+        examples, load_examples(files), quantile=predictor.quantile, warmup=warmup,
+        app_cap=app_cap, step=step, prior_scale=prior_scale)}
 
 
 def _per_source(predictor: LengthPredictor, rows: list[Example], fixed_cap: int,
