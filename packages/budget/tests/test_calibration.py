@@ -15,12 +15,12 @@ import pytest
 from tokenlean.budget import (
     Budget,
     BudgetLayer,
+    Calibration,
     LengthPredictor,
     RedisBudgetStore,
     SQLiteBudgetStore,
 )
 from tokenlean.budget._calibration import (
-    Calibration,
     CalibrationState,
     Observation,
     calibration_key,
@@ -61,7 +61,8 @@ def answer(layer: BudgetLayer, request: Request, length: int) -> tuple[Request, 
     return sent, not cut
 
 
-def stream(layer: BudgetLayer, n: int, factor: float, **kw: object) -> list[tuple[int | None, bool]]:
+def stream(layer: BudgetLayer, n: int, factor: float,
+           **kw: object) -> list[tuple[int | None, bool]]:
     """``n`` calls of a model whose answers are ``factor`` x the prior (with some spread)."""
     out = []
     for i in range(n):

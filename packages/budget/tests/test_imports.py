@@ -7,6 +7,7 @@ def test_public_api_is_pinned() -> None:
         "Budget",
         "BudgetLayer",
         "BudgetStore",
+        "Calibration",
         "CONCISE_TASK_TYPES",
         "Claim",
         "ContinuingProvider",

@@ -100,7 +100,7 @@ def _run(data: str, quantile: float | None, limit: int | None, split: str, fixed
 def _online(data: str, quantile: float | None, limit: int | None, artefact: str | None,
             warmup: int, lomo: bool, prior_data: list[str], prior_scale: float,
             app_cap: int | None, step: float) -> dict[str, Any]:
-    from tokenlean.budget._calibration import Calibration
+    from tokenlean.budget import Calibration
 
     from .budget_online import ScaledPrior, leave_one_model_out, online_run
 

@@ -17,8 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tokenlean.budget import BudgetLayer, LengthPredictor, SQLiteBudgetStore
-from tokenlean.budget._calibration import Calibration
+from tokenlean.budget import BudgetLayer, Calibration, LengthPredictor, SQLiteBudgetStore
 from tokenlean.budget._features import model_key
 from tokenlean.core import InvalidRequestError, Message, Request, Response, Usage
 

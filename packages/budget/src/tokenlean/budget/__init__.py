@@ -5,6 +5,7 @@ prediction, concise mode and truncation safety (layer 4).
 >>> layer = BudgetLayer(budgets=[Budget(name="monthly", max_usd=50, scope="tenant")])
 """
 
+from ._calibration import Calibration
 from ._concise import concise_types, length_instruction, with_length_instruction
 from ._continue import ContinuingProvider
 from ._features import FEATURE_NAMES
@@ -21,6 +22,7 @@ __all__ = [
     "Budget",
     "BudgetLayer",
     "BudgetStore",
+    "Calibration",
     "CONCISE_TASK_TYPES",
     "Claim",
     "ContinuingProvider",

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -214,14 +213,6 @@ def observe(state: CalibrationState, obs: Observation, *, warmup: int, coverage:
     offset = state.offset + step * ((1.0 if miss else 0.0) - alpha)
     offset = max(-_MAX_SCORE, min(_MAX_SCORE, offset))
     return replace(state, n=state.n + 1, offset=offset, misses=state.misses + int(miss))
-
-
-def describe(state: CalibrationState, warmup: int) -> Mapping[str, Any]:
-    """A summary for notes and ``tokenlean budget show``-like inspection."""
-    return {"observations": state.n, "warm": state.warm,
-            "warmup_left": max(0, warmup - state.n) if not state.warm else 0,
-            "offset": None if state.offset is None else round(state.offset, 4),
-            "misses": state.misses, "skipped": state.skipped}
 
 
 def resolve(option: Calibration | bool | None, predictor: Any) -> Calibration | None:
