@@ -10,6 +10,7 @@ run, and write a self-contained HTML report of what each layer saved.
 
 from ._audit import LAYERS, AuditOptions, audit_entries, audit_log
 from ._logs import LogEntry, read_log
+from ._output import OutputRatios, load_output_ratios
 from ._replay import MemoryLedger, ReplayProvider
 from .report import read_embedded, render_html, write_html
 
@@ -18,9 +19,11 @@ __all__ = [
     "AuditOptions",
     "LogEntry",
     "MemoryLedger",
+    "OutputRatios",
     "ReplayProvider",
     "audit_entries",
     "audit_log",
+    "load_output_ratios",
     "read_embedded",
     "read_log",
     "render_html",

@@ -53,6 +53,7 @@ from tokenlean.core import (
 from tokenlean.core.presets import LAYER_ORDER, LayerChoice, resolve_lean
 
 from ._logs import LogEntry, read_log
+from ._output import OutputRatios, OutputTally, task_type
 from ._replay import MemoryLedger, PricedAs, ReplayProvider
 
 __all__ = ["LAYERS", "AuditOptions", "audit_entries", "audit_log"]
@@ -77,6 +78,9 @@ class AuditOptions:
     choices: Mapping[str, LayerChoice] = field(default_factory=dict)
     cache_sampled: bool = False
     layers: Sequence[Layer] | None = None
+    #: measured concise ratios per task type (``tokenlean bench output``): the report
+    #: then estimates the output concise mode would save (see :mod:`._output`)
+    output_ratios: OutputRatios | None = None
     max_examples: int = 50
     max_points: int = 2000
 
@@ -115,6 +119,7 @@ class _Books:
     refused: list[str] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
     not_stored: dict[str, int] = field(default_factory=dict)  # why the cache kept no answer
+    output: OutputTally = field(default_factory=OutputTally)  # for the output estimate
 
     def acc(self, name: str) -> _LayerAcc:
         if name not in self.layers:
@@ -131,6 +136,7 @@ class _Replayed:
     output_tokens: int  # the logged answer
     query: str
     hit: Mapping[str, Any] | None  # the cache's raw hit info, when the call was a hit
+    task_type: str | None = None  # when the audit estimates the output row
 
 
 # ---- building the layers ------------------------------------------------------------
@@ -202,6 +208,8 @@ def _answered(records: Sequence[CallRecord], pending: Sequence[_Replayed],
             if rep.layer == "compress" and isinstance(after, int) and after > 0:
                 books.compression.append((int(rep.detail.get("tokens_before", after)) / after,
                                           float(rep.quality.get("retention", 1.0))))
+        if options.output_ratios is not None:
+            _tally_output(books, record, call.task_type)
         if record.cached:
             score = float(record.cache_score if record.cache_score is not None else 1.0)
             books.hits.append(score)
@@ -216,8 +224,23 @@ def _answered(records: Sequence[CallRecord], pending: Sequence[_Replayed],
                     "matched": str(hit.get("matched_query", ""))[:300], "line": call.line})
 
 
+def _tally_output(books: _Books, record: CallRecord, task: str | None,
+                  recorded: bool = False) -> None:
+    """Count an answered call's output for the output estimate (a cache hit has none). In
+    a ledger export (``recorded``) a call the budget layer made concise already has the
+    shorter answer: it is not counted again (a replay answers with the logged answer)."""
+    if record.cached:
+        return
+    budget = next((rep.detail for rep in record.layers if "task_type" in rep.detail), {})
+    if recorded and budget.get("concise") is True:
+        books.output.already_concise += 1
+        return
+    task = task or budget.get("task_type")
+    books.output.add(str(task) if task else "unknown", record.usage.output_tokens)
+
+
 def _run_one(pipeline: Pipeline, provider: ReplayProvider, entry: LogEntry,
-             books: _Books, price_as: str) -> _Replayed | None:
+             books: _Books, price_as: str, classify: bool = False) -> _Replayed | None:
     """Replay one logged call; None when a layer refused it (as lean() would raise)."""
     request = entry.request
     assert request is not None  # parse_line guarantees it for replayed formats
@@ -247,7 +270,8 @@ def _run_one(pipeline: Pipeline, provider: ReplayProvider, entry: LogEntry,
     if result is None:
         return None
     hit = _hit_info(result.response)
-    return _Replayed(entry.line, prompt, answer, request.last_user_text, hit)
+    return _Replayed(entry.line, prompt, answer, request.last_user_text, hit,
+                     task_type(request.messages) if classify else None)
 
 
 def _hit_info(response: Response) -> Mapping[str, Any] | None:
@@ -303,8 +327,11 @@ def audit_entries(entries: Iterable[LogEntry], *, options: AuditOptions | None =
             if entry.record is not None:
                 books.ledger_mode = True
                 _observed(entry.record, books)
+                if options.output_ratios is not None:
+                    _tally_output(books, entry.record, None, recorded=True)
             else:
-                replayed = _run_one(pipeline, provider, entry, books, options.price_as)
+                replayed = _run_one(pipeline, provider, entry, books, options.price_as,
+                                    classify=options.output_ratios is not None)
                 if replayed is not None:
                     pending.append(replayed)
             if progress is not None:
@@ -393,6 +420,15 @@ def _report(books: _Books, layers: Sequence[Layer], options: AuditOptions, price
         "elapsed_s": round(elapsed, 2),
         "notes": _notes(books, options, preset),
     }
+    if options.output_ratios is not None:
+        report["output_estimate"] = books.output.estimate(options.output_ratios, rate_out,
+                                                          cost_before)
+        report["notes"].append(_output_note(report["output_estimate"]))
+    else:
+        report["notes"].append(
+            "Output (concise mode): not estimated. A log holds the answers given, not "
+            "concise ones; measure the ratio on your traffic with `tokenlean bench output` "
+            "and pass it with --output-ratios (AuditOptions(output_ratios=...)).")
     by_name = {layer.name: layer for layer in layers}
     if "cache" in by_name or (books.ledger_mode and books.hits):
         guard = getattr(by_name.get("cache"), "guard", None)
@@ -417,6 +453,17 @@ def _report(books: _Books, layers: Sequence[Layer], options: AuditOptions, price
             "coverage": round(covered / len(books.budget), 4) if books.budget else None,
             "points": [list(p) for p in books.budget[:options.max_points]]}
     return report
+
+
+def _output_note(estimate: Mapping[str, Any]) -> str:
+    return (f"Output (concise mode) is an estimate, not a replay: {estimate['source']}. "
+            "Each task type's measured ratio (concise / unconstrained output tokens) is "
+            "applied to the output of this log's answered calls of that type, only for the "
+            "types concise mode applies to by default and only where the measurement "
+            f"shortened answers: about {estimate['est_saved_output_tokens']:,} output tokens "
+            f"(${estimate['est_saved_usd']:.4f}, {estimate['est_saved_share'] * 100:.1f}% of "
+            "spend). It is not in the per-layer totals above; answer quality under concise "
+            "mode is the benchmark's (containment, similarity), not checked on this log.")
 
 
 def _not_cached_reason(why: str) -> str:

@@ -177,6 +177,30 @@ def _layer_table(layers: Sequence[Mapping[str, Any]]) -> str:
     return f'<table class="layers">{head}{"".join(rows)}</table>'
 
 
+def _output_estimate(estimate: Any) -> str:
+    """The output row (concise mode): an estimate from measured ratios, with its source."""
+    if not isinstance(estimate, Mapping):
+        return ""
+    rows = []
+    for task, row in (estimate.get("by_task_type") or {}).items():
+        ratio = row.get("measured_ratio")
+        rows.append(
+            f"<tr><td>{escape(str(task))}</td>"
+            f'<td class="n">{int(_num(row.get("calls"))):,}</td>'
+            f'<td class="n">{int(_num(row.get("output_tokens"))):,}</td>'
+            f'<td class="n">{"-" if ratio is None else f"{_num(ratio):.3f}"}</td>'
+            f'<td class="n">{int(_num(row.get("est_saved_output_tokens"))):,}</td>'
+            f'<td class="n">{_money(row.get("est_saved_usd"))}</td>'
+            f'<td class="note">{escape(str(row.get("why") or ""))}</td></tr>')
+    head = ("<tr><th>task type</th><th>calls</th><th>output tokens</th><th>measured ratio</th>"
+            "<th>est. output tok saved</th><th>est. $ saved</th><th>why</th></tr>")
+    return ("<h2>Output: concise mode (estimate)</h2>"
+            f'<p class="sub">An estimate, not in the totals: {escape(str(estimate.get("source")))}'
+            f" · {int(_num(estimate.get('est_saved_output_tokens'))):,} output tokens, "
+            f"{_money(estimate.get('est_saved_usd'))} $</p>"
+            f'<table class="layers">{head}{"".join(rows)}</table>')
+
+
 def _figure(svg: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
 
@@ -299,6 +323,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         _cards(report),
         "<h2>Savings</h2>", _charts(report),
         "<h2>Per layer</h2>", _layer_table(report.get("layers") or []),
+        _output_estimate(report.get("output_estimate")),
         "<h2>Cache hits</h2>", _cache_examples(report.get("cache") or {}),
         _answers(report.get("answers") or []),
         "<h2>How this was measured</h2>", notes_html,

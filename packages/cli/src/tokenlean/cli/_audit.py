@@ -83,6 +83,9 @@ def audit(
     html: Path | None = typer.Option(None, "--html", help="Write the HTML report here."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N calls."),
+    output_ratios: Path | None = typer.Option(
+        None, "--output-ratios", help="The JSON `tokenlean bench output` printed: estimate "
+        "the output concise mode would save, per task type, from its measured ratios."),
 ) -> None:
     """Replay a traffic log offline through the layers lean() would run; show what each saves."""
     replay = require("tokenlean.audit", extra="audit", feature="tokenlean audit")
@@ -91,8 +94,9 @@ def audit(
     choices = {name: choice for name, value in (("cache", cache), ("templates", templates),
                                                 ("compress", compress), ("budget", budget))
                if (choice := _choice(value)) is not None}
+    ratios = None if output_ratios is None else replay.load_output_ratios(output_ratios)
     options = replay.AuditOptions(price_as=price_as, preset=preset, choices=choices,
-                                  cache_sampled=cache_sampled)
+                                  cache_sampled=cache_sampled, output_ratios=ratios)
     total = _count_lines(log, limit)
     with _progress(_err) as bar:
         task = bar.add_task("replaying", total=total)
@@ -116,6 +120,18 @@ def audit(
     for layer in report["layers"]:
         if layer["status"] == "skipped":
             out.print(f"[dim]{layer['layer']}: {layer['note']}[/]")
+    estimate = report.get("output_estimate")
+    if estimate:
+        out.print(f"output, concise mode (an estimate, not in the totals above): "
+                  f"{estimate['est_saved_output_tokens']:,} output tokens, "
+                  f"${estimate['est_saved_usd']:.4f} "
+                  f"({estimate['est_saved_share'] * 100:.1f}% of spend)")
+        for task, row in estimate["by_task_type"].items():
+            ratio = row["measured_ratio"]
+            out.print(f"  {task}: {row['calls']} calls, {row['output_tokens']:,} output tokens, "
+                      f"ratio {'-' if ratio is None else f'{ratio:.2f}'} -> "
+                      f"{row['est_saved_output_tokens']:,} saved ({row['why']})")
+        out.print(f"[dim]source: {estimate['source']}[/]")
 
 
 def demo(
