@@ -3,8 +3,9 @@ import tokenlean.server as server
 
 def test_public_api_is_pinned() -> None:
     assert sorted(server.__all__) == sorted([
-        "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MODEL_NAME", "ENV_API_KEYS", "TENANT_HEADER",
-        "Delta", "Engine", "EngineClosed", "Event", "EventStream", "Failed", "Finished",
+        "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MODEL_NAME", "DEFAULT_STOP_CONFIDENCE", "ENV_API_KEYS",
+        "TENANT_HEADER", "Delta", "EarlyStop", "Engine", "EngineClosed", "Event", "EventStream",
+        "Failed", "Finished",
         "Generation", "Metrics", "PrefixCache", "PrefixCacheStats", "PromptTooLong", "QueueFull",
         "SamplingParams", "ServerThread", "Started", "Ticket", "create_app",
         "default_allowed_hosts", "load_model", "parse_api_keys", "served_name",

@@ -50,6 +50,15 @@ def serve(
     max_prompt_tokens: int | None = typer.Option(None, "--max-prompt-tokens",
                                                  help="Longest prompt in tokens; more gets "
                                                  "HTTP 400 (default: the model's context)."),
+    soft_budget_ratio: float | None = typer.Option(
+        None, "--soft-budget-ratio", help="Early stopping for every request: a soft budget of "
+        "this fraction (0-1] of its max_tokens; past it, an answer ends at the next sentence or "
+        "paragraph end where P(eos) >= --stop-confidence. Default: off (a request can still "
+        "ask with its tokenlean.soft_max_tokens field)."),
+    stop_confidence: float | None = typer.Option(
+        None, "--stop-confidence", help="Default threshold on the model's P(eos) at a boundary "
+        "for early stopping, in [0, 1] (0: stop at the first boundary past the soft budget; "
+        "default: tokenlean.server.DEFAULT_STOP_CONFIDENCE, 0.05)."),
 ) -> None:
     """Serve a local model with OpenAI- and Anthropic-compatible HTTP endpoints."""
     server = require("tokenlean.server", extra="server", feature="tokenlean serve")
@@ -67,7 +76,10 @@ def serve(
                             default_max_tokens=default_max_tokens, api_keys=keys,
                             trust_tenant_header=trust_tenant_header, allowed_hosts=hosts,
                             allowed_origins=allowed_origin, max_body_bytes=max_body_bytes,
-                            max_prompt_tokens=max_prompt_tokens)
+                            max_prompt_tokens=max_prompt_tokens,
+                            soft_budget_ratio=soft_budget_ratio,
+                            stop_confidence=server.DEFAULT_STOP_CONFIDENCE
+                            if stop_confidence is None else stop_confidence)
     access = _access_line(keys, trust_tenant_header)
     typer.echo(f"serving {served} on http://{host}:{port} "
                f"(OpenAI: /v1, Anthropic: base URL as is); {access}", err=True)

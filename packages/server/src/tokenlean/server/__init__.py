@@ -17,6 +17,7 @@ share a prompt prefix reuse its KV cache (:class:`PrefixCache`).
 
 from ._access import ENV_API_KEYS, default_allowed_hosts, parse_api_keys
 from ._app import DEFAULT_MAX_BODY_BYTES, TENANT_HEADER, create_app
+from ._early import DEFAULT_STOP_CONFIDENCE, EarlyStop
 from ._engine import (
     Delta,
     Engine,
@@ -39,9 +40,11 @@ from ._run import DEFAULT_MODEL_NAME, ServerThread, load_model, served_name
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MODEL_NAME",
+    "DEFAULT_STOP_CONFIDENCE",
     "ENV_API_KEYS",
     "TENANT_HEADER",
     "Delta",
+    "EarlyStop",
     "Engine",
     "EngineClosed",
     "Event",
