@@ -23,25 +23,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import multiprocessing as mp
 import queue
-import shutil
-import socket
 import struct
-import subprocess
 import tempfile
 import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from tokenlean.bench._servers import redis_server
 from tokenlean.budget import Budget, BudgetLayer, RedisBudgetStore, SQLiteBudgetStore
 from tokenlean.core import (
     BudgetExceeded,
@@ -56,7 +53,7 @@ from tokenlean.core import (
     count_messages,
 )
 
-__all__ = ["SCENARIOS", "redis_server", "run_budget_scenarios", "run_scenario"]
+__all__ = ["SCENARIOS", "run_budget_scenarios", "run_scenario"]
 
 # list prices (USD per million tokens) of the two models the scenarios use
 PRICES = PriceTable(overrides={
@@ -331,33 +328,6 @@ def run_scenario(scenario: str, runner: str, spec: StoreSpec, *, calls: int = 24
     }
 
 
-@contextlib.contextmanager
-def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A throwaway ``redis-server`` on a free loopback port: ``(url, process)``."""
-    redis = __import__("redis")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        client = redis.Redis(port=port)
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("redis-server did not start")
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0", proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def _plan(quick: bool) -> list[tuple[str, str]]:
     runners = ("threads", "asyncio", "processes")
     if quick:  # every scenario once, the runners taking turns
@@ -376,12 +346,12 @@ def run_budget_scenarios(quick: bool) -> dict[str, Any]:
         for scenario, runner in _plan(quick):
             spec = StoreSpec("sqlite", str(Path(tmp) / f"{uuid.uuid4().hex}.sqlite"), "")
             runs.append(run_scenario(scenario, runner, spec, calls=calls))
-    if shutil.which("redis-server") is None:
-        skipped["redis"] = "redis-server is not on PATH"
-    else:
-        with redis_server() as (url, _):
+    with redis_server() as redis:
+        if redis is None:
+            skipped["redis"] = "redis-server is not on PATH"
+        else:
             for scenario, runner in _plan(quick):
-                spec = StoreSpec("redis", url, f"bench:{uuid.uuid4().hex}:")
+                spec = StoreSpec("redis", redis.url, f"bench:{uuid.uuid4().hex}:")
                 runs.append(run_scenario(scenario, runner, spec, calls=calls))
     return {
         "budget_overspend_max_ratio": max(r["ratio"] for r in runs),

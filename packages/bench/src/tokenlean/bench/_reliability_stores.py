@@ -8,7 +8,6 @@ says so under ``scenarios`` instead of counting zero.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,11 +18,12 @@ import time
 import tracemalloc
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+from tokenlean.bench._servers import redis_server
 
 __all__ = ["LOOKALIKE_TENANTS", "run_store_scenarios"]
 
@@ -36,34 +36,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextmanager
-def _redis_server(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]] | None]:
-    """A redis-server on a free loopback port (None where it is not installed)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        yield None
-        return
-    port = _free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir",
-                             str(workdir), "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0", proc
-    finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _cross_tenant_hits(store: Any, semantic: bool) -> int:
@@ -238,13 +210,14 @@ def run_store_scenarios(quick: bool) -> dict[str, Any]:
         lost += _timed(scenarios, "ledger_torn_tail_jsonl",
                        lambda: _torn_tail_rows_lost(root / "torn.jsonl"))
         hang: float | None = None
-        with _redis_server(root) as redis:
+        with redis_server(root) as redis:
             if redis is None:
                 scenarios["redis"] = "skipped: redis-server not installed"
             else:
                 from tokenlean.cache import RedisStore
 
-                url, proc = redis
+                url, proc = redis.url, redis.proc
+                assert proc is not None
                 store = RedisStore(url, prefix=f"bench{uuid.uuid4().hex}")
                 cross += _timed(scenarios, "cross_tenant_redis",
                                 lambda: _cross_tenant_hits(store, semantic=False))
