@@ -66,6 +66,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+from ._retry import EMPTY_BY_LENGTH, empty_by_length, retry_cap, retry_request
 from ._time_budget import (
     DEFAULT_LAYER_TIME_BUDGET_S,
     FIRST_CALL_TIME_BUDGET_S,
@@ -74,7 +75,6 @@ from ._time_budget import (
     run_within,
     when_done,
 )
-from ._retry import EMPTY_BY_LENGTH, empty_by_length, retry_cap, retry_request
 from .accounting import ObservedCall, awrite_record, call_record, combine_attempts, write_record
 from .errors import ConfigError, TokenleanError, TokenleanWarning
 from .prices import PriceTable, default_price_table
@@ -368,6 +368,7 @@ class Pipeline:
         """Run one call through the layers and the provider (an empty answer cut by
         length is asked once more with a larger cap: see the module's docs)."""
         first = self._attempt(request)
+        assert first is not None  # only a retry (floor given) can come back empty-handed
         cap, why = _retry_plan(request, first)
         again = None if cap is None else self._attempt(retry_request(request, cap),
                                                         floor=first.request.output_cap)
@@ -510,6 +511,7 @@ class Pipeline:
     async def arun(self, request: Request) -> CallResult:
         """Async twin of :meth:`run`."""
         first = await self._aattempt(request)
+        assert first is not None  # only a retry (floor given) can come back empty-handed
         cap, why = _retry_plan(request, first)
         again = None if cap is None else await self._aattempt(
             retry_request(request, cap), floor=first.request.output_cap)
