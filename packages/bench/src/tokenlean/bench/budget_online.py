@@ -113,7 +113,8 @@ def leave_one_model_out(examples: Sequence[Example], prior_rows: Sequence[Exampl
         kept = [e for e in prior_rows if model_key(e.model) != key]
         prior = LengthPredictor(train(kept, quantiles=[quantile], default_quantile=quantile,
                                       version=f"lomo-{key}"), quantile=quantile)
-        assert not prior.knows_model(model)  # the point of the run
+        if prior.knows_model(model):  # cannot happen: its rows were left out by that key
+            raise InvalidRequestError(f"the retrained prior still knows {model!r}")
         run = online_run(rows, prior if prior_scale == 1.0 else ScaledPrior(prior, prior_scale),
                          warmup=warmup, app_cap=app_cap, step=step)
         run.pop("per_model")
