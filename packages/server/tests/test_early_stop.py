@@ -387,3 +387,19 @@ def test_serve_has_the_flags() -> None:
     result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "--soft-budget-ratio" in result.output and "--stop-confidence" in result.output
+
+
+def test_the_bench_arm_runs_the_real_server(tiny_dir: Any) -> None:
+    """`tokenlean bench output`'s early-stop arm, on the tiny model (the bench uses SmolLM2)."""
+    from tokenlean.bench._output_early_stop import generate
+    from tokenlean.core import Message
+
+    rows = [[Message(role="user", content="Say hello.")], [Message(role="user", content="Hi")]]
+    out = generate(rows, [0, 64], max_tokens=12, stop_confidence=0, model_dir=str(tiny_dir))
+    assert len(out) == 2
+    for text, tokens, reason in out:
+        assert isinstance(text, str) and 1 <= tokens <= 12
+        assert reason in ("early", "stop", "length")
+        assert reason != "early" or at_boundary(text)
+    with pytest.raises(ValueError, match="soft budgets"):
+        generate(rows, [0], model_dir=str(tiny_dir))
