@@ -66,11 +66,22 @@ def test_estimate_applies_measured_ratios_to_allowed_types(tmp_path: Path, log: 
 
 
 def test_no_saving_where_the_measurement_did_not_shorten(tmp_path: Path, log: Path) -> None:
-    ratios = load_output_ratios(_ratios(tmp_path, {"chat": {"rows": 3, "output_ratio": 1.1}}))
+    ratios = load_output_ratios(_ratios(tmp_path, {"chat": {"rows": 6, "output_ratio": 1.1}}))
     estimate = audit_log(log, options=AuditOptions(preset="off", output_ratios=ratios))[
         "output_estimate"]
     assert estimate["est_saved_output_tokens"] == 0
     assert "did not shorten" in estimate["by_task_type"]["chat"]["why"]
+
+
+def test_too_few_measured_rows_justify_nothing(tmp_path: Path, log: Path) -> None:
+    ratios = load_output_ratios(_ratios(tmp_path, {"chat": {"rows": 2, "output_ratio": 0.3}}))
+    chat = audit_log(log, options=AuditOptions(preset="off", output_ratios=ratios))[
+        "output_estimate"]["by_task_type"]["chat"]
+    assert chat["est_saved_output_tokens"] == 0 and "2 row(s)" in chat["why"]
+    lenient = OutputRatios(ratios={"chat": 0.3}, rows={"chat": 2}, source="s", min_rows=1)
+    chat = audit_log(log, options=AuditOptions(preset="off", output_ratios=lenient))[
+        "output_estimate"]["by_task_type"]["chat"]
+    assert chat["est_saved_output_tokens"] == round(chat["output_tokens"] * 0.7)
 
 
 def test_ledger_export_uses_the_recorded_task_type(tmp_path: Path) -> None:
@@ -84,7 +95,7 @@ def test_ledger_export_uses_the_recorded_task_type(tmp_path: Path) -> None:
         record("b", 40, {"concise": True, "task_type": "chat"}),  # already concise
         record("c", 70, {}),  # no budget note: type unknown
     ])
-    ratios = OutputRatios(ratios={"chat": 0.5}, rows={"chat": 4}, source="test ratios")
+    ratios = OutputRatios(ratios={"chat": 0.5}, rows={"chat": 5}, source="test ratios")
     estimate = audit_log(path, options=AuditOptions(output_ratios=ratios))["output_estimate"]
     assert estimate["by_task_type"]["chat"]["output_tokens"] == 100
     assert estimate["by_task_type"]["chat"]["est_saved_output_tokens"] == 50

@@ -7,7 +7,8 @@ ratio ``concise output tokens / unconstrained output tokens`` that
 ``tokenlean bench output`` measured per task type, applied to the log's output
 tokens of the same task type (:func:`tokenlean.budget.detect_task_type`), only
 for the types concise mode applies to by default (code, math and reasoning are
-left as asked), and only where the measurement shortened answers. The report
+left as asked), only where the measurement shortened answers, and only for types
+measured on at least :data:`MIN_ROWS` rows. The report
 names the file and the run the ratios come from.
 """
 
@@ -23,16 +24,21 @@ from typing import Any
 from tokenlean.core import InvalidRequestError, Message
 from tokenlean.core._optional import require
 
-__all__ = ["OutputRatios", "OutputTally", "load_output_ratios"]
+__all__ = ["MIN_ROWS", "OutputRatios", "OutputTally", "load_output_ratios"]
+
+#: a ratio measured on fewer rows of a type justifies nothing for that type
+MIN_ROWS = 5
 
 
 @dataclass(frozen=True, slots=True)
 class OutputRatios:
-    """Measured ``output_ratio`` (concise / unconstrained) and rows per task type."""
+    """Measured ``output_ratio`` (concise / unconstrained) and rows per task type. A type
+    measured on fewer than ``min_rows`` rows is not estimated."""
 
     ratios: Mapping[str, float]
     rows: Mapping[str, int]
     source: str
+    min_rows: int = MIN_ROWS
 
     @classmethod
     def from_report(cls, report: Any, *, origin: str) -> OutputRatios:
@@ -113,6 +119,9 @@ class OutputTally:
                        "concise mode leaves this type as asked (opt in with concise_task_types)")
             elif ratio is None:
                 why = "no measured ratio for this type"
+            elif ratios.rows.get(task, 0) < ratios.min_rows:
+                why = (f"measured on {ratios.rows.get(task, 0)} row(s); at least "
+                       f"{ratios.min_rows} needed")
             elif ratio >= 1:
                 why = "the measurement did not shorten answers of this type"
             else:
