@@ -19,7 +19,14 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 
 from langchain_tokenlean import TokenleanMiddleware
+from tokenlean.budget import BudgetLayer, LengthPredictor
 from tokenlean.core import SQLiteLedger
+
+
+def predicting() -> BudgetLayer:
+    """The shipped predictor without calibration: its bound from the first call (the
+    default, calibrated, leaves the cap alone until the model has warmed up)."""
+    return BudgetLayer(predictor=LengthPredictor.default())
 
 USAGE = {"input_tokens": 40, "output_tokens": 6, "total_tokens": 46}
 
@@ -57,7 +64,7 @@ def test_budget_max_tokens_reaches_the_model_and_cache_answers_repeat(tmp_path: 
                          system_prompt="You answer warranty questions in one sentence.",
                          # the fake model has no temperature: unknown counts as sampled,
                          # which the cache answers only when asked to
-                         middleware=[TokenleanMiddleware(cache="exact", budget="predict",
+                         middleware=[TokenleanMiddleware(cache="exact", budget=predicting(),
                                                          cache_sampled=True, ledger=ledger,
                                                          model="gpt-4o")])
 
@@ -123,7 +130,7 @@ async def test_async_agent_with_a_tool_records_each_model_call(tmp_path: Path) -
     ]))
     seen = Seen()
     agent = create_agent(model, tools=[shop_hours],
-                         middleware=[TokenleanMiddleware(budget="predict", ledger=ledger,
+                         middleware=[TokenleanMiddleware(budget=predicting(), ledger=ledger,
                                                          model="gpt-4o")])
     out = await agent.ainvoke({"messages": [HumanMessage("When is Porto open?")]},
                               config={"callbacks": [seen]})
@@ -152,3 +159,17 @@ async def test_one_middleware_serves_overlapping_agent_calls(tmp_path: Path) -> 
     outs = await asyncio.gather(*(agent.ainvoke({"messages": [HumanMessage(f"q {name}")]})
                                   for name, agent in agents.items()))
     assert [o["messages"][-1].content for o in outs] == [f"answer from {n}" for n in agents]
+
+
+def test_the_default_budget_leaves_the_cap_alone_while_the_model_warms_up(tmp_path: Path) -> None:
+    """budget="predict" calibrates on the app's own completions: a model it has not
+    seen 100 answers of keeps the app's cap (here: none)."""
+    ledger = SQLiteLedger(tmp_path / "ledger.sqlite")
+    seen = Seen()
+    agent = create_agent(answers("Frames carry a lifetime warranty."),
+                         middleware=[TokenleanMiddleware(budget="predict", ledger=ledger,
+                                                         model="gpt-4o")])
+    assert ask(agent, "How long is the frame warranty?", seen)
+    assert "max_tokens" not in seen.params[0] or seen.params[0]["max_tokens"] is None
+    budget = next(r for r in next(iter(ledger.records())).layers if r.layer == "budget")
+    assert budget.detail.get("calibration_key")
