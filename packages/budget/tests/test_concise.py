@@ -69,6 +69,13 @@ def test_reads_the_last_user_turn() -> None:
     assert detect_task_type([Message(role="system", content="Be nice.")]) == "chat"
 
 
+def test_reads_a_bounded_head_of_each_message() -> None:
+    fence = "```python\nprint(1)\n```"
+    assert detect_task_type(user("word " * 100 + fence)) == "code"
+    assert detect_task_type(user("word " * 10_000 + fence)) == "chat"  # past 20,000 chars
+    assert detect_task_type(user("<p>hi</p> <b>there</b>")) == "code"
+
+
 def test_code_math_and_reasoning_need_an_opt_in() -> None:
     assert set(CONCISE_TASK_TYPES) == set(TASK_TYPES) - {"code", "math", "reasoning"}
     assert concise_types() == CONCISE_TASK_TYPES

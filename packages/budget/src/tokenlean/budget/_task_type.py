@@ -9,8 +9,9 @@ the **system prompt**; the first rule that matches wins:
 =================  ======================================================================
 type               rule
 =================  ======================================================================
-``code``           a code fence or code-like lines (``def``/``class``/``import``/
-                   ``#include``/``function``/``=>``/``;`` + braces) in the last user turn;
+``code``           a code fence, two code-like lines (``def``/``class``/``import``/
+                   ``#include``/``function``/``=>``/ending in ``;`` or ``{``) or two closing
+                   HTML tags in the last user turn;
                    or a programming word (Python, SQL, function, script, bug, ...) with a
                    programming verb (write, implement, fix, debug, refactor, ...)
 ``extraction``     "extract", "identify the ... in the following", "named entities", "from
@@ -27,7 +28,8 @@ type               rule
 ``chat``           everything else: open chat, writing, role-play, explanations
 =================  ======================================================================
 
-Mistakes toward a gated type (code, math, reasoning) only lose a saving; mistakes
+Each message is read up to its first 20,000 characters, so the work per call is
+bounded. Mistakes toward a gated type (code, math, reasoning) only lose a saving; mistakes
 away from one can cost accuracy, so the code and math rules are the broad ones.
 Measured on 100 hand-labelled prompts (MT-Bench's categories, plus AlpacaEval
 and Arena-Hard rows): see ``docs/layers/budget.md`` ("Concise mode").
@@ -46,12 +48,17 @@ __all__ = ["CONCISE_TASK_TYPES", "TASK_TYPES", "detect_task_type"]
 TASK_TYPES = ("code", "math", "reasoning", "extraction", "classification", "chat")
 #: the types concise mode applies to by default (code, math and reasoning need an opt-in)
 CONCISE_TASK_TYPES = frozenset({"extraction", "classification", "chat"})
+# the rules read at most this many characters of each message: the work per call is
+# bounded whatever the prompt's size
+_READ = 20_000
 
 _I = re.IGNORECASE
 _FENCE = re.compile(r"```|~~~")
+# per line ([ \t], never \s: a pattern that crosses lines can go quadratic on blank lines)
 _CODE_LINE = re.compile(
-    r"^\s*(def |class \w|import \w|from \w+ import|#include|function\s*\w*\(|public |"
-    r"(const|let|var) \w+ ?=|SELECT |<\w+[^>]*>.*</\w+>|.*[;{]\s*$|.*=>)", re.MULTILINE)
+    r"^[ \t]*(def |class \w|import \w|from \w+ import|#include|function[ \t]*\w*\(|public |"
+    r"(const|let|var) \w+ ?=|SELECT |.*[;{][ \t]*$|.*=>)", re.MULTILINE)
+_CLOSING_TAG = re.compile(r"</[a-zA-Z][\w-]{0,20}>")
 _CODE_WORD = re.compile(
     r"\b(python|javascript|typescript|java|c\+\+|c#|golang|rust|ruby|php|kotlin|swift|sql|"
     r"html|css|bash|shell script|regex|json schema|api|function|script|program|"
@@ -87,16 +94,17 @@ _REASON = re.compile(
 def _last_user(messages: Sequence[Message]) -> str:
     for message in reversed(messages):
         if message.role == "user":
-            return message.text
+            return message.text[:_READ]
     return ""
 
 
 def _system(messages: Sequence[Message]) -> str:
-    return "\n".join(m.text for m in messages if m.role in ("system", "developer"))
+    return "\n".join(m.text[:_READ] for m in messages if m.role in ("system", "developer"))
 
 
 def _is_code(text: str) -> bool:
-    if _FENCE.search(text) or len(_CODE_LINE.findall(text)) >= 2:
+    if _FENCE.search(text) or len(_CODE_LINE.findall(text)) >= 2 \
+            or len(_CLOSING_TAG.findall(text)) >= 2:
         return True
     return bool(_CODE_WORD.search(text) and _CODE_VERB.search(text))
 
