@@ -169,3 +169,21 @@ def test_lean_keyword_flows_to_the_layer() -> None:
         build_layers(preset="max-savings", concise_task_types=["math"])  # budget="predict"
     with pytest.raises(ConfigError, match="concise"):
         build_layers(preset="off", concise_task_types=["math"])  # no budget layer
+
+
+def test_concise_applies_while_a_calibrated_layer_warms_up() -> None:
+    """budget="concise" calibrates: before the first bound the instruction uses the prior
+    predictor's figure (it is a soft budget; the app's cap is untouched)."""
+    from tokenlean.budget import SQLiteBudgetStore
+
+    store = SQLiteBudgetStore(":memory:")
+    try:
+        layer = BudgetLayer(predictor=Fixed(), concise=True, calibration=True, store=store)
+        sent, detail = _run(layer, "Write a short poem about the sea.")
+        assert detail["calibrated_max_tokens"] is None  # still warming up
+        assert sent.messages[0].role == "system" and "concise" in sent.messages[0].text
+        assert detail["concise"] is True and detail["task_type"] == "chat"
+        sent, detail = _run(layer, "Solve 2x + 3 = 11 for x.")
+        assert [m.role for m in sent.messages] == ["user"] and detail["concise"] is False
+    finally:
+        store.close()

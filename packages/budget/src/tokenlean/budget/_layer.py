@@ -463,8 +463,13 @@ class BudgetLayer:
                                     cap is not None and plan.max_tokens < cap):
             out = out.with_output_cap(plan.max_tokens)  # lowered (or set where the app gave none)
         concise: dict[str, Any] = {}
-        if self.concise and predicted is not None:  # only for the allowed task types
-            out, concise = concise_policy(out, plan.max_tokens, self.concise_types)
+        # the instruction's soft budget: the bound from the prediction; while a calibrated
+        # layer warms up (no bound yet, no app cap), the prior predictor's figure
+        soft = plan.max_tokens if predicted is not None else (
+            min(output.prior, plan.max_tokens)
+            if output is not None and output.prior is not None and cap is None else None)
+        if self.concise and soft is not None:  # only for the allowed task types
+            out, concise = concise_policy(out, soft, self.concise_types)
         detail: dict[str, Any] = {
             **concise,
             "reservation": reservation or "",
