@@ -206,8 +206,9 @@ def _summary(idx: Sequence[int], rows: Sequence[Row], base: Sequence[tuple[str, 
     out: dict[str, Any] = {
         "rows": len(idx), "output_tokens_before": before, "output_tokens_after": after,
         "output_ratio": ratio, "output_cut": None if ratio is None else round(1 - ratio, 4),
-        "stop_share_before": _ratio(sum(base[i][2] == "stop" for i in idx), len(idx)),
-        "stop_share_after": _ratio(sum(arm[i][2] == "stop" for i in idx), len(idx)),
+        # ended before the cap: on its own ("stop") or an arm's own stop ("early", ...)
+        "stop_share_before": _ratio(sum(base[i][2] != "length" for i in idx), len(idx)),
+        "stop_share_after": _ratio(sum(arm[i][2] != "length" for i in idx), len(idx)),
     }
     if qa:
         out["qa_rows"] = len(qa)
