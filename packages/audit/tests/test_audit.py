@@ -256,3 +256,18 @@ def test_arena_hard_prompts_shape(shared_data: Callable[[str], Path]) -> None:
     assert report["requests"] == 12
     assert report["source"]["format"] == "prompts"
     assert report["tokens_before"]["output"] > report["tokens_before"]["input"] > 0
+
+
+def test_the_replay_learns_nothing_into_the_apps_live_budget_store(log: Path) -> None:
+    """budget="predict" calibrates in the ledger's SQLite file; an offline audit
+    replays on a fresh store and leaves the app's file as it was."""
+    import os
+    import sqlite3
+
+    live = Path(os.environ["TOKENLEAN_HOME"]) / "ledger.sqlite"
+    audit_log(log, options=AuditOptions(preset="off", choices={"budget": "predict"}))
+    if live.exists():
+        with sqlite3.connect(live) as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if "budget_calibration" in tables:
+                assert conn.execute("SELECT COUNT(*) FROM budget_calibration").fetchone() == (0,)

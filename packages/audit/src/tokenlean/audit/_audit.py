@@ -31,6 +31,8 @@ two numbers share a denominator and their ratio is the saving.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -303,6 +305,20 @@ def _observed(record: CallRecord, books: _Books) -> None:
         books.hits.append(float(record.cache_score))
 
 
+def _replay_on_fresh_stores(layers: Sequence[Layer], scratch: Path) -> None:
+    """A built layer that learns in a store (the budget layer's calibration, its
+    accounts) replays on a fresh store in ``scratch``: the audit describes a new
+    deployment, and an offline replay never writes into the app's live store."""
+    for layer in layers:
+        store = getattr(layer, "store", None)
+        if store is None or not callable(getattr(store, "update_calibration", None)):
+            continue
+        from tokenlean.budget import SQLiteBudgetStore
+
+        store.close()
+        layer.store = SQLiteBudgetStore(scratch / f"{layer.name}.sqlite")  # type: ignore[attr-defined]
+
+
 def audit_entries(entries: Iterable[LogEntry], *, options: AuditOptions | None = None,
                   progress: Callable[[int], None] | None = None,
                   source: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -311,6 +327,9 @@ def audit_entries(entries: Iterable[LogEntry], *, options: AuditOptions | None =
     prices = PricedAs(options.price_as)
     started = time.perf_counter()
     layers, rows = _layers(options)
+    scratch = Path(tempfile.mkdtemp(prefix="tokenlean-audit-"))
+    if options.layers is None:
+        _replay_on_fresh_stores(layers, scratch)
     books = _Books(layers=rows)
     provider = ReplayProvider(count_model=options.price_as)
     ledger = MemoryLedger()
@@ -342,6 +361,7 @@ def audit_entries(entries: Iterable[LogEntry], *, options: AuditOptions | None =
                 close = getattr(layer, "close", None)
                 if callable(close):
                     close()
+        shutil.rmtree(scratch, ignore_errors=True)
     _answered(list(ledger.records()), pending, books, options)
     return _report(books, layers, options, prices, elapsed=time.perf_counter() - started,
                    source=source or {})
