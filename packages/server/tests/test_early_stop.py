@@ -41,6 +41,7 @@ STORY = [{"role": "user", "content": "Write a story."}]
 WORDS = " the a cat dog sat ran on mat big small and then it was very red blue tree house"
 # the spec's boundary, restated: a sentence end (closing quotes/brackets) or a newline, then spaces
 BOUNDARY = re.compile(r"(?:[.!?][\"')\]]*|\n)[ \t]*\Z")
+EOS = 2  # SmolLM2's <|im_end|>, the tiny model's end-of-sequence id
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +66,12 @@ class Reference:
     p_eos: list[float]  # p_eos[k]: P(eos) of the token after the first k
 
     def boundaries(self, soft: int, max_tokens: int) -> list[int]:
-        """Answer lengths k at which the server checks P(eos): a boundary, k >= soft, and a
-        next step exists (the answer neither ended nor reached max_tokens at k)."""
+        """Answer lengths k at which the server checks P(eos): a boundary, k >= soft, a next
+        step exists (the answer neither ended nor reached max_tokens at k), and its token
+        is not the end of the answer (the model's own end is not an early stop)."""
         last = min(len(self.tokens), max_tokens) - 1
-        return [k for k in range(max(soft, 1), last + 1) if BOUNDARY.search(self.texts[k])]
+        return [k for k in range(max(soft, 1), last + 1)
+                if BOUNDARY.search(self.texts[k]) and self.tokens[k] != EOS]
 
     def early_stop(self, soft: int, confidence: float, max_tokens: int) -> int | None:
         return next((k for k in self.boundaries(soft, max_tokens)
@@ -141,7 +144,7 @@ def test_the_fixture_gives_boundaries_an_early_stop_can_skip(ref: Reference) -> 
     found = ref.boundaries(0, 40)
     assert len(found) >= 3, ref.texts[-1]
     assert len({round(math.log10(ref.p_eos[k]), 1) for k in found}) >= 3  # distinct P(eos)
-    assert ref.tokens[-1] == 2 or len(ref.tokens) == 40  # ended by eos or the hard limit
+    assert ref.tokens[-1] == EOS or len(ref.tokens) == 40  # ended by eos or the hard limit
     assert all(0 < ref.p_eos[k] < 1 for k in found)
 
 
@@ -173,7 +176,7 @@ def test_threshold_one_never_stops_early(oai: openai.OpenAI, ref: Reference) -> 
     assert out.usage is not None and plain.usage is not None
     assert out.usage.completion_tokens == plain.usage.completion_tokens == len(ref.tokens)
     info = detail(out)
-    assert info["stopped"] == ("eos" if ref.tokens[-1] == 2 else "max_tokens")
+    assert info["stopped"] == ("eos" if ref.tokens[-1] == EOS else "max_tokens")
     assert "at_token" not in info
     checked = ref.boundaries(0, 40)
     assert info["boundaries_checked"] == len(checked)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -163,6 +164,8 @@ def measure(mt_path: Path, qa_path: Path, *, rows: int = 10, max_tokens: int = 2
             early = _run(messages, budgets, max_tokens=max_tokens, stop_confidence=confidence,
                          model_dir=None)
             report[name][f"stop_confidence={confidence}"] = _summary(base, early, gold)
+            print(f"{name} stop_confidence={confidence}: "
+                  f"{report[name][f'stop_confidence={confidence}']}", file=sys.stderr, flush=True)
     return report
 
 

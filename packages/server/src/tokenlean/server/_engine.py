@@ -615,10 +615,11 @@ class Engine:
         self._rows = [self._rows[i] for i in keep]
 
     def _next(self, seq: _Seq, logits: Any) -> None:
-        """One step of ``seq`` from its next-token logits: end it early if its answer ends
-        at a boundary past its soft budget and ``P(eos)`` reaches its threshold; else
-        sample a token."""
-        if seq.at_boundary:
+        """One step of ``seq`` from its next-token logits: sample a token; unless it ends
+        the answer anyway, end the answer early if it is at a boundary past its soft
+        budget and ``P(eos)`` reaches its threshold."""
+        token = self._sample(seq, logits)
+        if seq.at_boundary and token not in self.stop_ids:
             p = self._eos_probability(logits)
             seq.checked += 1
             seq.max_eos = p if seq.max_eos is None else max(seq.max_eos, p)
@@ -626,7 +627,7 @@ class Engine:
                 self._send(seq, self._text(seq.generated))
                 self._finish(seq, "stop", eos_probability=p)
                 return
-        self._accept(seq, self._sample(seq, logits))
+        self._accept(seq, token)
 
     def _eos_probability(self, logits: Any) -> float:
         """``P(eos)`` at temperature 1: the softmax mass of every end-of-sequence id."""
