@@ -406,3 +406,15 @@ def test_the_bench_arm_runs_the_real_server(tiny_dir: Any) -> None:
         assert reason != "early" or at_boundary(text)
     with pytest.raises(ValueError, match="soft budgets"):
         generate(rows, [0], model_dir=str(tiny_dir))
+
+
+def test_the_bench_arm_uses_the_bench_runs_model_and_cap(tiny: tuple[Any, Any]) -> None:
+    from tokenlean.bench._output_early_stop import generate
+    from tokenlean.bench.output import LocalModel, using_model
+    from tokenlean.core import Message
+
+    model, tokenizer = tiny
+    rows = [[Message(role="user", content="Say hello.")]]
+    with using_model(LocalModel(tokenizer, model, 7, "tiny")):
+        [(text, tokens, reason)] = generate(rows, [100])  # budget past the cap: no early stop
+    assert (tokens, reason) == (7, "length") and text

@@ -52,12 +52,12 @@ def _stop_reason(reply: dict[str, Any]) -> str:
 
 
 def _run(rows: Sequence[Sequence[Message]], budgets: Sequence[int | None], *,
-         max_tokens: int, stop_confidence: float | None, model_dir: str | None
-         ) -> list[dict[str, Any]]:
+         max_tokens: int, stop_confidence: float | None, model_dir: str | None,
+         loaded: tuple[Any, Any] | None = None) -> list[dict[str, Any]]:
     server = require("tokenlean.server", extra="server", feature="the early-stop arm")
     import httpx
 
-    model, tokenizer = server.load_model(model_dir)
+    model, tokenizer = loaded if loaded is not None else server.load_model(model_dir)
     engine = server.Engine(model, tokenizer, max_batch=_CLIENTS, max_queue=len(rows) + 1)
     app = server.create_app(engine, model_name="local",
                             default_max_tokens=max_tokens)
@@ -76,8 +76,20 @@ def _run(rows: Sequence[Sequence[Message]], budgets: Sequence[int | None], *,
             return list(pool.map(one, range(len(rows))))
 
 
+def _bench_model() -> Any:
+    """The model and cap of the ``tokenlean bench output`` run this is called in, if any."""
+    from tokenlean.core import ConfigError
+
+    from .output import current_model
+
+    try:
+        return current_model()
+    except ConfigError:
+        return None
+
+
 def generate(messages_per_row: list[list[Message]], soft_budgets: list[int], *,
-             max_tokens: int = DEFAULT_MAX_TOKENS, stop_confidence: float | None = None,
+             max_tokens: int | None = None, stop_confidence: float | None = None,
              model_dir: str | None = None) -> list[tuple[str, int, str]]:
     """``(answer text, output tokens, stop reason)`` per row, early stopping at each row's
     soft budget.
@@ -87,11 +99,21 @@ def generate(messages_per_row: list[list[Message]], soft_budgets: list[int], *,
     are the server's ``usage.completion_tokens`` (a natural end counts its
     end-of-sequence token; an early stop adds none). ``stop_confidence`` None is the
     server's default threshold.
+
+    Called inside ``tokenlean bench output`` (its ``using_model(...)`` block) without
+    ``model_dir``, it serves that run's model and uses its ``max_new_tokens`` as the
+    hard cap (unless ``max_tokens`` is given), so the arms compare at one cap; else
+    it loads ``model_dir`` (default SmolLM2-135M-Instruct), capped at ``max_tokens``
+    (default :data:`DEFAULT_MAX_TOKENS`).
     """
     if len(messages_per_row) != len(soft_budgets):
         raise ValueError(f"{len(messages_per_row)} rows but {len(soft_budgets)} soft budgets")
-    replies = _run(messages_per_row, list(soft_budgets), max_tokens=max_tokens,
-                   stop_confidence=stop_confidence, model_dir=model_dir)
+    run = _bench_model() if model_dir is None else None
+    cap = max_tokens if max_tokens is not None else \
+        run.max_new_tokens if run is not None else DEFAULT_MAX_TOKENS
+    replies = _run(messages_per_row, list(soft_budgets), max_tokens=cap,
+                   stop_confidence=stop_confidence, model_dir=model_dir,
+                   loaded=None if run is None else (run.model, run.tokenizer))
     return [(r["choices"][0]["message"]["content"] or "", int(r["usage"]["completion_tokens"]),
              _stop_reason(r)) for r in replies]
 
