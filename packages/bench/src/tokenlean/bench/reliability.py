@@ -12,7 +12,8 @@ Three groups, each in its own module:
   latency while a 10 MB request is processed, cross-tenant prefix-cache leaks
   between two API keys;
 * stores and ledgers (:mod:`tokenlean.bench._reliability_stores`): cross-tenant
-  cache hits over look-alike tenant names, ledger rows lost over ``kill -9``
+  cache hits over look-alike tenant names (SQLite, Redis, and PostgreSQL when
+  ``--postgres-dsn`` names one), ledger rows lost over ``kill -9``
   mid-write and a torn tail, latency while a store hangs, the semantic cache's
   memory on a 2M-character prompt.
 
@@ -23,6 +24,7 @@ is met, and every scenario's own numbers. A group that cannot run here (no
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -44,13 +46,13 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
 COUNTS = frozenset({"server_5xx", "cross_tenant_hits", "ledger_rows_lost"})
 
 
-def _groups() -> dict[str, Callable[[bool], dict[str, Any]]]:
+def _groups(postgres_dsn: str | None = None) -> dict[str, Callable[[bool], dict[str, Any]]]:
     from ._reliability_budget import run_budget_scenarios
     from ._reliability_server import run_server_scenarios
     from ._reliability_stores import run_store_scenarios
 
     return {"budget": run_budget_scenarios, "server": run_server_scenarios,
-            "stores": run_store_scenarios}
+            "stores": functools.partial(run_store_scenarios, postgres_dsn=postgres_dsn)}
 
 
 def _run_group(run: Callable[[bool], dict[str, Any]], quick: bool) -> dict[str, Any]:
@@ -92,10 +94,13 @@ def bench(
                                help="Fewer calls and a shorter fuzz corpus (about 2 minutes)."),
     only: list[str] = typer.Option([], "--only",
                                    help="Run only these groups: budget, server, stores."),
+    postgres_dsn: str | None = typer.Option(
+        None, "--postgres-dsn", help="A PostgreSQL (with pgvector) for the store scenarios; "
+        "without it they run on SQLite and Redis only."),
 ) -> None:
     """Budget overspend, server 5xx and /health latency, cross-tenant hits, lost
     ledger rows: the hardening scenarios against real stores and a real server."""
-    groups = _groups()
+    groups = _groups(postgres_dsn)
     unknown = sorted(set(only) - set(groups))
     if unknown:
         raise typer.BadParameter(f"unknown groups {unknown}; known: {sorted(groups)}")
