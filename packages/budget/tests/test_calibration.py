@@ -219,3 +219,17 @@ def test_a_failing_store_passes_the_call_through_with_one_warning(tmp_path: Path
         results = stream(layer, 3, 1.0, cap=55)
     assert [cap for cap, _ in results] == [55, 55, 55]  # the app's own cap, untouched
     assert len([w for w in caught if issubclass(w.category, TokenleanWarning)]) == 1
+
+
+def test_use_fresh_stores_gives_learning_layers_an_empty_store(tmp_path) -> None:
+    """An offline run (audit, demo) starts from a new deployment: what the app's store
+    learned is not used, and the run learns nothing into it."""
+    from tokenlean.budget import use_fresh_stores
+    from tokenlean.budget._factory import make_layer
+
+    layer = make_layer("predict")
+    live = layer.store
+    assert use_fresh_stores([layer], tmp_path) == 1
+    assert layer.store is not live and any(tmp_path.iterdir())
+    plain = BudgetLayer(predictor=LengthPredictor.default())  # no store: left alone
+    assert use_fresh_stores([plain], tmp_path) == 0 and plain.store is None

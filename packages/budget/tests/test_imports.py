@@ -23,6 +23,7 @@ def test_public_api_is_pinned() -> None:
         "detect_task_type",
         "length_instruction",
         "prompt_features",
+        "use_fresh_stores",
         "with_length_instruction",
     ]
     for name in budget.__all__:

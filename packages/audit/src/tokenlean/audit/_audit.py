@@ -305,20 +305,6 @@ def _observed(record: CallRecord, books: _Books) -> None:
         books.hits.append(float(record.cache_score))
 
 
-def _replay_on_fresh_stores(layers: Sequence[Layer], scratch: Path) -> None:
-    """A built layer that learns in a store (the budget layer's calibration, its
-    accounts) replays on a fresh store in ``scratch``: the audit describes a new
-    deployment, and an offline replay never writes into the app's live store."""
-    for layer in layers:
-        store = getattr(layer, "store", None)
-        if store is None or not callable(getattr(store, "update_calibration", None)):
-            continue
-        from tokenlean.budget import SQLiteBudgetStore
-
-        store.close()
-        layer.store = SQLiteBudgetStore(scratch / f"{layer.name}.sqlite")  # type: ignore[attr-defined]
-
-
 def audit_entries(entries: Iterable[LogEntry], *, options: AuditOptions | None = None,
                   progress: Callable[[int], None] | None = None,
                   source: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -328,8 +314,11 @@ def audit_entries(entries: Iterable[LogEntry], *, options: AuditOptions | None =
     started = time.perf_counter()
     layers, rows = _layers(options)
     scratch = Path(tempfile.mkdtemp(prefix="tokenlean-audit-"))
-    if options.layers is None:
-        _replay_on_fresh_stores(layers, scratch)
+    if options.layers is None and any(layer.name == "budget" for layer in layers):
+        # a fresh deployment: the replay never learns into the app's live budget store
+        from tokenlean.budget import use_fresh_stores
+
+        use_fresh_stores(layers, scratch)
     books = _Books(layers=rows)
     provider = ReplayProvider(count_model=options.price_as)
     ledger = MemoryLedger()

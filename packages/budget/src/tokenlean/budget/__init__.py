@@ -10,6 +10,7 @@ from ._concise import concise_types, length_instruction, with_length_instruction
 from ._continue import ContinuingProvider
 from ._features import FEATURE_NAMES
 from ._features import features as prompt_features
+from ._fresh import use_fresh_stores
 from ._layer import PREDICTED_MAX_TOKENS_KEY, BudgetLayer, LengthModel, Plan
 from ._predictor import LengthPredictor
 from ._redis import RedisBudgetStore
@@ -38,5 +39,6 @@ __all__ = [
     "detect_task_type",
     "length_instruction",
     "prompt_features",
+    "use_fresh_stores",
     "with_length_instruction",
 ]

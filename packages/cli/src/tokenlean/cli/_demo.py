@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 import threading
 import time
 import warnings
@@ -446,6 +447,7 @@ def run_demo(*, price_as: str = "gpt-4o", html: Path | None = Path("tokenlean-de
         overrides, notes = demo_layers()
     server, model_name = _start_server(out)
     out.print(f"local server: [bold]{server.url}[/] serving {model_name}")
+    scratch = tempfile.TemporaryDirectory(prefix="tokenlean-demo-", ignore_cleanup_errors=True)
     try:
         # by field alias (max_tokens, stop), which mypy cannot see through pydantic
         options: dict[str, Any] = {
@@ -459,6 +461,12 @@ def run_demo(*, price_as: str = "gpt-4o", html: Path | None = Path("tokenlean-de
         ledger = _Collect()
         lean_llm = lean(chat(), preset="max-savings", ledger=ledger, model=price_as,
                         **overrides).bind(max_tokens=max_tokens)
+        if any(layer.name == "budget" for layer in lean_llm.bound.layers):
+            # a fresh deployment every run: the calibrated budget layer learns from this
+            # run only, never from earlier demos in the user's store (same numbers each run)
+            from tokenlean.budget import use_fresh_stores
+
+            use_fresh_stores(lean_llm.bound.layers, scratch.name)
         layer_names = [layer.name for layer in lean_llm.bound.layers]
         out.print("lean() layers: " + (", ".join(layer_names) or "none"))
         with out.status("warming the layers (loading their embedders)"):
@@ -476,6 +484,7 @@ def run_demo(*, price_as: str = "gpt-4o", html: Path | None = Path("tokenlean-de
     finally:
         with out.status("stopping the local server"):
             server.stop()
+        scratch.cleanup()
     out.print("local server stopped")
     report = demo_report(raw_calls, lean_calls, price_as=price_as, layer_names=layer_names,
                          notes=notes, source={"app": "LangChain RAG (10 paragraphs)",
