@@ -64,6 +64,18 @@ def test_ledger_totals(tmp_path: Path) -> None:
     assert run("ledger", "--path", str(path), "--by", "colour").returncode == 2
 
 
+def test_ledger_shows_the_reasoning_share_of_the_output(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    ledger = SQLiteLedger(path)
+    for reasoning in (30, 12):
+        usage = Usage(input_tokens=100, output_tokens=50, reasoning_tokens=reasoning)
+        ledger.record(CallRecord(request_id=str(reasoning), model="o3-mini", usage=usage))
+    [row] = json.loads(run("ledger", "--path", str(path), "--json").stdout)
+    assert (row["output_tokens"], row["reasoning_tokens"]) == (100, 42)
+    table = run("ledger", "--path", str(path))
+    assert table.returncode == 0 and "reasoning" in table.stdout and "42" in table.stdout
+
+
 def test_ledger_shows_an_unpriced_cost_as_unknown(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     ledger = SQLiteLedger(path)

@@ -119,8 +119,8 @@ def ledger(
     tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's calls."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Totals from the cost ledger: calls, tokens, $ spent and $ saved (an unknown cost
-    is "unknown", null in JSON, never $0)."""
+    """Totals from the cost ledger: calls, tokens (the reasoning share of the output
+    apart), $ spent and $ saved (an unknown cost is "unknown", null in JSON, never $0)."""
     store = open_ledger(path)
     # --by is the CLI's string; totals() checks it (ConfigError, printed as an error)
     rows = store.totals(by=by, tenant=tenant)  # type: ignore[arg-type]
@@ -128,7 +128,8 @@ def ledger(
     if as_json:
         typer.echo(json.dumps([{
             "key": r.key, "calls": r.calls, "input_tokens": r.input_tokens,
-            "output_tokens": r.output_tokens, "cost_usd": _float(r.cost_usd),
+            "output_tokens": r.output_tokens, "reasoning_tokens": r.reasoning_tokens,
+            "cost_usd": _float(r.cost_usd),
             "priced_cost_usd": float(r.priced_cost_usd), "unpriced_calls": r.unpriced_calls,
             "saved_tokens": r.saved_tokens, "saved_usd": _float(r.saved_usd),
             "priced_saved_usd": float(r.priced_saved_usd),
@@ -137,13 +138,14 @@ def ledger(
         return
     where = path if path is not None else str(default_ledger_path())
     table = Table(title=f"ledger {escape(where.split('@')[-1])} by {by}")
-    for column in (by, "calls", "input tok", "output tok", "cost $", "unpriced", "saved tok",
-                   "saved $", "cached"):
+    for column in (by, "calls", "input tok", "output tok", "of it reasoning", "cost $",
+                   "unpriced", "saved tok", "saved $", "cached"):
         table.add_column(column, justify="left" if column == by else "right")
     layers = by == "layer"  # a layer has savings, not spend
     for r in rows:
         table.add_row(escape(r.key), str(r.calls), "-" if layers else f"{r.input_tokens:,}",
                       "-" if layers else f"{r.output_tokens:,}",
+                      "-" if layers else f"{r.reasoning_tokens:,}",
                       "-" if layers else _usd(r.cost_usd, r.priced_cost_usd),
                       "-" if layers else str(r.unpriced_calls), f"{r.saved_tokens:,}",
                       _usd(r.saved_usd, r.priced_saved_usd), str(r.cached_calls))
