@@ -148,6 +148,7 @@ def test_bench_budget_online_learns_on_the_stream(synthetic_file: Path) -> None:
     assert out["coverage_after_warmup"] >= 0.85
     assert out["coverage"] >= out["coverage_after_warmup"]  # warm-up rows are never capped
     assert out["mean_predicted"] > 0 and out["predicted_over_actual_after_warmup"] > 0
+    assert out["oracle_constant_over_actual_after_warmup"] > 0
     bad = CliRunner().invoke(app, ["bench", "budget", str(synthetic_file), "--online",
                                    "--warmup", "0"])
     assert bad.exit_code == 2 and "warmup" in bad.output
@@ -165,3 +166,11 @@ def test_bench_budget_leave_one_model_out_retrains_the_prior(synthetic_file: Pat
         assert run["rows"] == 240 and run["coverage_after_warmup"] is not None
     assert out["min_coverage_after_warmup"] == min(
         r["coverage_after_warmup"] for r in out["per_model"].values())
+
+
+def test_oracle_constant_width_is_the_coverage_quantile_over_the_mean() -> None:
+    from tokenlean.bench.budget_online import _oracle_constant
+    # ten answers 1..10 tokens, mean 5.5: 90% of them fit under 9 tokens
+    assert _oracle_constant(list(range(1, 11)), 0.9) == round(9 / 5.5, 3)
+    assert _oracle_constant([7] * 20, 0.92) == 1.0  # equal lengths: a constant fits exactly
+    assert _oracle_constant([], 0.9) is None

@@ -11,6 +11,7 @@ censored answers included.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -38,7 +39,19 @@ class ScaledPrior:
         return max(1, round(self.scale * self.base.predict(messages, model=model)))
 
 
-def _summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _oracle_constant(actual: Sequence[int], coverage: float) -> float | None:
+    """Width of the best *constant* bound for these answers, chosen knowing all of them:
+    the ``coverage`` quantile of their lengths over their mean. A diagnostic, not a
+    method: when a model's lengths are this spread, any bound must pay about this much
+    unless its prompts predict the lengths."""
+    if not actual or not sum(actual):
+        return None
+    ranked = sorted(actual)
+    quantile = ranked[min(len(ranked) - 1, math.ceil(coverage * len(ranked)) - 1)]
+    return round(quantile / (sum(actual) / len(actual)), 3)
+
+
+def _summary(rows: Sequence[Mapping[str, Any]], coverage: float) -> dict[str, Any]:
     after = [r for r in rows if r["after_warmup"]]
     def mean(key: str, group: Sequence[Mapping[str, Any]]) -> float | None:
         values = [r[key] for r in group if r[key] is not None]
@@ -58,6 +71,8 @@ def _summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             out["mean_predicted"] / out["mean_actual"], 3)
         out["prior_over_actual_after_warmup"] = round(
             out["prior_mean_predicted"] / out["mean_actual"], 3)
+        out["oracle_constant_over_actual_after_warmup"] = _oracle_constant(
+            [r["actual"] for r in after], coverage)
     return out
 
 
@@ -92,9 +107,10 @@ def online_run(examples: Sequence[Example], predictor: Any, *, warmup: int,
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_model[row["model"]].append(row)
-    return {"online": True, "warmup": warmup, "coverage_target": calibration.target(predictor),
-            "app_cap": app_cap, "step": step, **_summary(rows),
-            "per_model": {m: _summary(group) for m, group in sorted(by_model.items())}}
+    target = calibration.target(predictor)
+    return {"online": True, "warmup": warmup, "coverage_target": target,
+            "app_cap": app_cap, "step": step, **_summary(rows, target),
+            "per_model": {m: _summary(group, target) for m, group in sorted(by_model.items())}}
 
 
 def leave_one_model_out(examples: Sequence[Example], prior_rows: Sequence[Example], *,
