@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,43 +77,89 @@ def _counts(outcomes: list[tuple[bool, int]]) -> dict[str, Any]:
             "per_label": {"1": {"hit": tp, "miss": fn}, "0": {"hit": fp, "miss": tn}}}
 
 
-def run_gptcache(embedder: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+class GPTCacheTenants:
     """GPTCache's documented semantic setup, untouched (SQLite + faiss,
     ``SearchDistanceEvaluation``, default ``Config``: similarity_threshold
-    0.8), with our embedder; a fresh cache per pair, as ours uses a tenant."""
-    import warnings
+    0.8), with our embedder: a fresh GPTCache per tenant (ours scopes by tenant),
+    behind the ``lookup`` / ``update`` the stream bench plays."""
 
-    from tokenlean.core._optional import require
+    def __init__(self, embedder: Any) -> None:
+        from tokenlean.core._optional import require
 
-    require("gptcache", extra="gptcache", feature="the GPTCache baseline")
-    require("faiss", extra="gptcache", feature="the GPTCache baseline")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from gptcache import Cache, Config
-        from gptcache.adapter.api import get, put
-        from gptcache.manager import CacheBase, VectorBase, get_data_manager
-        from gptcache.processor.pre import get_prompt
-        from gptcache.similarity_evaluation import SearchDistanceEvaluation
+        require("gptcache", extra="gptcache", feature="the GPTCache baseline")
+        require("faiss", extra="gptcache", feature="the GPTCache baseline")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from gptcache.adapter.api import get, put
 
-        from tokenlean.cache import GPTCacheEmbedding
+            from tokenlean.cache import GPTCacheEmbedding
 
-        embedding = GPTCacheEmbedding(embedder)
-        outcomes = []
+            self.get, self.put = get, put
+            self._embedding = GPTCacheEmbedding(embedder)
         # every GPTCache writes its faiss index file from an atexit hook: give them a
         # folder that outlives them (hooks run last-registered first)
-        tmp = tempfile.mkdtemp(prefix="tokenlean-gptcache-")
-        atexit.register(shutil.rmtree, tmp, True)
-        for row in rows:
+        self._tmp = tempfile.mkdtemp(prefix="tokenlean-gptcache-")
+        atexit.register(shutil.rmtree, self._tmp, True)
+        self._tenants: dict[str, Any] = {}
+
+    def new(self) -> Any:
+        """A fresh GPTCache in the documented setup."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from gptcache import Cache, Config
+            from gptcache.manager import CacheBase, VectorBase, get_data_manager
+            from gptcache.processor.pre import get_prompt
+            from gptcache.similarity_evaluation import SearchDistanceEvaluation
+
             cache = Cache()
             cache.init(pre_embedding_func=get_prompt,
-                       embedding_func=embedding.to_embeddings,
+                       embedding_func=self._embedding.to_embeddings,
                        data_manager=get_data_manager(
                            CacheBase("sqlite", sql_url="sqlite://"),
-                           VectorBase("faiss", dimension=embedding.dimension,
-                                      index_path=str(Path(tmp) / "faiss.index"))),
+                           VectorBase("faiss", dimension=self._embedding.dimension,
+                                      index_path=str(Path(self._tmp) / "faiss.index"))),
                        similarity_evaluation=SearchDistanceEvaluation(), config=Config())
-            put(row["a"], f"answer to {row['id']}", cache_obj=cache)
-            outcomes.append((get(row["b"], cache_obj=cache) is not None,
+        return cache
+
+    def _cache(self, request: Request) -> Any:
+        tenant = str(request.tenant)
+        if tenant not in self._tenants:
+            self._tenants[tenant] = self.new()
+        return self._tenants[tenant]
+
+    def lookup(self, request: Request) -> Any:
+        from tokenlean.cache import CacheHit
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            text = self.get(_text(request), cache_obj=self._cache(request))
+        if text is None:
+            return None
+        # GPTCache tells no exact match from a semantic one: all count as semantic
+        return CacheHit(Response(text=text, cached=True), "semantic", float("nan"), None, "")
+
+    def update(self, request: Request, response: Response) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.put(_text(request), response.text, cache_obj=self._cache(request))
+
+
+def _text(request: Request) -> str:
+    content = request.messages[-1].content
+    return content if isinstance(content, str) else ""
+
+
+def run_gptcache(embedder: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """GPTCache's documented semantic setup (:class:`GPTCacheTenants`) with our
+    embedder; a fresh cache per pair, as ours uses a tenant."""
+    setup = GPTCacheTenants(embedder)
+    outcomes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for row in rows:
+            cache = setup.new()
+            setup.put(row["a"], f"answer to {row['id']}", cache_obj=cache)
+            outcomes.append((setup.get(row["b"], cache_obj=cache) is not None,
                              int(row["label"])))
     return _counts(outcomes)
 
@@ -208,6 +255,50 @@ def _latency(embedder: Any, entries: int, queries: int = 2000,
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
+def _bench_stream(name: str, split: str, rows: list[dict[str, Any]], emb: Any,
+                  delta: float | None, *, clustered: bool, explore_rate: float,
+                  confidence: float, seed: int, gptcache: bool) -> dict[str, Any]:
+    """``--stream``: the bounded cache and the static baselines, each fresh, on one
+    stream of the pairs (see :mod:`tokenlean.bench.cache_stream`)."""
+    from tokenlean.cache import ResponseCache
+
+    from .cache_stream import best_within, build_stream, play, summarise
+
+    traffic = build_stream(rows, clustered=clustered)
+    cache = ResponseCache(embedder=emb, max_false_hit_rate=delta, explore_rate=explore_rate,
+                          confidence=confidence, seed=seed)
+    started = time.perf_counter()
+    out = summarise(play(cache, traffic))
+    seconds = time.perf_counter() - started
+    stats = cache.bound_stats()
+    n = traffic.n_queries
+    explored = int(stats.get("explored", 0))
+    result: dict[str, Any] = {
+        "data": name, "split": split, "n_pairs": len(rows), "n_queries": n,
+        "embedder": emb.name, "stream": traffic.describe(), "max_false_hit_rate": delta,
+        "explore_rate": explore_rate, "confidence": confidence, "seed": seed, **out,
+        "explored": explored, "exploration_share": round(explored / n, 4) if n else None,
+        "labelled": stats.get("labelled"), "thresholds": stats.get("thresholds"),
+        "bound_stats": stats, "seconds": round(seconds, 1)}
+    static: dict[str, Any] = {}
+    keep = ("realized_false_hit_rate", "false_hit_rate_ci95", "hit_rate", "hits",
+            "false_hits", "false_hits_unlabelled", "exact_hits")
+    for t in (0.80, 0.90, 0.95):
+        plain = ResponseCache(embedder=emb, guard=None, min_score=t, max_false_hit_rate=None)
+        static[f"cosine_{t:.2f}"] = {k: v for k, v in summarise(play(plain, traffic)).items()
+                                     if k in keep}
+    # today's guard: the verifier's static thresholds, no bound
+    guarded = ResponseCache(embedder=emb, max_false_hit_rate=None)
+    static["guard"] = {k: v for k, v in summarise(play(guarded, traffic)).items() if k in keep}
+    if gptcache:
+        static["gptcache_default"] = {
+            k: v for k, v in summarise(play(GPTCacheTenants(emb), traffic)).items()
+            if k in keep}
+    result["baselines"] = static
+    result["best_static_hit_rate_within_bound"] = best_within(delta, static)
+    return result
+
+
 def bench(
     pairs: Path = typer.Argument(..., exists=True, dir_okay=False,
                                  help="JSONL of {id, a, b, label} pairs"),
@@ -225,9 +316,24 @@ def bench(
     priority: bool = typer.Option(False, help="with --entries: repeat the timed lookups at "
                                               "nice -10 (root only) to separate their own "
                                               "cost from waiting for a shared CPU"),
+    stream: bool = typer.Option(False, help="play the pairs as traffic (store a, then b "
+                                            "arrives as a query) and report the realized "
+                                            "false-hit rate against --max-false-hit-rate, "
+                                            "beside static baselines on the same stream"),
+    max_false_hit_rate: float | None = typer.Option(
+        None, help="with --stream: the false-hit bound the cache calibrates to (none: "
+                   "today's guard)"),
+    clustered: bool = typer.Option(False, help="with --stream: one tenant per group of "
+                                               "connected texts, so a stored entry gets "
+                                               "many queries"),
+    explore_rate: float = typer.Option(0.05, help="with --stream: the share of bounded "
+                                                  "candidates sent to the model to learn"),
+    confidence: float = typer.Option(0.95, help="with --stream: the bound's confidence"),
+    seed: int = typer.Option(0, help="with --stream: the cache's seed (explorations)"),
 ) -> None:
     """Store a, look up b for each pair through the real cache; print precision,
-    recall and (with --entries) lookup latency as JSON."""
+    recall and (with --entries) lookup latency as JSON. With --stream: the realized
+    false-hit rate of a bounded cache over the pairs played as traffic."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from tokenlean.cache import ResponseCache, get_embedder
 
@@ -235,8 +341,18 @@ def bench(
         raise typer.BadParameter("split must be all, held-out or train")
     rows = _load(pairs, split, limit)
     emb = get_embedder(embedder)
+    if max_false_hit_rate is not None and not stream:
+        raise typer.BadParameter("--max-false-hit-rate needs --stream (a bound learns only "
+                                 "from the traffic's misses and explorations)")
+    if stream:
+        streamed = _bench_stream(pairs.name, split, rows, emb, max_false_hit_rate,
+                               clustered=clustered, explore_rate=explore_rate,
+                               confidence=confidence, seed=seed, gptcache=gptcache)
+        typer.echo(json.dumps(streamed))
+        return
+    # the verifier's static thresholds (no false-hit bound: this run has no labels to learn)
     cache = ResponseCache(embedder=emb, guard="default" if guard else None,
-                          min_score=None if guard else threshold)
+                          min_score=None if guard else threshold, max_false_hit_rate=None)
     started = time.perf_counter()
     result: dict[str, Any] = {"data": pairs.name, "split": split, "n_pairs": len(rows),
                               "embedder": emb.name, "guard": guard}
@@ -247,7 +363,7 @@ def bench(
     if baselines:
         result["plain_cosine"] = {}
         for t in (0.80, 0.90, 0.95):
-            plain = ResponseCache(embedder=emb, guard=None, min_score=t)
+            plain = ResponseCache(embedder=emb, guard=None, min_score=t, max_false_hit_rate=None)
             out = run_pairs(plain, rows)
             result["plain_cosine"][f"{t:.2f}"] = {k: out[k] for k in
                                                   ("precision", "recall", "hits", "per_label")}
