@@ -9,10 +9,26 @@
 * a network store whose server hangs (SIGSTOP) times out: each call through the
   cache returns as a pass-through within about its timeout (0.25 s by default),
   with one warning for the outage.
+
+The label log (``add_labels``/``labels_after``, see ``tokenlean.cache._labels``):
+
+* labels come back in the order added, with ``seq`` >= 1 and strictly increasing
+  (a reader starts at 0), ``labels_after(seq)`` gives only newer ones, at most
+  ``limit``; scopes (look-alike names included) are isolated; labels are not
+  entries (``count``/``invalidate`` do not see them);
+* trimming: every store trims a scope to exactly its ``keep`` newest labels on
+  any ``add_labels`` of 64 or more labels, and on at least every 64th call
+  (Redis trims on every call), so between trims a scope holds at most
+  ``keep + 64`` single-label appends; ``seq`` keeps growing across trims;
+* another store object on the same file/server sees the labels (processes share
+  them), and concurrent writers never leave a gap a tailing reader would skip;
+* a hung Redis/PostgreSQL makes ``add_labels``/``labels_after`` raise (an outage
+  for the cache, not a :class:`TokenleanError`) within about the timeout.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -64,28 +80,33 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def make_store(kind: str, request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[..., Any]]:
-    """``make_store(**options)``: a fresh, empty store of the parametrized kind."""
+    """``make_store(**options)``: a fresh, empty store of the parametrized kind;
+    ``make_store(like=store, **options)``: another store object on the same file,
+    prefix or table as ``store`` (what a second process would open)."""
     made: list[Any] = []
     if kind == "sqlite":
-        def make(**kw: Any) -> Any:
-            return SQLiteStore(tmp_path / f"{uuid.uuid4().hex}.sqlite", **kw)
+        def make(like: Any, **kw: Any) -> Any:
+            path = like.path if like is not None else tmp_path / f"{uuid.uuid4().hex}.sqlite"
+            return SQLiteStore(path, **kw)
     elif kind == "redis":
         from tokenlean.cache import RedisStore
 
         server = request.getfixturevalue("redis_server")
 
-        def make(**kw: Any) -> Any:
-            return RedisStore(server.url, prefix=f"t{uuid.uuid4().hex}", **kw)
+        def make(like: Any, **kw: Any) -> Any:
+            prefix = like.prefix if like is not None else f"t{uuid.uuid4().hex}"
+            return RedisStore(server.url, prefix=prefix, **kw)
     else:
         from tokenlean.cache import PostgresStore
 
         server = request.getfixturevalue("postgres_server")
 
-        def make(**kw: Any) -> Any:
-            return PostgresStore(server.dsn, dim=DIM, table=f"t{uuid.uuid4().hex}", **kw)
+        def make(like: Any, **kw: Any) -> Any:
+            table = like.table if like is not None else f"t{uuid.uuid4().hex}"
+            return PostgresStore(server.dsn, dim=DIM, table=table, **kw)
 
-    def tracked(**kw: Any) -> Any:
-        store = make(**kw)
+    def tracked(like: Any = None, **kw: Any) -> Any:
+        store = make(like, **kw)
         made.append(store)
         return store
 
@@ -232,3 +253,200 @@ def test_a_hung_server_times_out_as_pass_through(server_kind: str, request) -> N
         assert time.monotonic() < deadline, "the store did not recover"
         time.sleep(0.1)
     cache.close()
+
+
+# ---- the label log ---------------------------------------------------------------
+
+#: what the stores promise about trimming (see the module docstring)
+TRIM_EVERY = 64
+KEEP = 1_000_000  # "keep everything" in the tests that do not trim
+
+
+def _bodies(n: int, start: int = 0, tag: str = "b") -> list[str]:
+    """Label-like bodies (short JSON), distinct and in a known order."""
+    return [json.dumps({"tag": tag, "i": i}, separators=(",", ":"))
+            for i in range(start, start + n)]
+
+
+def _all_labels(store: Any, scope: str) -> list[tuple[int, str]]:
+    return store.labels_after(scope, 0, 10_000_000)
+
+
+def test_label_log_round_trips_in_order_with_growing_seq(make_store) -> None:
+    store = make_store()
+    bodies = _bodies(7)
+    store.add_labels("s", bodies[:3], KEEP)
+    store.add_labels("s", [], KEEP)  # nothing to add: a no-op
+    store.add_labels("s", bodies[3:6], KEEP)
+    got = _all_labels(store, "s")
+    assert [b for _, b in got] == bodies[:6]
+    seqs = [seq for seq, _ in got]
+    assert seqs[0] >= 1 and all(a < b for a, b in zip(seqs, seqs[1:], strict=False)), seqs
+    for n, (seq, _) in enumerate(got):  # after a seq: exactly the newer ones
+        assert store.labels_after("s", seq, 100) == got[n + 1:]
+    assert store.labels_after("s", 0, 2) == got[:2]  # the limit, paging on
+    assert store.labels_after("s", got[1][0], 2) == got[2:4]
+    assert store.labels_after("s", got[3][0], 100) == got[4:]
+    assert store.labels_after("s", 0, 0) == []
+    store.add_labels("s", bodies[6:], KEEP)
+    newer = store.labels_after("s", seqs[-1], 100)
+    assert [b for _, b in newer] == bodies[6:] and newer[0][0] > seqs[-1]
+    assert store.labels_after("s", newer[-1][0], 100) == []
+    assert store.labels_after("nobody", 0, 100) == []
+    # labels are not cache entries
+    assert store.count() == 0
+    assert store.invalidate(all_tenants=True) == 0
+
+
+def test_label_scopes_never_see_each_other(make_store, kind: str) -> None:
+    store = make_store()
+    scopes = _storable(kind)  # the look-alike names, as scopes
+    for n, scope in enumerate(scopes):
+        store.add_labels(scope, _bodies(2, tag=f"{n}"), KEEP)
+    for n, scope in enumerate(scopes):
+        assert [b for _, b in _all_labels(store, scope)] == _bodies(2, tag=f"{n}"), scope
+
+
+def test_label_log_keeps_the_newest(make_store) -> None:
+    store = make_store()
+    keep, bodies = 10, _bodies(100 + TRIM_EVERY + TRIM_EVERY)
+    store.add_labels("other", _bodies(5, tag="other"), keep)
+    # an append of 64 or more trims: exactly the newest `keep` remain
+    store.add_labels("s", bodies[:100], keep)
+    got = _all_labels(store, "s")
+    assert [b for _, b in got] == bodies[90:100]
+    last = got[-1][0]
+    # single appends: trimmed at least every 64th call, always a suffix of what was added
+    for i in range(100, 100 + TRIM_EVERY):
+        store.add_labels("s", [bodies[i]], keep)
+        held = [b for _, b in _all_labels(store, "s")]
+        assert keep <= len(held) <= keep + TRIM_EVERY, (i, len(held))
+        assert held == bodies[i + 1 - len(held):i + 1]
+    store.add_labels("s", bodies[100 + TRIM_EVERY:], keep)
+    got = _all_labels(store, "s")
+    assert [b for _, b in got] == bodies[-keep:]
+    assert got[0][0] > last  # seq keeps growing across trims
+    # trimming a scope never touches another
+    assert [b for _, b in _all_labels(store, "other")] == _bodies(5, tag="other")
+
+
+def test_label_log_is_shared_between_store_objects(make_store) -> None:
+    first = make_store()
+    second = make_store(like=first)  # another process on the same file/server
+    bodies = _bodies(6)
+    first.add_labels("s", bodies[:3], KEEP)
+    seen = second.labels_after("s", 0, 100)
+    assert [b for _, b in seen] == bodies[:3]
+    second.add_labels("s", bodies[3:], KEEP)
+    newer = first.labels_after("s", seen[-1][0], 100)
+    assert [b for _, b in newer] == bodies[3:] and newer[0][0] > seen[-1][0]
+    third = make_store(like=first)  # a restarted process picks the log up
+    assert _all_labels(third, "s") == seen + newer
+
+
+def test_concurrent_writers_leave_no_gap_a_reader_skips(make_store) -> None:
+    """Two writers append while a reader tails the log by its last seq: the reader
+    ends with every label, each writer's in its order (no seq committed late)."""
+    first = make_store(timeout_s=10.0)
+    writers = [first, make_store(like=first, timeout_s=10.0)]
+    reader = make_store(like=first, timeout_s=10.0)
+    calls, per_call = 40, 3
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for c in range(calls):
+                writers[n].add_labels("s", _bodies(per_call, c * per_call, tag=f"w{n}"), KEEP)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,), daemon=True) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    got: list[tuple[int, str]] = []
+    last, done = 0, False
+    while not done:
+        done = not any(thread.is_alive() for thread in threads)  # then one last read
+        for seq, body in reader.labels_after("s", last, 7):
+            got.append((seq, body))
+            last = seq
+        time.sleep(0.001)
+    while more := reader.labels_after("s", last, 1000):
+        got += more
+        last = more[-1][0]
+    assert not errors, errors
+    for n in range(2):
+        mine = [b for _, b in got if f'"w{n}"' in b]
+        assert mine == _bodies(calls * per_call, tag=f"w{n}"), n
+    assert got == _all_labels(reader, "s")
+
+
+def test_a_label_scope_postgres_cannot_hold_is_a_clear_error(postgres_server) -> None:
+    from tokenlean.cache import PostgresStore
+
+    store = PostgresStore(postgres_server.dsn, dim=DIM, table=f"t{uuid.uuid4().hex}")
+    with pytest.raises(InvalidRequestError, match="NUL"):
+        store.add_labels("s\x00", ["{}"], KEEP)
+    with pytest.raises(InvalidRequestError, match="NUL"):
+        store.add_labels("s", ["{}", "a\x00"], KEEP)
+    with pytest.raises(InvalidRequestError, match="NUL"):
+        store.labels_after("s\x00", 0, 10)
+    assert store.labels_after("s", 0, 10) == []  # nothing of the refused batch was added
+    store.close()
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(seconds, what ``fn()`` returned or raised) of one call, run in a thread so a
+    hung store cannot hang the test (None: it did not return within 10 s)."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except Exception as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(10)
+    return time.monotonic() - started, (out[0] if out else None)
+
+
+@pytest.mark.parametrize("server_kind", ["redis", "postgres"])
+def test_a_hung_server_times_out_label_calls(server_kind: str, request) -> None:
+    server = request.getfixturevalue(f"{server_kind}_server")
+    if server_kind == "redis":
+        from tokenlean.cache import RedisStore
+
+        store: Any = RedisStore(server.url, prefix=f"t{uuid.uuid4().hex}")
+    else:
+        from tokenlean.cache import PostgresStore
+
+        store = PostgresStore(server.dsn, dim=DIM, table=f"t{uuid.uuid4().hex}")
+    assert store.timeout_s <= 0.25  # the default
+    store.add_labels("s", _bodies(2), KEEP)
+    assert len(store.labels_after("s", 0, 10)) == 2
+    server.pause()
+    try:
+        timings = []
+        for n in range(2):
+            timings.append(_timed(lambda n=n: store.add_labels("s", _bodies(1, 100 + n), KEEP)))
+            timings.append(_timed(lambda: store.labels_after("s", 0, 10)))
+    finally:
+        server.resume()
+    print(server_kind, "label call latencies while hung:", [round(t, 3) for t, _ in timings])
+    for seconds, outcome in timings:
+        assert isinstance(outcome, Exception) and not isinstance(outcome, TokenleanError), outcome
+        assert seconds < HUNG_CALL_BOUND_S, timings
+    deadline = time.monotonic() + 10
+    while True:  # works again once the server answers
+        try:
+            store.add_labels("s", _bodies(1, 200), KEEP)
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "the store did not recover"
+            time.sleep(0.1)
+    # (a call that timed out may still land once the server resumes: not asserted)
+    assert _bodies(1, 200)[0] in [b for _, b in store.labels_after("s", 0, 100)]
+    store.close()

@@ -11,6 +11,15 @@ cache then passes the call through (see :mod:`._deadline` for how the client
 side is enforced). PostgreSQL text cannot hold a NUL character: a tenant with
 one is an :class:`InvalidRequestError`, and one in a stored query (only shown,
 never matched) becomes U+FFFD.
+
+The label log (:mod:`._labels`) is a second table, ``{table}_labels`` (``seq
+bigserial``, ``scope``, ``body``; indexed on ``(scope, seq)``). An append is one
+statement that first takes a transaction-scoped advisory lock on the scope, so
+writers of a scope commit in ``seq`` order and a reader that remembers the last
+``seq`` it saw never skips a label committed late. A store trims a scope to its
+``keep`` newest labels on every 64th append to it (counted per store object) and
+on any append of 64 or more; the trim is a separate call whose failure is
+ignored (the labels are in; the next trim catches up).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import math
 import os
 import re
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -35,6 +45,9 @@ __all__ = ["PostgresStore"]
 _COLS = "tenant, key, model, context, query, response, created_at, expires_at"
 #: how long the first connection may take to create the table and its indexes
 _SETUP_S = 30.0
+#: a scope's label log is trimmed on every this many appends to it, and on any
+#: append of at least this many labels
+_TRIM_EVERY = 64
 T = TypeVar("T")
 
 
@@ -43,11 +56,15 @@ def _literal(vector: np.ndarray) -> str:
 
 
 def _tenant(tenant: str) -> str:
-    if "\x00" in tenant:
+    return _no_nul("tenant", tenant)
+
+
+def _no_nul(what: str, text: str) -> str:
+    if "\x00" in text:
         raise InvalidRequestError(
-            f"PostgresStore cannot store tenant {tenant!r}: PostgreSQL text cannot hold a NUL "
-            "character (0x00); use a tenant name without one")
-    return tenant
+            f"PostgresStore cannot store {what} {text!r}: PostgreSQL text cannot hold a NUL "
+            f"character (0x00); use a {what} without one")
+    return text
 
 
 class PostgresStore:
@@ -68,6 +85,8 @@ class PostgresStore:
         self._db: Any = None
         self._sock: socket.socket | None = None  # a dup of the connection's socket
         self._worker = DeadlineWorker(f"PostgresStore({table})", self._interrupt)
+        self._label_writes: dict[str, int] = {}  # appends per scope, for trimming
+        self._label_lock = threading.Lock()
         self._worker.call(self._setup, self.connect_timeout_s + _SETUP_S)
 
     def __repr__(self) -> str:
@@ -88,6 +107,9 @@ class PostgresStore:
             db.execute(f"CREATE INDEX IF NOT EXISTS {t}_ctx ON {t} (tenant, context)")
             db.execute(f"CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} "
                        "USING hnsw (embedding vector_cosine_ops)")
+            db.execute(f"CREATE TABLE IF NOT EXISTS {t}_labels (seq bigserial PRIMARY KEY, "
+                       "scope text NOT NULL, body text NOT NULL)")
+            db.execute(f"CREATE INDEX IF NOT EXISTS {t}_labels_scope ON {t}_labels (scope, seq)")
 
     def _live(self) -> Any:
         """The connection; a broken one (server restarted, a call interrupted) is
@@ -191,6 +213,45 @@ class PostgresStore:
         else:
             sql, args = f"SELECT count(*) FROM {self.table} WHERE tenant = %s", (_tenant(tenant),)
         return self._run(lambda db: int(db.execute(sql, args).fetchone()[0]))
+
+    # ---- LabelLog (the false-hit bound's labels, see _labels.py) -----------------
+
+    def add_labels(self, scope: str, bodies: Sequence[str], keep: int) -> None:
+        """Append ``bodies`` in order; trim the scope to its ``keep`` newest labels on
+        every 64th append to it by this store and on an append of 64 or more."""
+        if keep < 0:
+            raise InvalidRequestError(f"keep must be >= 0, got {keep}")
+        scope = _no_nul("label scope", scope)
+        texts = [_no_nul("label", body) for body in bodies]
+        if not texts:
+            return
+        labels = f"{self.table}_labels"
+        # the lock (held until the statement's transaction commits) is taken before
+        # any seq is drawn: a scope's writers commit in seq order
+        args = (labels, scope, scope, texts)
+        self._run(lambda db: db.execute(
+            "WITH lock AS (SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))) "
+            f"INSERT INTO {labels} (scope, body) SELECT %s, u.body FROM lock, "
+            "unnest(%s::text[]) WITH ORDINALITY AS u(body, i) ORDER BY u.i", args))
+        with self._label_lock:
+            writes = self._label_writes[scope] = self._label_writes.get(scope, 0) + 1
+        if writes % _TRIM_EVERY == 0 or len(texts) >= _TRIM_EVERY:
+            trim = (scope, scope, int(keep))
+            try:
+                self._run(lambda db: db.execute(
+                    f"DELETE FROM {labels} WHERE scope = %s AND seq <= (SELECT seq FROM "
+                    f"{labels} WHERE scope = %s ORDER BY seq DESC OFFSET %s LIMIT 1)", trim))
+            except Exception:  # the labels are stored; a later trim catches up
+                pass
+
+    def labels_after(self, scope: str, seq: int, limit: int) -> list[tuple[int, str]]:
+        if limit <= 0:
+            return []
+        args = (_no_nul("label scope", scope), int(seq), int(limit))
+        rows = self._run(lambda db: db.execute(
+            f"SELECT seq, body FROM {self.table}_labels WHERE scope = %s AND seq > %s "
+            "ORDER BY seq LIMIT %s", args).fetchall())
+        return [(int(s), str(b)) for s, b in rows]
 
     def close(self) -> None:
         try:

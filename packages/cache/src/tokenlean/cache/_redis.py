@@ -5,6 +5,14 @@ with a server-side expiry when the entry has one. Redis does no vector search
 here (``search`` returns nothing), so with this store the cache serves exact hits
 only; put :class:`SQLiteStore` or PostgreSQL in front for semantic matching.
 
+The label log (:mod:`._labels`) of a scope is one stream at
+``{prefix}:labels:{sha256(scope)[:32]}`` whose entry ids are ``0-{seq}``: a Lua
+script appends a batch atomically with the next ids after the stream's
+last-generated id (which trimming keeps, so ``seq`` only grows, with no gaps a
+reader could skip past) and trims the stream to exactly ``keep`` entries on every
+add; ``labels_after`` is one ``XRANGE``. Label keys never match the entry keys'
+pattern, so ``count`` and ``invalidate`` leave them alone.
+
 A slow server is an outage: connecting times out after ``connect_timeout_s`` and
 each command after ``timeout_s`` (both 0.25 s by default), with no retry, and the
 cache passes the call through. (A ``client=`` you pass keeps its own settings.)
@@ -18,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tokenlean.core import ConfigError
+from tokenlean.core import ConfigError, InvalidRequestError
 from tokenlean.core._optional import require
 
 from ._deadline import positive_seconds
@@ -28,6 +36,37 @@ __all__ = ["RedisStore"]
 
 _FIELDS = ("tenant", "key", "model", "context", "query", "response", "created_at",
            "expires_at")
+
+
+#: KEYS[1] the scope's stream; ARGV[1] keep, ARGV[2..] the bodies. Appends them with ids
+#: 0-(last+1), 0-(last+2), ... (last: the stream's last-generated id, kept by XTRIM) and
+#: trims to the newest ``keep``; returns the last seq. One script, so a batch is
+#: atomic and ids become visible in order (a reader never skips one).
+_ADD_LABELS = """
+local key, last = KEYS[1], 0
+if redis.call('EXISTS', key) == 1 then
+  local info = redis.call('XINFO', 'STREAM', key)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      local ms, n = string.match(info[i + 1], '^(%d+)%-(%d+)$')
+      if ms ~= '0' then
+        return redis.error_reply('ERR ' .. key .. ' is not a tokenlean label log')
+      end
+      last = tonumber(n)
+    end
+  end
+end
+for i = 2, #ARGV do
+  last = last + 1
+  redis.call('XADD', key, string.format('0-%d', last), 'b', ARGV[i])
+end
+redis.call('XTRIM', key, 'MAXLEN', ARGV[1])
+return last
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def _glob_literal(text: str) -> str:
@@ -61,6 +100,7 @@ class RedisStore:
                                           retry=Retry(NoBackoff(), 0))
         self._r = client
         self.prefix = prefix
+        self._add_labels = client.register_script(_ADD_LABELS)
 
     def _name(self, tenant: str, key: str) -> str:
         return f"{self.prefix}:{_tenant_tag(tenant)}:{key}"
@@ -127,6 +167,31 @@ class RedisStore:
 
     def count(self, tenant: str | None = None) -> int:
         return sum(1 for _ in self._scan(tenant))
+
+    # ---- LabelLog (the false-hit bound's labels, see _labels.py) -----------------
+
+    def _labels_name(self, scope: str) -> str:
+        return f"{self.prefix}:labels:{_tenant_tag(scope)}"
+
+    def add_labels(self, scope: str, bodies: Sequence[str], keep: int) -> None:
+        """Append ``bodies`` in order (one round trip, atomic) and trim the scope's
+        log to its ``keep`` newest labels (on every call, exactly)."""
+        if keep < 0:
+            raise InvalidRequestError(f"keep must be >= 0, got {keep}")
+        if bodies:
+            self._add_labels(keys=[self._labels_name(scope)], args=[int(keep), *bodies])
+
+    def labels_after(self, scope: str, seq: int, limit: int) -> list[tuple[int, str]]:
+        if limit <= 0:
+            return []
+        rows = self._r.xrange(self._labels_name(scope), min=f"0-{max(int(seq) + 1, 0)}",
+                              max="+", count=int(limit))
+        out: list[tuple[int, str]] = []
+        for entry_id, fields in rows:
+            body = fields.get(b"b", fields.get("b"))
+            if body is not None:
+                out.append((int(_text(entry_id).partition("-")[2]), _text(body)))
+        return out
 
     def close(self) -> None:
         self._r.close()
