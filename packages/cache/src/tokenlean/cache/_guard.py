@@ -127,6 +127,20 @@ class FalseHitGuard:
         vm = get_embedder("minilm").embed([query, *candidates])
         return vm[1:] @ vm[0]
 
+    def scores(self, query: str, candidates: Sequence[str]) -> np.ndarray:
+        """One score per stored question for the false-hit bound: the verifier's
+        P(same meaning), 0.0 where the number rule says they differ."""
+        out = np.zeros(len(candidates), dtype=np.float32)
+        todo = [i for i, c in enumerate(candidates)
+                if not (self.rules and conflicting_numbers(c, query))]
+        if todo:
+            out[todo] = self.probabilities(query, [candidates[i] for i in todo])
+        return out
+
+    def numbers_differ(self, query: str, candidate: str) -> bool:
+        """Whether the number rule says the two ask different things."""
+        return self.rules and conflicting_numbers(candidate, query)
+
     def check(self, query: str, candidates: Sequence[str]) -> list[GuardVerdict]:
         """One verdict per candidate (stored question), same order."""
         verdicts: dict[int, GuardVerdict] = {}

@@ -16,27 +16,48 @@ gets.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tokenlean.core import ConfigError, LayerNote, Request, Response, TokenleanError
+from tokenlean.core import (
+    ConfigError,
+    InvalidRequestError,
+    LayerNote,
+    Request,
+    Response,
+    TokenleanError,
+)
 from tokenlean.core.outage import Outage
 
+from ._bound import (
+    CHANNELS,
+    DEFAULT_MAX_FALSE_HIT_RATE,
+    Decision,
+    FalseHitBound,
+    check_options,
+    exact_judge,
+    label_for,
+)
 from ._embed import Embedder, get_embedder
 from ._entry import CorruptEntry, Entry, Store, response_from_json, response_to_json
 from ._guard import FalseHitGuard
 from ._keys import RequestKeys, keys_for
+from ._labels import Label, LabelLog
 from ._sqlite import SQLiteStore
 
 __all__ = ["DEFAULT_MEMORY_ENTRIES", "MAX_QUERY_CHARS", "NOT_CACHED", "SEMANTIC_SKIPPED",
            "CacheHit", "ResponseCache"]
+
+_PENDING = 4096  # candidates waiting for the model's answer to be labelled
 
 _log = logging.getLogger("tokenlean.cache")
 _RECENT_KEYS = 8
@@ -86,6 +107,25 @@ class CacheHit:
     score: float  # 1.0 for exact; the search cosine for semantic hits
     verifier: float | None  # the guard's probability (semantic hits with a guard)
     matched_query: str
+    hit_id: str | None = None  # for report_wrong_hit (semantic hits under a false-hit bound)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A candidate that was not served, waiting for the model's answer to label it."""
+
+    request: Request
+    decision: Decision
+    entry: Entry
+
+
+def _hit_id(tenant: str, entry: str, decision: Decision) -> str:
+    """A self-contained token naming a served semantic hit (any process can take the
+    report of it back)."""
+    body = json.dumps({"t": tenant, "e": entry, "s": decision.score, "c": decision.cosine,
+                       "k": decision.stratum},
+                      separators=(",", ":"))
+    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
 
 
 class ResponseCache:
@@ -100,6 +140,19 @@ class ResponseCache:
             a LangChain ``Embeddings`` or a LlamaIndex embedding.
         guard: ``"default"`` (the shipped false-hit verifier), a
             :class:`FalseHitGuard`, or ``None`` for plain cosine matching.
+        max_false_hit_rate: the share of wrong answers among semantic hits the
+            cache may serve (default :data:`~tokenlean.cache._bound.DEFAULT_MAX_FALSE_HIT_RATE`,
+            0.02, when there is a guard; ``None``: the guard's fixed thresholds, or
+            plain cosine at ``min_score`` without a guard). The cache learns
+            online what it may serve (see :mod:`tokenlean.cache._bound`): until
+            its own labels show the bound holds it serves exact hits only.
+        explore_rate: the share of would-be semantic hits sent to the model
+            anyway, to learn whether they would have been right (default 0.05).
+        answer_judge: ``judge(fresh_answer, stored_answer) -> bool``: whether the
+            model's fresh answer agrees with a candidate's stored one (default:
+            the same text, whitespace aside -- strict, so it errs towards fewer hits).
+        confidence: how sure the bound must be (default 0.95).
+        seed: seeds the exploration draws (reproducible runs).
         min_score: cosine below which the vector search returns no candidate.
             With a guard this is only a floor (default 0.5); without one it *is*
             the match threshold (default 0.9).
@@ -123,6 +176,10 @@ class ResponseCache:
                  guard: FalseHitGuard | Literal["default"] | None = "default",
                  min_score: float | None = None, top_k: int = 4, ttl_s: float | None = None,
                  cache_sampled: bool = False, max_query_chars: int = MAX_QUERY_CHARS,
+                 max_false_hit_rate: float | None | Literal["default"] = "default",
+                 explore_rate: float = 0.05,
+                 answer_judge: Callable[[str, str], bool] | None = None,
+                 confidence: float = 0.95, seed: int | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         if not isinstance(cache_sampled, bool):
             raise ConfigError(f"cache_sampled must be True or False, got {cache_sampled!r}")
@@ -160,6 +217,23 @@ class ResponseCache:
         if not -1.0 <= min_score <= 1.0:
             raise ConfigError(f"min_score must be a cosine in [-1, 1], got {min_score}")
         self.min_score = float(min_score)
+        if max_false_hit_rate == "default":
+            max_false_hit_rate = DEFAULT_MAX_FALSE_HIT_RATE if semantic and guard is not None \
+                else None
+        if answer_judge is not None and not callable(answer_judge):
+            raise ConfigError(f"answer_judge must be callable, got {answer_judge!r}")
+        self.answer_judge = answer_judge or exact_judge
+        self._bound_options: dict[str, Any] | None = None
+        if max_false_hit_rate is not None and semantic:
+            # checked now (a bad value fails here), built on first use (it needs the embedder)
+            check_options(max_false_hit_rate, explore_rate, confidence)
+            self._bound_options = {"max_false_hit_rate": max_false_hit_rate,
+                                   "explore_rate": explore_rate, "confidence": confidence,
+                                   "seed": seed}
+        self.max_false_hit_rate: float | None = \
+            None if self._bound_options is None else float(max_false_hit_rate)  # type: ignore[arg-type]
+        self._bound: FalseHitBound | None = None
+        self._pending: OrderedDict[int, _Pending] = OrderedDict()
         self._outage = Outage("tokenlean cache", "calls go to the model uncached until the "
                               "store recovers")
         self._lock = threading.Lock()
@@ -191,6 +265,28 @@ class ResponseCache:
                 self._embedder = get_embedder(self._embedder_spec)
             return self._embedder
 
+    @property
+    def bound(self) -> FalseHitBound | None:
+        """The learned false-hit bound (None without ``max_false_hit_rate``)."""
+        if self._bound_options is None:
+            return None
+        emb = self.embedder
+        with self._lock:
+            if self._bound is None:
+                self._bound = FalseHitBound(scope=self._scope(emb), log=(
+                    self.store if isinstance(self.store, LabelLog) else None),
+                    channels=CHANNELS if self.guard is not None else ("cosine",),
+                    **self._bound_options)
+            return self._bound
+
+    def _scope(self, emb: Embedder) -> str:
+        """What the labels belong to: the embedder and the scorer (another verifier
+        or threshold starts learning afresh)."""
+        scorer = "cosine" if self.guard is None else (
+            f"{hashlib.sha256(self.guard.path.read_bytes()).hexdigest()[:16]}"
+            f"|{self.guard.second_threshold:.6g}|{int(self.guard.rules)}")
+        return f"{emb.name}|{emb.dim}|{scorer}"
+
     def _keys(self, request: Request) -> RequestKeys:
         with self._lock:
             known = self._recent_keys.get(id(request))
@@ -221,15 +317,16 @@ class ResponseCache:
                 and self._semantic_skipped(keys) is None)
 
     def _decode(self, entry: Entry, kind: Literal["exact", "semantic"], score: float,
-                verifier: float | None) -> CacheHit | None:
+                verifier: float | None, hit_id: str | None = None) -> CacheHit | None:
         raw = {"cache": {"kind": kind, "similarity": score, "verifier": verifier,
-                         "matched_query": entry.query}}
+                         "matched_query": entry.query,
+                         **({"hit_id": hit_id} if hit_id is not None else {})}}
         try:
             response = response_from_json(entry.response, score=score, raw=raw)
         except CorruptEntry:
             self.store.delete(entry.tenant, [entry.id])
             return None
-        return CacheHit(response, kind, score, verifier, entry.query)
+        return CacheHit(response, kind, score, verifier, entry.query, hit_id)
 
     def _lookup(self, request: Request) -> CacheHit | None:
         keys = self._keys(request)
@@ -250,6 +347,9 @@ class ResponseCache:
                  if e.tenant == keys.tenant and e.context == space]
         if not found:
             return None
+        bound = self.bound
+        if bound is not None:
+            return self._bounded(request, keys, found, bound)
         if self.guard is None:
             entry, score = found[0]
             return self._decode(entry, "semantic", score, None)
@@ -262,6 +362,49 @@ class ResponseCache:
             if hit is not None:
                 return hit
         return None
+
+    def _bounded(self, request: Request, keys: RequestKeys, found: list[tuple[Entry, float]],
+                 bound: FalseHitBound) -> CacheHit | None:
+        """Serve the best candidate if the bound allows it; else remember it, so the
+        model's answer to this request labels it (a miss or an exploration)."""
+        cosines = [max(0.0, min(1.0, cosine)) for _, cosine in found]
+        if self.guard is None:
+            scores = cosines
+        else:
+            scores = [float(p) for p in self.guard.scores(keys.query, [e.query for e, _ in found])]
+            cosines = [0.0 if self.guard.numbers_differ(keys.query, e.query) else c
+                       for (e, _), c in zip(found, cosines, strict=True)]
+        best = max(range(len(found)), key=lambda i: (scores[i], cosines[i]))
+        entry, cosine = found[best]
+        decision = bound.decide(keys.tenant, entry.id, scores[best], cosines[best])
+        if decision.serve:
+            hit = self._decode(entry, "semantic", cosine, decision.score,
+                               _hit_id(keys.tenant, entry.id, decision))
+            if hit is not None:
+                return hit
+        with self._lock:
+            self._pending[id(request)] = _Pending(request, decision, entry)
+            while len(self._pending) > _PENDING:
+                self._pending.popitem(last=False)
+        return None
+
+    def _label_pending(self, request: Request, response: Response) -> None:
+        """Judge the model's answer against the candidate this request was not served."""
+        with self._lock:
+            pending = self._pending.pop(id(request), None)
+        bound = self._bound
+        if pending is None or pending.request is not request or bound is None \
+                or response.finish_reason not in _COMPLETE:
+            return
+        try:
+            stored = response_from_json(pending.entry.response, score=0.0).text
+        except CorruptEntry:
+            return
+        keys = self._keys(request)
+        source: Literal["explore", "miss"] = "explore" if pending.decision.explore else "miss"
+        bound.learn(label_for(pending.decision, tenant=keys.tenant, entry=pending.entry.id,
+                              correct=bool(self.answer_judge(response.text, stored)),
+                              source=source, at=self._clock()))
 
     def _why_not(self, keys: RequestKeys, response: Response) -> str | None:
         """Why ``response`` must not be stored (a key of :data:`NOT_CACHED`), or None."""
@@ -323,9 +466,12 @@ class ResponseCache:
         keys = self._keys(request)
         why = self._why_not(keys, response)
         if why is not None:
+            with self._lock:
+                self._pending.pop(id(request), None)
             return why
         seen = self._outage.begin()
         try:
+            self._label_pending(request, response)
             self._store(keys, response)
         except TokenleanError:
             raise
@@ -337,6 +483,64 @@ class ResponseCache:
 
     async def aupdate(self, request: Request, response: Response) -> str | None:
         return await asyncio.to_thread(self.update, request, response)
+
+    def report_wrong_hit(self, hit: CacheHit | Response | str) -> bool:
+        """Tell the cache a semantic hit it served was wrong for the query (``hit``: the
+        :class:`CacheHit`, the cached :class:`Response`, or its ``hit_id`` from
+        ``response.raw["cache"]["hit_id"]``). The entry is not served again to a
+        query that scores as low, and the bound counts the wrong hit. Returns False
+        (and learns nothing) for an exact hit, or a hit served without a bound."""
+        bound = self.bound
+        hit_id = hit if isinstance(hit, str) else hit.hit_id if isinstance(hit, CacheHit) \
+            else ((hit.raw or {}).get("cache") or {}).get("hit_id") \
+            if isinstance(hit, Response) and isinstance(hit.raw, dict) else None
+        if bound is None or not isinstance(hit_id, str):
+            return False
+        try:
+            data = json.loads(base64.urlsafe_b64decode(hit_id + "=" * (-len(hit_id) % 4)))
+            tenant, entry, score, cosine, stratum = (
+                str(data["t"]), str(data["e"]), float(data["s"]), float(data["c"]),
+                str(data["k"]))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InvalidRequestError(f"report_wrong_hit: {hit_id!r} is not a hit id this "
+                                      "cache gave") from exc
+        bound.learn(Label(tenant=tenant, entry=entry, score=min(1.0, max(0.0, score)),
+                          cosine=min(1.0, max(0.0, cosine)), stratum=stratum, vetoed=False,
+                          correct=False, source="feedback", at=self._clock()))
+        return True
+
+    async def areport_wrong_hit(self, hit: CacheHit | Response | str) -> bool:
+        return await asyncio.to_thread(self.report_wrong_hit, hit)
+
+    def warm_start(self, pairs: Iterable[tuple[str, str, bool]]) -> int:
+        """Learn from labelled pairs ``(stored question, new question, same meaning)``
+        before any traffic (optional). They count like labelled misses of new entries,
+        so they shorten the cold start; pairs unlike the deployment's own traffic can
+        mislead the bound until its own labels outweigh them. Returns how many."""
+        bound = self.bound
+        if bound is None:
+            raise ConfigError("warm_start needs a false-hit bound (max_false_hit_rate=...)")
+        labels = []
+        for stored, query, same in pairs:
+            vectors = self.embedder.embed([stored, query])
+            cosine = max(0.0, min(1.0, float(vectors[0] @ vectors[1])))
+            if self.guard is None:
+                score = cosine
+            else:
+                score = float(self.guard.scores(query, [stored])[0])
+                if self.guard.numbers_differ(query, stored):
+                    cosine = 0.0
+            labels.append(Label(tenant="", entry="", score=score, cosine=cosine,
+                                stratum="new", vetoed=False, correct=bool(same),
+                                source="warm", at=self._clock()))
+        bound.learn_many(labels)
+        return len(labels)
+
+    def bound_stats(self) -> dict[str, Any]:
+        """What the false-hit bound has learned (``{"max_false_hit_rate": None}``
+        without one)."""
+        bound = self.bound
+        return {"max_false_hit_rate": None} if bound is None else bound.stats()
 
     def invalidate(self, *, tenant: str | None = None, model: str | None = None,
                    older_than_s: float | None = None, all_tenants: bool = False) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tokenlean.core import ConfigError
+from tokenlean.core import ConfigError, InvalidRequestError
 from tokenlean.core.sqlite import open_shared_sqlite
 
 from ._entry import Entry, invalidation_filter, invalidation_tenant
@@ -45,7 +45,14 @@ CREATE TABLE IF NOT EXISTS tokenlean_cache (
 );
 CREATE INDEX IF NOT EXISTS tokenlean_cache_ctx ON tokenlean_cache (tenant, context);
 CREATE INDEX IF NOT EXISTS tokenlean_cache_age ON tokenlean_cache (created_at);
+CREATE TABLE IF NOT EXISTS tokenlean_cache_labels (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tokenlean_cache_labels_scope ON tokenlean_cache_labels (scope, seq);
 """
+_TRIM_EVERY = 64  # label writes between two trims of a scope's log
 _COLS = "tenant, key, model, context, query, response, created_at, expires_at"
 
 
@@ -73,6 +80,7 @@ class SQLiteStore:
         self._puts = 0
         self._version: int | None = None  # PRAGMA data_version at the last sync
         self._dirty = True  # this connection wrote since the last sync
+        self._label_writes: dict[str, int] = {}  # per scope, for trimming
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, max_entries={self.max_entries})"
@@ -193,6 +201,34 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # ---- LabelLog (the false-hit bound's labels, see _labels.py) -----------------
+
+    def add_labels(self, scope: str, bodies: Sequence[str], keep: int) -> None:
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise InvalidRequestError(f"keep must be a non-negative integer, got {keep!r}")
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT INTO tokenlean_cache_labels (scope, body) VALUES (?, ?)",
+                    [(scope, body) for body in bodies])
+                writes = self._label_writes[scope] = self._label_writes.get(scope, 0) + 1
+                if writes % _TRIM_EVERY == 0 or len(bodies) >= _TRIM_EVERY:
+                    self._db.execute(  # all but the `keep` newest of the scope
+                        "DELETE FROM tokenlean_cache_labels WHERE scope = ? AND seq <= ("
+                        "SELECT seq FROM tokenlean_cache_labels WHERE scope = ? "
+                        "ORDER BY seq DESC LIMIT 1 OFFSET ?)", (scope, scope, keep))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def labels_after(self, scope: str, seq: int, limit: int) -> list[tuple[int, str]]:
+        with self._lock:
+            return [(int(s), str(b)) for s, b in self._db.execute(
+                "SELECT seq, body FROM tokenlean_cache_labels WHERE scope = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?", (scope, seq, limit))]
 
     def put_many(self, items: Sequence[tuple[Entry, np.ndarray | None]]) -> None:
         """Bulk insert in one transaction (loading, benchmarks)."""
