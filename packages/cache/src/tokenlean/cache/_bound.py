@@ -74,7 +74,7 @@ __all__ = ["CHANNELS", "DEFAULT_MAX_FALSE_HIT_RATE", "STRATA", "Decision", "Fals
            "check_options", "exact_judge", "label_for", "wilson_upper"]
 
 #: the false-hit rate a semantic cache with a guard promises unless told otherwise
-DEFAULT_MAX_FALSE_HIT_RATE = 0.02
+DEFAULT_MAX_FALSE_HIT_RATE = 0.05
 STRATA = ("new", "vouched", "disputed")
 CHANNELS = ("verifier", "cosine")
 _BINS = 200

@@ -114,7 +114,6 @@ class CacheHit:
 class _Pending:
     """A candidate that was not served, waiting for the model's answer to label it."""
 
-    request: Request
     decision: Decision
     entry: Entry
 
@@ -233,7 +232,10 @@ class ResponseCache:
         self.max_false_hit_rate: float | None = \
             None if self._bound_options is None else float(max_false_hit_rate)  # type: ignore[arg-type]
         self._bound: FalseHitBound | None = None
-        self._pending: OrderedDict[int, _Pending] = OrderedDict()
+        # candidates not served, by (tenant, exact key) of the request: the answer that
+        # update() gets for the same request (the same object, or -- LangChain's
+        # BaseCache -- one built anew from the same prompt) labels them
+        self._pending: OrderedDict[tuple[str, str], _Pending] = OrderedDict()
         self._outage = Outage("tokenlean cache", "calls go to the model uncached until the "
                               "store recovers")
         self._lock = threading.Lock()
@@ -383,24 +385,23 @@ class ResponseCache:
             if hit is not None:
                 return hit
         with self._lock:
-            self._pending[id(request)] = _Pending(request, decision, entry)
+            self._pending[keys.tenant, keys.exact] = _Pending(decision, entry)
             while len(self._pending) > _PENDING:
                 self._pending.popitem(last=False)
         return None
 
     def _label_pending(self, request: Request, response: Response) -> None:
         """Judge the model's answer against the candidate this request was not served."""
+        keys = self._keys(request)
         with self._lock:
-            pending = self._pending.pop(id(request), None)
+            pending = self._pending.pop((keys.tenant, keys.exact), None)
         bound = self._bound
-        if pending is None or pending.request is not request or bound is None \
-                or response.finish_reason not in _COMPLETE:
+        if pending is None or bound is None or response.finish_reason not in _COMPLETE:
             return
         try:
             stored = response_from_json(pending.entry.response, score=0.0).text
         except CorruptEntry:
             return
-        keys = self._keys(request)
         source: Literal["explore", "miss"] = "explore" if pending.decision.explore else "miss"
         bound.learn(label_for(pending.decision, tenant=keys.tenant, entry=pending.entry.id,
                               correct=bool(self.answer_judge(response.text, stored)),
@@ -467,7 +468,7 @@ class ResponseCache:
         why = self._why_not(keys, response)
         if why is not None:
             with self._lock:
-                self._pending.pop(id(request), None)
+                self._pending.pop((keys.tenant, keys.exact), None)
             return why
         seen = self._outage.begin()
         try:
