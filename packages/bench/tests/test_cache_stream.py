@@ -130,7 +130,7 @@ class FakeCache:
 def test_play_counts_hits_false_hits_and_true_duplicates():
     stream = build_stream(CLUSTER_ROWS, clustered=True)
     cache = FakeCache(miss={"Q3"})
-    counts = play(cache, stream, windows=2)
+    counts = play(cache, stream, windows=2, snapshot=lambda: len(cache.updates))
     # queries: Q2 (dup, served right), Q3 (miss: stored), Q4 (dup, right), Q7 (not a dup:
     # served Q1's answer, a false hit labelled by pair 5), Q9 (not a dup: false hit, pair 6),
     # Q10 (Q9's answer, never stored since Q9 was served: not a dup; served Q8's: a false
@@ -140,6 +140,7 @@ def test_play_counts_hits_false_hits_and_true_duplicates():
     assert counts["true_duplicates"] == 2 and counts["served_duplicates"] == 2
     assert [w["queries"] for w in counts["windows"]] == [3, 3]
     assert [w["false_hits"] for w in counts["windows"]] == [0, 3]
+    assert [w["after"] for w in counts["windows"]] == [2, 3]  # snapshots after each stretch
     # stores, and the model's answer after the one miss, through update
     assert [t for t, _ in cache.updates] == ["Q1", "Q3", "Q8"]
     out = summarise(counts)
@@ -280,6 +281,7 @@ def test_stream_command_prints_the_bound_and_the_baselines(tmp_path, monkeypatch
     # candidate the model answered was labelled
     assert out["hits"] == 0 and out["labelled"] >= 3
     assert out["exploration_share"] == out["explored"] / 4
+    assert all("after" in w for w in out["by_window"])  # the thresholds as they were
 
 
 def test_stream_is_reproducible_and_clustered_reports_its_shape(tmp_path):

@@ -268,7 +268,7 @@ def _bench_stream(name: str, split: str, rows: list[dict[str, Any]], emb: Any,
     cache = ResponseCache(embedder=emb, max_false_hit_rate=delta, explore_rate=explore_rate,
                           confidence=confidence, seed=seed)
     started = time.perf_counter()
-    out = summarise(play(cache, traffic))
+    out = summarise(play(cache, traffic, snapshot=lambda: cache.bound_stats()["thresholds"]))
     seconds = time.perf_counter() - started
     stats = cache.bound_stats()
     n = traffic.n_queries

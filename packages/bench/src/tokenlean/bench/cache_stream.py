@@ -31,7 +31,7 @@ bench never calls ``report_wrong_hit``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -218,18 +218,22 @@ def _answer(text: str) -> Response:
     return Response(text=text, usage=Usage(output_tokens=1))
 
 
-def play(cache: Any, stream: Stream, windows: int = 4) -> dict[str, Any]:
+def play(cache: Any, stream: Stream, windows: int = 4,
+         snapshot: Callable[[], Any] | None = None) -> dict[str, Any]:
     """Run ``stream`` through ``cache`` (``lookup`` / ``update``, the same Request
     object for both) and count: ``hits`` (semantic answers served), ``false_hits``
     (of them, wrong), ``exact_hits`` / ``exact_false_hits``, ``true_duplicates``
     (queries whose answer was stored in their tenant when they came) and
     ``served_duplicates`` (of them, answered right from the cache), and the same
-    per ``windows`` consecutive stretches of the queries."""
+    per ``windows`` consecutive stretches of the queries; with ``snapshot``, what
+    it returns at the end of each stretch (``after``: the bound's thresholds)."""
     stored: dict[str, set[str]] = {}
     counts = dict(n_queries=0, hits=0, false_hits=0, false_hits_unlabelled=0, exact_hits=0,
                   exact_false_hits=0, true_duplicates=0, served_duplicates=0)
     n_queries = stream.n_queries
-    per_window = [dict(queries=0, hits=0, false_hits=0) for _ in range(max(1, windows))]
+    per_window: list[dict[str, Any]] = [dict(queries=0, hits=0, false_hits=0)
+                                        for _ in range(max(1, windows))]
+    current = 0
     for event in stream.events:
         answers = stored.setdefault(event.tenant, set())
         request = _request(event.text, event.tenant)
@@ -237,7 +241,11 @@ def play(cache: Any, stream: Stream, windows: int = 4) -> dict[str, Any]:
             cache.update(request, _answer(event.answer))
             answers.add(event.answer)
             continue
-        window = per_window[counts["n_queries"] * len(per_window) // max(1, n_queries)]
+        at = counts["n_queries"] * len(per_window) // max(1, n_queries)
+        if snapshot is not None and at != current:
+            per_window[current]["after"] = snapshot()
+            current = at
+        window = per_window[at]
         counts["n_queries"] += 1
         window["queries"] += 1
         duplicate = event.answer in answers
@@ -261,6 +269,8 @@ def play(cache: Any, stream: Stream, windows: int = 4) -> dict[str, Any]:
             window["false_hits"] += 1
             if frozenset((served, event.answer)) not in stream.negatives:
                 counts["false_hits_unlabelled"] += 1
+    if snapshot is not None and n_queries:
+        per_window[current]["after"] = snapshot()
     return {**counts, "windows": per_window}
 
 
