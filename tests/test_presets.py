@@ -53,3 +53,35 @@ def test_layers_resolve_only_through_entry_points(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(MissingExtraError) as info:
         build_layers(preset="off", cache=True)
     assert info.value.extra == "cache" and "tokenlean[cache]" in str(info.value)
+
+
+def test_max_false_hit_rate_reaches_the_semantic_cache_built_here() -> None:
+    cache = build_layers(cache="semantic", max_false_hit_rate=0.01)[0]
+    assert cache.name == "cache" and cache.max_false_hit_rate == 0.01
+    assert build_layers(preset="max-savings", max_false_hit_rate=0.2)[0].max_false_hit_rate == 0.2
+    # not given: the cache's own default
+    from tokenlean.cache import ResponseCache
+
+    default = ResponseCache().max_false_hit_rate
+    assert build_layers(cache="semantic")[0].max_false_hit_rate == default
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, True, "tight"])
+def test_a_bad_max_false_hit_rate_is_a_config_error_naming_it(bad: object) -> None:
+    with pytest.raises(ConfigError, match="max_false_hit_rate"):
+        build_layers(cache="semantic", max_false_hit_rate=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kwargs", [{"preset": "off"}, {"cache": False},
+                                    {"cache": "exact"}, {}],
+                         ids=["off", "no-cache", "exact", "safe-is-exact"])
+def test_max_false_hit_rate_needs_a_semantic_cache_built_here(kwargs: dict) -> None:
+    with pytest.raises(ConfigError, match="max_false_hit_rate=0.01"):
+        build_layers(max_false_hit_rate=0.01, **kwargs)
+
+
+def test_max_false_hit_rate_with_a_cache_object_is_a_config_error() -> None:
+    from tokenlean.cache import ResponseCache
+
+    with pytest.raises(ConfigError, match="takes it itself"):
+        build_layers(cache=ResponseCache(semantic=False), max_false_hit_rate=0.01)

@@ -24,7 +24,9 @@ package is missing raises :class:`MissingExtraError`.
 
 No preset answers a *sampled* call (temperature above 0 or unknown, and no
 seed) from the cache: ``cache_sampled=True`` opts in (the cache factory gets it
-as a keyword).
+as a keyword). ``max_false_hit_rate=0.01`` sets the false-hit bound of a
+semantic cache built by the call (the cache factory gets it, and the cache
+checks it; see :class:`tokenlean.cache.ResponseCache`).
 """
 
 from __future__ import annotations
@@ -64,12 +66,16 @@ def _factory(name: str) -> Callable[..., Layer] | None:
 
 
 def build_layers(*, preset: str = "safe", cache_sampled: bool = False,
+                 max_false_hit_rate: float | None = None,
                  concise_task_types: Sequence[str] | None = None,
                  **choices: LayerChoice) -> list[Layer]:
     """Layers in pipeline order for ``preset`` overridden by explicit ``choices``.
 
     ``cache_sampled=True`` lets the cache this builds answer sampled calls too; it
     needs a cache built here (a cache object you pass carries its own setting).
+    ``max_false_hit_rate`` (None: the cache's default) is the false-hit bound of the
+    semantic cache this builds; it too needs a cache built here, and the cache
+    factory refuses it for an exact-only one.
     ``concise_task_types=("code", "math")`` opts those task types into
     ``budget="concise"`` (by default concise mode leaves code, math and reasoning
     alone); the budget factory checks it.
@@ -99,8 +105,11 @@ def build_layers(*, preset: str = "safe", cache_sampled: bool = False,
                 continue  # preset default for a layer that is not installed
             raise MissingExtraError(feature=f"the {name} layer", extra=name,
                                     module=f"tokenlean.{name}")
-        options: dict[str, Any] = {"cache_sampled": True} \
-            if name == "cache" and cache_sampled else {}
+        options: dict[str, Any] = {}
+        if name == "cache" and cache_sampled:
+            options["cache_sampled"] = True
+        if name == "cache" and max_false_hit_rate is not None:
+            options["max_false_hit_rate"] = max_false_hit_rate  # the cache checks the value
         if name == "budget" and concise_task_types is not None:
             options["concise_task_types"] = concise_task_types
         layers.append(factory(choice, **options))
@@ -115,6 +124,12 @@ def build_layers(*, preset: str = "safe", cache_sampled: bool = False,
             "cache_sampled=True needs a cache built by this call (got "
             f"preset={preset!r}, cache={choices.get('cache')!r}); a cache object you pass "
             "takes cache_sampled itself, e.g. ResponseCache(cache_sampled=True)")
+    if max_false_hit_rate is not None and not built_cache:
+        raise ConfigError(
+            f"max_false_hit_rate={max_false_hit_rate!r} needs a semantic cache built by this "
+            f"call (got preset={preset!r}, cache={choices.get('cache')!r}): pass "
+            "cache='semantic'; a cache object you pass takes it itself, e.g. "
+            "ResponseCache(max_false_hit_rate=0.01)")
     return layers
 
 
