@@ -19,12 +19,15 @@ from langchain_core.messages import (
     UsageMetadata,
 )
 from langchain_core.messages.tool import ToolCallChunk, tool_call_chunk
+from langchain_core.outputs import ChatGeneration, Generation
 
-from tokenlean.core import InvalidRequestError, Message, Usage
+from tokenlean.core import InvalidRequestError, Message, Response, Usage
 
 __all__ = [
+    "cache_hit_id",
     "from_lc_message",
     "from_lc_messages",
+    "hit_id_from_lc",
     "to_lc_ai_message",
     "to_lc_message",
     "to_lc_messages",
@@ -149,3 +152,32 @@ def usage_to_lc(usage: Usage) -> UsageMetadata:
         out["output_token_details"] = OutputTokenDetails(reasoning=usage.reasoning_tokens)
     return out
 
+
+
+def cache_hit_id(response: Response) -> str | None:
+    """The id of a semantic hit served under a false-hit bound (what
+    ``ResponseCache.report_wrong_hit`` takes back), or None for any other answer."""
+    found = response.raw.get("cache") if isinstance(response.raw, Mapping) else None
+    hit_id = found.get("hit_id") if isinstance(found, Mapping) else None
+    return hit_id if isinstance(hit_id, str) else None
+
+
+def hit_id_from_lc(answer: BaseMessage | Generation | str) -> str | None:
+    """The cache hit id on what LangChain gave the app (``response_metadata["tokenlean"]
+    ["cache_hit_id"]`` of a message, ``generation_info`` of a text generation), the id
+    itself for a string, or None when the answer was no semantic hit under a bound."""
+    if isinstance(answer, str):
+        return answer
+    if isinstance(answer, ChatGeneration):
+        answer = answer.message
+    if isinstance(answer, BaseMessage):
+        meta: Any = answer.response_metadata
+    elif isinstance(answer, Generation):
+        meta = answer.generation_info
+    else:
+        raise InvalidRequestError(f"report_wrong_hit takes the AIMessage (or generation) "
+                                  f"the hit answered with, or its cache_hit_id; got "
+                                  f"{type(answer).__name__}")
+    ours = meta.get("tokenlean") if isinstance(meta, Mapping) else None
+    hit_id = ours.get("cache_hit_id") if isinstance(ours, Mapping) else None
+    return hit_id if isinstance(hit_id, str) else None

@@ -8,7 +8,10 @@
 
 Exact hits need the same messages and the same model settings (LangChain's
 ``llm_string``); semantic hits need the same settings and earlier turns and a
-last user turn that means the same (vector search + false-hit guard). Only
+last user turn that means the same (vector search + false-hit guard, under a
+learned false-hit bound: ``max_false_hit_rate``). A semantic hit's message
+carries ``response_metadata["tokenlean"]["cache_hit_id"]``; hand the message
+to :meth:`TokenleanCache.report_wrong_hit` when the answer was wrong. Only
 types are converted here: the logic is :class:`tokenlean.cache.ResponseCache`.
 """
 
@@ -26,11 +29,17 @@ from langchain_core.load import loads
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, Generation
 
-from tokenlean.cache import FalseHitGuard, ResponseCache, Store
-from tokenlean.core import Message, Request, Response
+from tokenlean.cache import CacheHit, FalseHitGuard, ResponseCache, Store
+from tokenlean.core import ConfigError, Message, Request, Response
 from tokenlean.core.settings import check_tenant
 
-from ._convert import from_lc_messages, to_lc_message, usage_from_lc, usage_to_lc
+from ._convert import (
+    from_lc_messages,
+    hit_id_from_lc,
+    to_lc_message,
+    usage_from_lc,
+    usage_to_lc,
+)
 
 __all__ = ["TokenleanCache"]
 
@@ -82,6 +91,10 @@ class TokenleanCache(BaseCache):
             :class:`tokenlean.cache.ResponseCache`. A model whose settings
             (``llm_string``) name no temperature, or one above 0 without a seed,
             samples: its calls are not cached unless ``cache_sampled=True``.
+        max_false_hit_rate: the share of wrong semantic hits the cache may serve
+            (see :class:`~tokenlean.cache.ResponseCache`; its default with a
+            guard, ``None`` for the guard's fixed thresholds). It learns what it
+            may serve from its misses and from :meth:`report_wrong_hit`.
         cache: an existing :class:`~tokenlean.cache.ResponseCache` (then the
             options above must not be given).
     """
@@ -92,12 +105,18 @@ class TokenleanCache(BaseCache):
                  guard: FalseHitGuard | Literal["default"] | None = "default",
                  min_score: float | None = None, ttl_s: float | None = None,
                  cache_sampled: bool = False,
+                 max_false_hit_rate: float | None | Literal["default"] = "default",
                  cache: ResponseCache | None = None) -> None:
         if cache is None:
             cache = ResponseCache(store=store if store is not None else path,
                                   semantic=semantic, embedder=embedder,
                                   guard=guard, min_score=min_score, ttl_s=ttl_s,
-                                  cache_sampled=cache_sampled)
+                                  cache_sampled=cache_sampled,
+                                  max_false_hit_rate=max_false_hit_rate)
+        elif max_false_hit_rate != "default":
+            raise ConfigError(f"max_false_hit_rate={max_false_hit_rate!r} with cache=...: "
+                              "the cache you pass takes it itself, e.g. "
+                              "ResponseCache(max_false_hit_rate=0.01)")
         self.cache = cache
         self.tenant = check_tenant(tenant)
 
@@ -129,13 +148,19 @@ class TokenleanCache(BaseCache):
         return Response(text=gen.text)
 
     @staticmethod
-    def _generations(response: Response, chat: bool) -> list[Generation]:
+    def _generations(hit: CacheHit, chat: bool) -> list[Generation]:
+        """The hit as LangChain generations; a semantic hit under a bound carries its
+        ``cache_hit_id`` (message ``response_metadata``, text ``generation_info``)."""
+        response = hit.response
+        ours = None if hit.hit_id is None else {"tokenlean": {"cache_hit_id": hit.hit_id}}
         if not chat:
-            return [Generation(text=response.text)]
+            return [Generation(text=response.text, generation_info=ours)]
         message = to_lc_message(Message(role="assistant", content=response.text,
                                         tool_calls=response.tool_calls))
         if isinstance(message, AIMessage) and response.usage.total_tokens:
             message.usage_metadata = usage_to_lc(response.usage)
+        if ours is not None:
+            message.response_metadata = {**message.response_metadata, **ours}
         return [ChatGeneration(message=message)]
 
     @staticmethod
@@ -146,7 +171,7 @@ class TokenleanCache(BaseCache):
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         hit = self.cache.lookup(self._request(prompt, llm_string))
-        return None if hit is None else self._generations(hit.response, self._is_chat(prompt))
+        return None if hit is None else self._generations(hit, self._is_chat(prompt))
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         response = self._response(return_val)
@@ -160,7 +185,7 @@ class TokenleanCache(BaseCache):
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         hit = await self.cache.alookup(self._request(prompt, llm_string))
-        return None if hit is None else self._generations(hit.response, self._is_chat(prompt))
+        return None if hit is None else self._generations(hit, self._is_chat(prompt))
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         response = self._response(return_val)
@@ -169,3 +194,20 @@ class TokenleanCache(BaseCache):
 
     async def aclear(self, **kwargs: Any) -> None:
         await asyncio.to_thread(self.clear, **kwargs)
+
+    # ---- feedback --------------------------------------------------------------
+
+    def report_wrong_hit(self, message_or_hit_id: BaseMessage | Generation | str) -> bool:
+        """Tell the cache that a semantic hit it served was wrong (``message_or_hit_id``:
+        the ``AIMessage`` the model returned, its generation, or its
+        ``response_metadata["tokenlean"]["cache_hit_id"]``). The entry is not served
+        again to a query that close, and the false-hit bound counts the wrong hit.
+        Returns False, learning nothing, for a miss or an exact hit; a hit id no
+        cache gave is an ``InvalidRequestError``."""
+        hit_id = hit_id_from_lc(message_or_hit_id)
+        return hit_id is not None and self.cache.report_wrong_hit(hit_id)
+
+    async def areport_wrong_hit(self, message_or_hit_id: BaseMessage | Generation | str
+                                ) -> bool:
+        hit_id = hit_id_from_lc(message_or_hit_id)
+        return hit_id is not None and await self.cache.areport_wrong_hit(hit_id)

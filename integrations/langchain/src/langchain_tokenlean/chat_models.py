@@ -16,7 +16,7 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, Generation
 from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
@@ -32,7 +32,9 @@ from tokenlean.core.settings import (
 )
 
 from ._convert import (
+    cache_hit_id,
     from_lc_messages,
+    hit_id_from_lc,
     to_lc_ai_message,
     to_lc_messages,
     to_lc_tool_call_chunks,
@@ -221,6 +223,9 @@ class LeanChatModel(BaseChatModel):
                                 "cached": response.cached}
         if response.cache_score is not None:
             meta["cache_score"] = response.cache_score
+        hit_id = cache_hit_id(response)
+        if hit_id is not None:
+            meta["cache_hit_id"] = hit_id  # for report_wrong_hit
         if record is not None:
             meta["saved_tokens"] = {r.layer: r.saved_input_tokens + r.saved_output_tokens
                                     for r in record.layers}
@@ -242,6 +247,21 @@ class LeanChatModel(BaseChatModel):
                                          "model_name": response.model}
         message.response_metadata = {**message.response_metadata, "tokenlean": meta}
         return message
+
+    # ---- feedback --------------------------------------------------------------
+
+    def report_wrong_hit(self, message_or_hit_id: BaseMessage | Generation | str) -> bool:
+        """Tell the cache that a semantic hit it served was wrong (``message_or_hit_id``:
+        the ``AIMessage`` the call returned, or its ``response_metadata["tokenlean"]
+        ["cache_hit_id"]``). The entry is not served again to a query that close, and the
+        cache's false-hit bound counts the wrong hit. Returns False, learning nothing,
+        when the answer was no semantic hit under a bound (a miss, an exact hit) or the
+        model has no cache layer; a hit id no cache gave is an ``InvalidRequestError``."""
+        return report_to_cache(self.layers, message_or_hit_id)
+
+    async def areport_wrong_hit(self, message_or_hit_id: BaseMessage | Generation | str
+                                ) -> bool:
+        return await areport_to_cache(self.layers, message_or_hit_id)
 
     def _pipeline_for(self, provider: _StreamingInner) -> Pipeline:
         return Pipeline(provider=provider, layers=self.layers, ledger=self.ledger)
@@ -362,6 +382,28 @@ def to_lc_tool_calls(message: BaseMessage) -> tuple[dict[str, Any], ...]:
          "function": {"name": call["name"], "arguments": json.dumps(call.get("args", {}))}}
         for call in getattr(message, "tool_calls", None) or ()
     )
+
+
+def _cache_layer(layers: Sequence[Any]) -> Any | None:
+    """The response cache among ``layers`` (the layer that takes wrong-hit reports)."""
+    for layer in layers:
+        if callable(getattr(layer, "report_wrong_hit", None)):
+            return layer
+    return None
+
+
+def report_to_cache(layers: Sequence[Any], answer: BaseMessage | Generation | str) -> bool:
+    """``answer``'s cache hit reported to the cache among ``layers`` (see
+    :meth:`LeanChatModel.report_wrong_hit`)."""
+    hit_id, cache = hit_id_from_lc(answer), _cache_layer(layers)
+    return hit_id is not None and cache is not None and bool(cache.report_wrong_hit(hit_id))
+
+
+async def areport_to_cache(layers: Sequence[Any],
+                            answer: BaseMessage | Generation | str) -> bool:
+    hit_id, cache = hit_id_from_lc(answer), _cache_layer(layers)
+    return hit_id is not None and cache is not None \
+        and bool(await cache.areport_wrong_hit(hit_id))
 
 
 def _answer_message(response: Response) -> Message:

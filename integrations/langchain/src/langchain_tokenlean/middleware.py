@@ -31,11 +31,12 @@ from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
 
 from tokenlean.core.presets import LayerChoice, resolve_lean
 from tokenlean.core.settings import check_tenant
 
-from .chat_models import LeanChatModel
+from .chat_models import LeanChatModel, areport_to_cache, report_to_cache
 
 __all__ = ["TokenleanMiddleware"]
 
@@ -79,3 +80,12 @@ class TokenleanMiddleware(AgentMiddleware):
     async def awrap_model_call(self, request: ModelRequest,
                                handler: AsyncHandler) -> ModelResponse:
         return await handler(self._leaned(request))
+
+    def report_wrong_hit(self, message_or_hit_id: BaseMessage | str) -> bool:
+        """Tell the middleware's cache that a semantic hit it served the agent was wrong
+        (the agent's ``AIMessage``, or its ``response_metadata["tokenlean"]
+        ["cache_hit_id"]``); see :meth:`LeanChatModel.report_wrong_hit`."""
+        return report_to_cache(self.layers, message_or_hit_id)
+
+    async def areport_wrong_hit(self, message_or_hit_id: BaseMessage | str) -> bool:
+        return await areport_to_cache(self.layers, message_or_hit_id)

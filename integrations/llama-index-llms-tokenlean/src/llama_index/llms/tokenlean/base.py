@@ -8,6 +8,10 @@ stop, ...). The wrapper is a ``FunctionCallingLLM`` that hands tool
 preparation and parsing to the wrapped LLM, so ``chat_with_tools``,
 ``predict_and_call`` and ``structured_predict`` work through it, cache hits
 included (a replayed answer carries its tool calls as ``ToolCallBlock`` blocks).
+
+A semantic cache hit served under a false-hit bound carries
+``additional_kwargs["tokenlean"]["cache_hit_id"]``: when its answer was wrong,
+``llm.report_wrong_hit(response)`` tells the cache (issue #21).
 """
 
 from __future__ import annotations
@@ -199,6 +203,7 @@ class LeanLLM(FunctionCallingLLM):
         return {"tokenlean": {
             "request_id": record.request_id, "cached": result.response.cached,
             "cache_score": result.response.cache_score,
+            "cache_hit_id": _cache_hit_id(result.response),  # for report_wrong_hit (or None)
             "saved_tokens": {r.layer: r.saved_input_tokens + r.saved_output_tokens
                              for r in record.layers},
             "cost_usd": None if record.cost_usd is None else float(record.cost_usd),
@@ -230,6 +235,33 @@ class LeanLLM(FunctionCallingLLM):
             return own.model_copy(update={"additional_kwargs": {**own.additional_kwargs,
                                                                 **meta}})
         return CompletionResponse(text=result.response.text, additional_kwargs=meta)
+
+    # ---- feedback -----------------------------------------------------------------
+
+    def _cache_layer(self) -> Any | None:
+        """The response cache among the layers (the layer that takes wrong-hit reports)."""
+        for layer in self.layers:
+            if callable(getattr(layer, "report_wrong_hit", None)):
+                return layer
+        return None
+
+    def report_wrong_hit(self, response_or_hit_id: ChatResponse | CompletionResponse | str
+                         ) -> bool:
+        """Tell the cache that a semantic hit it served was wrong (``response_or_hit_id``:
+        the ``ChatResponse`` / ``CompletionResponse`` the call returned, or its
+        ``additional_kwargs["tokenlean"]["cache_hit_id"]``). The entry is not served
+        again to a query that close, and the cache's false-hit bound counts the wrong
+        hit. Returns False, learning nothing, when the answer was no semantic hit under
+        a bound (a miss, an exact hit) or there is no cache layer; a hit id no cache
+        gave is an ``InvalidRequestError``."""
+        hit_id, cache = _hit_id_from_li(response_or_hit_id), self._cache_layer()
+        return hit_id is not None and cache is not None and bool(cache.report_wrong_hit(hit_id))
+
+    async def areport_wrong_hit(self, response_or_hit_id: ChatResponse | CompletionResponse
+                                | str) -> bool:
+        hit_id, cache = _hit_id_from_li(response_or_hit_id), self._cache_layer()
+        return hit_id is not None and cache is not None \
+            and bool(await cache.areport_wrong_hit(hit_id))
 
     # ---- chat -------------------------------------------------------------------
 
@@ -451,6 +483,28 @@ class LeanLLM(FunctionCallingLLM):
                                      **kwargs: Any) -> list[Any]:
         return self._tool_caller().get_tool_calls_from_response(
             response, error_on_no_tool_call=error_on_no_tool_call, **kwargs)
+
+
+def _cache_hit_id(response: Response) -> str | None:
+    """The id of a semantic hit served under a false-hit bound (what
+    ``ResponseCache.report_wrong_hit`` takes back), or None for any other answer."""
+    found = response.raw.get("cache") if isinstance(response.raw, Mapping) else None
+    hit_id = found.get("hit_id") if isinstance(found, Mapping) else None
+    return hit_id if isinstance(hit_id, str) else None
+
+
+def _hit_id_from_li(answer: ChatResponse | CompletionResponse | str) -> str | None:
+    """The cache hit id on what the wrapper returned, the id itself for a string, or
+    None when the answer was no semantic hit under a bound."""
+    if isinstance(answer, str):
+        return answer
+    if not isinstance(answer, (ChatResponse, CompletionResponse)):
+        raise InvalidRequestError(f"report_wrong_hit takes the ChatResponse or "
+                                  f"CompletionResponse the hit answered with, or its "
+                                  f"cache_hit_id; got {type(answer).__name__}")
+    ours = (answer.additional_kwargs or {}).get("tokenlean")
+    hit_id = ours.get("cache_hit_id") if isinstance(ours, Mapping) else None
+    return hit_id if isinstance(hit_id, str) else None
 
 
 class _Inner:
