@@ -47,8 +47,20 @@ def test_batched_and_single_scores_agree(guard):
     assert 0.0 < guard.threshold < 1.0 and 0.0 < guard.second_threshold <= 1.0
 
 
-def test_default_cache_serves_paraphrase_and_refuses_look_alikes(model, ask, guard):
+def test_default_cache_refuses_semantic_hits_until_its_bound_has_learned(model, ask, guard):
+    """The default cache holds a false-hit bound (0.05): on a fresh cache no label
+    says a paraphrase is safe yet, so it asks the model (and learns a label)."""
     cache = ResponseCache(guard=guard)
+    assert cache.max_false_hit_rate == 0.05
+    pipe = Pipeline(provider=model.provider(), layers=[cache])
+    pipe.run(ask("How do I lose weight fast?"))
+    assert not pipe.run(ask("How can I lose weight fast?")).response.cached
+    assert cache.bound_stats()["labelled_by_source"] == {"miss": 1}
+
+
+def test_guard_thresholds_serve_paraphrase_and_refuse_look_alikes(model, ask, guard):
+    """Without the bound (max_false_hit_rate=None) the guard's fixed thresholds decide."""
+    cache = ResponseCache(guard=guard, max_false_hit_rate=None)
     pipe = Pipeline(provider=model.provider(), layers=[cache])
     pipe.run(ask("How do I lose weight fast?"))
     hit = pipe.run(ask("How can I lose weight fast?"))
