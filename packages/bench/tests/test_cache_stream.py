@@ -305,3 +305,32 @@ def test_max_false_hit_rate_needs_stream(tmp_path):
     app.command()(bench)
     result = CliRunner().invoke(app, [str(path), "--max-false-hit-rate", "0.05"])
     assert result.exit_code != 0
+
+
+def test_several_bounds_share_one_stream_and_one_set_of_baselines(tmp_path, monkeypatch):
+    import tokenlean.cache
+
+    monkeypatch.setattr(tokenlean.cache, "get_embedder", lambda spec: KnownEmbedder())
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in KNOWN_ROWS))
+    out = _invoke(path, "--stream", "--max-false-hit-rate", "0.01",
+                  "--max-false-hit-rate", "0.05")
+    runs = out["by_max_false_hit_rate"]
+    assert set(runs) == {"0.01", "0.05"} and "realized_false_hit_rate" not in out
+    assert out["n_queries"] == 4
+    for delta, run in runs.items():
+        assert run["max_false_hit_rate"] == float(delta) and "realized_false_hit_rate" in run
+        assert "best_static_hit_rate_within_bound" in run and "baselines" not in run
+    assert set(out["baselines"]) == {"cosine_0.80", "cosine_0.90", "cosine_0.95", "guard"}
+
+
+def test_bounded_latency_runs_the_whole_lookup_path():
+    pytest.importorskip("wordllama")
+    from tokenlean.bench.cache import _bounded_latency
+    from tokenlean.cache import get_embedder
+
+    rows = [_pair(f"p{i}", f"How do I reset password number {i}?",
+                  f"How can I reset password number {i}?", 1) for i in range(300)]
+    out = _bounded_latency(rows, get_embedder("wordllama"), entries=800, queries=50)
+    assert out["entries"] == 800 and 0 < out["lookup_ms_p50"] <= out["lookup_ms_p99"]
+    assert out["thresholds"]["new"] is not None  # the warm start opened the bound

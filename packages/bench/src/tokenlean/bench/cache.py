@@ -255,16 +255,13 @@ def _latency(embedder: Any, entries: int, queries: int = 2000,
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
-def _bench_stream(name: str, split: str, rows: list[dict[str, Any]], emb: Any,
-                  delta: float | None, *, clustered: bool, explore_rate: float,
-                  confidence: float, seed: int, gptcache: bool) -> dict[str, Any]:
-    """``--stream``: the bounded cache and the static baselines, each fresh, on one
-    stream of the pairs (see :mod:`tokenlean.bench.cache_stream`)."""
+def _bounded_run(traffic: Any, emb: Any, delta: float | None, *, explore_rate: float,
+                 confidence: float, seed: int) -> dict[str, Any]:
+    """The bounded cache, fresh, on one stream: what it served and what it learned."""
     from tokenlean.cache import ResponseCache
 
-    from .cache_stream import best_within, build_stream, play, summarise
+    from .cache_stream import play, summarise
 
-    traffic = build_stream(rows, clustered=clustered)
     cache = ResponseCache(embedder=emb, max_false_hit_rate=delta, explore_rate=explore_rate,
                           confidence=confidence, seed=seed)
     started = time.perf_counter()
@@ -273,13 +270,24 @@ def _bench_stream(name: str, split: str, rows: list[dict[str, Any]], emb: Any,
     stats = cache.bound_stats()
     n = traffic.n_queries
     explored = int(stats.get("explored", 0))
-    result: dict[str, Any] = {
-        "data": name, "split": split, "n_pairs": len(rows), "n_queries": n,
-        "embedder": emb.name, "stream": traffic.describe(), "max_false_hit_rate": delta,
-        "explore_rate": explore_rate, "confidence": confidence, "seed": seed, **out,
-        "explored": explored, "exploration_share": round(explored / n, 4) if n else None,
-        "labelled": stats.get("labelled"), "thresholds": stats.get("thresholds"),
-        "bound_stats": stats, "seconds": round(seconds, 1)}
+    return {"max_false_hit_rate": delta, **out, "explored": explored,
+            "exploration_share": round(explored / n, 4) if n else None,
+            "labelled": stats.get("labelled"), "thresholds": stats.get("thresholds"),
+            "bound_stats": stats, "seconds": round(seconds, 1)}
+
+
+def _bench_stream(name: str, split: str, rows: list[dict[str, Any]], emb: Any,
+                  deltas: list[float | None], *, clustered: bool, explore_rate: float,
+                  confidence: float, seed: int, gptcache: bool) -> dict[str, Any]:
+    """``--stream``: the bounded cache (once per bound) and the static baselines, each
+    fresh, on one stream of the pairs (see :mod:`tokenlean.bench.cache_stream`)."""
+    from tokenlean.cache import ResponseCache
+
+    from .cache_stream import best_within, build_stream, play, summarise
+
+    traffic = build_stream(rows, clustered=clustered)
+    runs = {delta: _bounded_run(traffic, emb, delta, explore_rate=explore_rate,
+                                confidence=confidence, seed=seed) for delta in deltas}
     static: dict[str, Any] = {}
     keep = ("realized_false_hit_rate", "false_hit_rate_ci95", "hit_rate", "hits",
             "false_hits", "false_hits_unlabelled", "exact_hits")
@@ -294,9 +302,58 @@ def _bench_stream(name: str, split: str, rows: list[dict[str, Any]], emb: Any,
         static["gptcache_default"] = {
             k: v for k, v in summarise(play(GPTCacheTenants(emb), traffic)).items()
             if k in keep}
-    result["baselines"] = static
-    result["best_static_hit_rate_within_bound"] = best_within(delta, static)
-    return result
+    for delta, run in runs.items():
+        run["best_static_hit_rate_within_bound"] = best_within(delta, static)
+    head: dict[str, Any] = {
+        "data": name, "split": split, "n_pairs": len(rows), "n_queries": traffic.n_queries,
+        "embedder": emb.name, "stream": traffic.describe(), "explore_rate": explore_rate,
+        "confidence": confidence, "seed": seed}
+    if len(deltas) == 1:  # one bound: its fields at the top level
+        return {**head, **runs[deltas[0]], "baselines": static}
+    return {**head, "by_max_false_hit_rate": {str(d): r for d, r in runs.items()},
+            "baselines": static}
+
+
+def _bounded_latency(rows: list[dict[str, Any]], emb: Any, entries: int,
+                     queries: int = 2000) -> dict[str, Any]:
+    """Lookup latency of the bounded cache at ``entries`` stored questions (the file's
+    texts, then numbered variants), embedding excluded: each query is looked up once to
+    memoise its embeddings, then timed -- exact read, vector search, the guard's
+    verifier and the bound's decision. The bound is open (warm-started) so the whole
+    path runs."""
+    from tokenlean.cache import Entry, ResponseCache, SQLiteStore
+    from tokenlean.cache._entry import response_to_json
+    from tokenlean.core import Response as CoreResponse
+    from tokenlean.core import Usage as CoreUsage
+
+    texts = [r["a"] for r in rows] + [r["b"] for r in rows]
+    stored = [texts[i] if i < len(texts) else f"{texts[i % len(texts)]} (case {i})"
+              for i in range(entries)]
+    store = SQLiteStore()
+    cache = ResponseCache(embedder=emb, store=store, max_false_hit_rate=0.05, seed=0)
+    vectors = emb.embed(stored)
+    keys = [cache._keys(_request(t, "t")) for t in stored]
+    space = cache._space(keys[0])
+    body = response_to_json(CoreResponse(text="x", usage=CoreUsage(output_tokens=1)))
+    store.put_many([(Entry(id=k.exact, tenant="t", model=k.model, context=space,
+                                 query=k.query, response=body, created_at=0.0), vectors[i])
+                          for i, k in enumerate(keys)])
+    cache.warm_start([(r["a"], r["b"], bool(r["label"])) for r in rows[:2000]])
+    probes = [f"{texts[i % len(texts)].rstrip('?')} now?" for i in range(queries)]
+    for text in probes:
+        cache.lookup(_request(text, "t"))  # memoise embeddings, build the index
+    ms = []
+    for text in probes:
+        request = _request(text, "t")
+        started = time.perf_counter()
+        cache.lookup(request)
+        ms.append(1000 * (time.perf_counter() - started))
+    return {"entries": entries, "lookup_ms_p50": round(float(np.percentile(ms, 50)), 3),
+            "lookup_ms_p99": round(float(np.percentile(ms, 99)), 3),
+            "thresholds": cache.bound_stats()["thresholds"],
+            "what": "embedding excluded (memoised): exact read + vector search + verifier + "
+                    "bound decision",
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def bench(
@@ -320,9 +377,9 @@ def bench(
                                             "arrives as a query) and report the realized "
                                             "false-hit rate against --max-false-hit-rate, "
                                             "beside static baselines on the same stream"),
-    max_false_hit_rate: float | None = typer.Option(
-        None, help="with --stream: the false-hit bound the cache calibrates to (none: "
-                   "today's guard)"),
+    max_false_hit_rate: list[float] | None = typer.Option(
+        None, help="with --stream: the false-hit bound the cache calibrates to; repeat "
+                   "it for several bounds on the same stream (none: today's guard)"),
     clustered: bool = typer.Option(False, help="with --stream: one tenant per group of "
                                                "connected texts, so a stored entry gets "
                                                "many queries"),
@@ -341,13 +398,16 @@ def bench(
         raise typer.BadParameter("split must be all, held-out or train")
     rows = _load(pairs, split, limit)
     emb = get_embedder(embedder)
-    if max_false_hit_rate is not None and not stream:
+    if max_false_hit_rate and not stream:
         raise typer.BadParameter("--max-false-hit-rate needs --stream (a bound learns only "
                                  "from the traffic's misses and explorations)")
     if stream:
-        streamed = _bench_stream(pairs.name, split, rows, emb, max_false_hit_rate,
-                               clustered=clustered, explore_rate=explore_rate,
-                               confidence=confidence, seed=seed, gptcache=gptcache)
+        streamed = _bench_stream(pairs.name, split, rows, emb,
+                                 [*max_false_hit_rate] if max_false_hit_rate else [None],
+                                 clustered=clustered, explore_rate=explore_rate,
+                                 confidence=confidence, seed=seed, gptcache=gptcache)
+        if entries:
+            streamed["latency_bounded"] = _bounded_latency(rows, emb, entries)
         typer.echo(json.dumps(streamed))
         return
     # the verifier's static thresholds (no false-hit bound: this run has no labels to learn)
