@@ -11,11 +11,8 @@ at 0.97 before any traffic.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import math
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
@@ -25,32 +22,10 @@ from langchain_tokenlean import LeanChatModel, TokenleanCache, lean
 
 cache_mod = pytest.importorskip("tokenlean.cache")
 
+from tokenlean.cache.testing import known_cosine_embedder  # noqa: E402
 from tokenlean.core import ConfigError, InvalidRequestError  # noqa: E402
 
-DIM = 64
-
-
-def _unit(seed: str) -> np.ndarray:
-    rng = np.random.default_rng(int(hashlib.md5(seed.encode()).hexdigest()[:8], 16))
-    v = rng.standard_normal(DIM)
-    return v / np.linalg.norm(v)
-
-
-def _vector(text: str) -> np.ndarray:
-    """``"topic"`` -> a random unit vector; ``"topic ~0.97 #k"`` -> one at cosine 0.97
-    to ``topic``'s (``#k`` makes distinct texts at the same cosine)."""
-    if " ~" not in text:
-        return _unit(text)
-    topic, rest = text.split(" ~", 1)
-    cosine = float(rest.split()[0])
-    base, other = _unit(topic), _unit(text)
-    other -= (other @ base) * base
-    other /= np.linalg.norm(other)
-    return cosine * base + math.sqrt(max(0.0, 1 - cosine * cosine)) * other
-
-
-ANGLES = cache_mod.FunctionEmbedder(lambda texts: np.stack([_vector(t) for t in texts]),
-                                    name="angles")
+ANGLES = known_cosine_embedder(name="angles")
 
 
 def bounded_cache(**kw: object) -> cache_mod.ResponseCache:

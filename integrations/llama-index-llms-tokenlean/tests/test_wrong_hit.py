@@ -11,12 +11,9 @@ A warm start on such pairs, all right, opens the bound at 0.97 before any traffi
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -34,30 +31,9 @@ from tokenlean.core import ConfigError, InvalidRequestError
 
 cache_mod = pytest.importorskip("tokenlean.cache")
 
-DIM = 64
+from tokenlean.cache.testing import known_cosine_embedder  # noqa: E402
 
-
-def _unit(seed: str) -> np.ndarray:
-    rng = np.random.default_rng(int(hashlib.md5(seed.encode()).hexdigest()[:8], 16))
-    v = rng.standard_normal(DIM)
-    return v / np.linalg.norm(v)
-
-
-def _vector(text: str) -> np.ndarray:
-    """``"topic"`` -> a random unit vector; ``"topic ~0.97 #k"`` -> one at cosine 0.97
-    to ``topic``'s (``#k`` makes distinct texts at the same cosine)."""
-    if " ~" not in text:
-        return _unit(text)
-    topic, rest = text.split(" ~", 1)
-    cosine = float(rest.split()[0])
-    base, other = _unit(topic), _unit(text)
-    other -= (other @ base) * base
-    other /= np.linalg.norm(other)
-    return cosine * base + math.sqrt(max(0.0, 1 - cosine * cosine)) * other
-
-
-ANGLES = cache_mod.FunctionEmbedder(lambda texts: np.stack([_vector(t) for t in texts]),
-                                    name="angles")
+ANGLES = known_cosine_embedder(name="angles")
 
 
 class NumberedLLM(CustomLLM):

@@ -7,40 +7,15 @@ is known exactly; the last ones run the shipped guard on real sentences.
 
 from __future__ import annotations
 
-import hashlib
-import math
-
-import numpy as np
 import pytest
 
-from tokenlean.cache import FunctionEmbedder, ResponseCache, SQLiteStore
+from tokenlean.cache import ResponseCache, SQLiteStore
 from tokenlean.cache._bound import FalseHitBound, exact_judge, wilson_upper
 from tokenlean.cache._labels import Label
+from tokenlean.cache.testing import known_cosine_embedder
 from tokenlean.core import ConfigError, InvalidRequestError, Message, Request, Response, Usage
 
-DIM = 64
-
-
-def _unit(seed: str) -> np.ndarray:
-    rng = np.random.default_rng(int(hashlib.md5(seed.encode()).hexdigest()[:8], 16))
-    v = rng.standard_normal(DIM)
-    return v / np.linalg.norm(v)
-
-
-def _vector(text: str) -> np.ndarray:
-    """``"topic"`` -> a random unit vector; ``"topic ~0.93 #k"`` -> a vector at cosine
-    0.93 to ``topic``'s (``#k`` makes distinct texts with the same cosine)."""
-    if " ~" not in text:
-        return _unit(text)
-    topic, rest = text.split(" ~", 1)
-    cosine = float(rest.split()[0])
-    base, other = _unit(topic), _unit(text)
-    other -= (other @ base) * base
-    other /= np.linalg.norm(other)
-    return cosine * base + math.sqrt(max(0.0, 1 - cosine * cosine)) * other
-
-
-EMBEDDER = FunctionEmbedder(lambda texts: np.stack([_vector(t) for t in texts]), name="angles")
+EMBEDDER = known_cosine_embedder(name="angles")
 
 
 def ask(text: str, tenant: str = "t") -> Request:
@@ -174,8 +149,7 @@ def test_labels_of_another_scorer_are_not_mixed_in(tmp_path) -> None:
     first = cosine_cache(store=SQLiteStore(path))
     for k in range(150):
         play(first, f"q{k}", f"q{k} ~0.97 #{k}", right=True)
-    other = FunctionEmbedder(lambda texts: np.stack([_vector(t) for t in texts]),
-                             name="angles-v2")
+    other = known_cosine_embedder(name="angles-v2")
     second = ResponseCache(embedder=other, guard=None, max_false_hit_rate=0.05,
                            store=SQLiteStore(path))
     assert second.bound_stats()["labelled"] == 0

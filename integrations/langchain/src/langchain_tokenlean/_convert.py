@@ -21,10 +21,9 @@ from langchain_core.messages import (
 from langchain_core.messages.tool import ToolCallChunk, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, Generation
 
-from tokenlean.core import InvalidRequestError, Message, Response, Usage
+from tokenlean.core import InvalidRequestError, Message, Usage
 
 __all__ = [
-    "cache_hit_id",
     "from_lc_message",
     "from_lc_messages",
     "hit_id_from_lc",
@@ -152,14 +151,6 @@ def usage_to_lc(usage: Usage) -> UsageMetadata:
         out["output_token_details"] = OutputTokenDetails(reasoning=usage.reasoning_tokens)
     return out
 
-
-
-def cache_hit_id(response: Response) -> str | None:
-    """The id of a semantic hit served under a false-hit bound (what
-    ``ResponseCache.report_wrong_hit`` takes back), or None for any other answer."""
-    found = response.raw.get("cache") if isinstance(response.raw, Mapping) else None
-    hit_id = found.get("hit_id") if isinstance(found, Mapping) else None
-    return hit_id if isinstance(hit_id, str) else None
 
 
 def hit_id_from_lc(answer: BaseMessage | Generation | str) -> str | None:

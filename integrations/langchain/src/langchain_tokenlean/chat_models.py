@@ -32,7 +32,6 @@ from tokenlean.core.settings import (
 )
 
 from ._convert import (
-    cache_hit_id,
     from_lc_messages,
     hit_id_from_lc,
     to_lc_ai_message,
@@ -223,7 +222,7 @@ class LeanChatModel(BaseChatModel):
                                 "cached": response.cached}
         if response.cache_score is not None:
             meta["cache_score"] = response.cache_score
-        hit_id = cache_hit_id(response)
+        hit_id = response.cache_hit_id
         if hit_id is not None:
             meta["cache_hit_id"] = hit_id  # for report_wrong_hit
         if record is not None:

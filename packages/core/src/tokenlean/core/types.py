@@ -421,6 +421,14 @@ class Response:
     # reasoning tokens when its usage does not report them apart
     reasoning_text: str = field(default="", compare=False, repr=False)
 
+    @property
+    def cache_hit_id(self) -> str | None:
+        """The id of a semantic cache hit served under a false-hit bound (what
+        ``ResponseCache.report_wrong_hit`` takes back), or None for any other answer."""
+        found = self.raw.get("cache") if isinstance(self.raw, Mapping) else None
+        hit_id = found.get("hit_id") if isinstance(found, Mapping) else None
+        return hit_id if isinstance(hit_id, str) else None
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cost:

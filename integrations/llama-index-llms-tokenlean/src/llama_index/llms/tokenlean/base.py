@@ -203,7 +203,7 @@ class LeanLLM(FunctionCallingLLM):
         return {"tokenlean": {
             "request_id": record.request_id, "cached": result.response.cached,
             "cache_score": result.response.cache_score,
-            "cache_hit_id": _cache_hit_id(result.response),  # for report_wrong_hit (or None)
+            "cache_hit_id": result.response.cache_hit_id,  # for report_wrong_hit (or None)
             "saved_tokens": {r.layer: r.saved_input_tokens + r.saved_output_tokens
                              for r in record.layers},
             "cost_usd": None if record.cost_usd is None else float(record.cost_usd),
@@ -483,14 +483,6 @@ class LeanLLM(FunctionCallingLLM):
                                      **kwargs: Any) -> list[Any]:
         return self._tool_caller().get_tool_calls_from_response(
             response, error_on_no_tool_call=error_on_no_tool_call, **kwargs)
-
-
-def _cache_hit_id(response: Response) -> str | None:
-    """The id of a semantic hit served under a false-hit bound (what
-    ``ResponseCache.report_wrong_hit`` takes back), or None for any other answer."""
-    found = response.raw.get("cache") if isinstance(response.raw, Mapping) else None
-    hit_id = found.get("hit_id") if isinstance(found, Mapping) else None
-    return hit_id if isinstance(hit_id, str) else None
 
 
 def _hit_id_from_li(answer: ChatResponse | CompletionResponse | str) -> str | None:
