@@ -450,3 +450,40 @@ def test_a_hung_server_times_out_label_calls(server_kind: str, request) -> None:
     # (a call that timed out may still land once the server resumes: not asserted)
     assert _bodies(1, 200)[0] in [b for _, b in store.labels_after("s", 0, 100)]
     store.close()
+
+
+def test_the_false_hit_bound_is_learned_once_and_shared_through_the_store(
+        make_store, kind: str) -> None:
+    """Issue #21: a cache learns its bound from misses; a second cache on the same store
+    (another process) starts with what the first learned and serves at once. Redis has
+    no vector search (exact hits only), so there the bound never sees a candidate."""
+    from tokenlean.cache.testing import known_cosine_embedder
+
+    emb = known_cosine_embedder(dim=DIM, name="contract")
+
+    def ask(text: str) -> Request:
+        return Request(messages=({"role": "user", "content": text},), model="m",
+                       tenant="acme", temperature=0)
+
+    def cache(store: Any) -> ResponseCache:
+        return ResponseCache(store=store, embedder=emb, guard=None, min_score=0.5,
+                             max_false_hit_rate=0.1, seed=0)
+
+    first = cache(make_store())
+    for k in range(60):  # each a miss until the bound opens: the answer agrees, a label
+        stored, query = ask(f"q{k}"), ask(f"q{k} ~0.99 #{k}")
+        first.update(stored, Response(text=f"a{k}", usage=Usage(output_tokens=1)))
+        if first.lookup(query) is None:
+            first.update(query, Response(text=f"a{k}", usage=Usage(output_tokens=1)))
+    learned = first.bound_stats()
+    second = cache(make_store(like=first.store))
+    shared = second.bound_stats()
+    if kind == "redis":
+        assert learned["labelled"] == 0 and shared["thresholds"]["new"] is None
+        return
+    assert learned["thresholds"]["new"] is not None and 0 < learned["labelled"] < 60
+    assert shared["labelled"] == learned["labelled"]
+    assert shared["thresholds"] == learned["thresholds"]
+    second.update(ask("fresh"), Response(text="f", usage=Usage(output_tokens=1)))
+    served = [second.lookup(ask(f"fresh ~0.99 #{i}")) for i in range(10)]
+    assert sum(hit is not None for hit in served) >= 7  # some may be explored
