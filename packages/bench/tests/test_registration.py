@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from tokenlean.cli import app
 
 NAMES = {"accounting", "attention", "backend", "budget", "cache", "compress", "output", "overhead",
-         "prune", "reliability", "server", "templates", "templates-cache"}
+         "prune", "reliability", "server", "templates", "templates-cache", "traffic"}
 
 
 def test_tokenlean_bench_registers_every_benchmark() -> None:

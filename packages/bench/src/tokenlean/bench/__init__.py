@@ -24,7 +24,10 @@ prints one JSON object:
 * ``overhead`` (:mod:`tokenlean.bench.overhead`): what ``lean()`` adds to a
   LangChain call;
 * ``reliability`` (:mod:`tokenlean.bench.reliability`): budget overspend, server
-  5xx and ``/health`` latency, cross-tenant hits, lost ledger rows.
+  5xx and ``/health`` latency, cross-tenant hits, lost ledger rows;
+* ``traffic`` (:mod:`tokenlean.bench.traffic`, generator
+  :mod:`tokenlean.bench.traffic_gen`): what ``lean()``'s max-savings pipeline
+  saves on seeded logs of five app shapes (rag, support, multi-turn, agent, chat).
 
 :mod:`tokenlean.bench.budget_train` trains and evaluates the length predictor
 (``scripts/train_length_predictor.py``; needs ``tokenlean[budget-train]``).

@@ -1,0 +1,204 @@
+"""``tokenlean bench traffic --data-dir DIR``: what ``lean()`` saves on five app shapes.
+
+For each shape (:mod:`tokenlean.bench.traffic_gen`) it generates a seeded log
+from the files of ``DIR`` and replays it with the audit
+(:func:`tokenlean.audit.audit_entries`): the layers ``lean(model,
+preset="max-savings")`` builds, in ``lean()``'s order, through the real
+``Pipeline``, each call answered with its logged answer. One replay per
+``--price-as`` model (default gpt-4o and claude-sonnet-4-5: each replay counts
+tokens with that model's tokenizer). It prints one JSON object::
+
+    {"shapes": {NAME: {"requests", "cost_per_mtok_before", "cost_per_mtok_after",
+                       "saved_ratio", "per_layer", "quality"}},
+     "blended": {"after_over_before": {MODEL: mean of the shapes' after/before}}, ...}
+
+Money figures are per ``price_as`` model. ``quality`` holds the per-layer quality
+proxies the replay reports (from the first ``--price-as`` replay) and, for
+``support``, what the cache served measured against the generator's labels.
+``quality["live"]`` is null: the live run (the local server with ``lean()`` in
+front, answer containment / F1) is not part of this command yet.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .traffic_gen import SHAPES, TrafficParams, generate, iter_shapes, write_log
+
+__all__ = ["PRESET", "bench", "run_traffic", "support_cache_quality"]
+
+#: the preset lean() uses for the most savings: what the suite replays
+PRESET = "max-savings"
+DEFAULT_PRICE_AS = ("gpt-4o", "claude-sonnet-4-5")
+
+
+def support_cache_quality(entries: Sequence[Mapping[str, Any]],
+                          report: Mapping[str, Any]) -> dict[str, Any]:
+    """What the cache served on a ``support`` log, against the generator's labels: which
+    repeats it answered and how many of its answers were to a question that was not a
+    repeat (a false hit). Read from the report's cache examples (every hit is one when
+    ``max_examples`` is at least the log's length)."""
+    examples = (report.get("cache") or {}).get("examples") or []
+    served = {int(ex["line"]) for ex in examples}
+    meta = {n: e.get("metadata") or {} for n, e in enumerate(entries, 1)}
+    repeats = [n for n, m in meta.items() if m.get("should_hit")]
+    false_hits = [n for n in served if not meta.get(n, {}).get("should_hit")]
+    by_kind: dict[str, dict[str, int]] = {}
+    for n, m in meta.items():
+        row = by_kind.setdefault(str(m.get("kind")), {"queries": 0, "served": 0})
+        row["queries"] += 1
+        row["served"] += n in served
+    return {
+        "queries": len(entries),
+        "repeats": len(repeats),
+        "repeat_rate": round(len(repeats) / len(entries), 4) if entries else 0.0,
+        "served": len(served),
+        "repeats_served_share": round(sum(n in served for n in repeats) / len(repeats), 4)
+        if repeats else None,
+        "false_hits": len(false_hits),
+        "false_hit_rate": round(len(false_hits) / len(served), 4) if served else 0.0,
+        "by_kind": dict(sorted(by_kind.items())),
+    }
+
+
+def _shape_result(shape: str, entries: Sequence[Mapping[str, Any]],
+                  reports: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    first = next(iter(reports.values()))
+    per_layer: dict[str, Any] = {}
+    for row in first["layers"]:
+        name = row["layer"]
+        per_layer[name] = {
+            "status": row["status"], "note": row["note"],
+            "saved_share": {m: next(r["saved_share"] for r in rep["layers"]
+                                    if r["layer"] == name) for m, rep in reports.items()},
+            "saved_input_tokens": row["saved_input_tokens"],
+            "saved_output_tokens": row["saved_output_tokens"],
+            "requests_changed": row["requests_changed"],
+        }
+    quality: dict[str, Any] = {
+        "layers": {row["layer"]: row["quality"] for row in first["layers"]
+                   if row["status"] == "ran"},
+        "from_price_as": first["price_as"],
+        "live": None,
+    }
+    if shape == "support":
+        quality["support_cache"] = support_cache_quality(entries, first)
+    return {
+        "requests": first["requests"],
+        "cost_per_mtok_before": {m: r["cost_per_mtok_before"] for m, r in reports.items()},
+        "cost_per_mtok_after": {m: r["cost_per_mtok_after"] for m, r in reports.items()},
+        "saved_ratio": {m: r["saved_ratio"] for m, r in reports.items()},
+        "after_over_before": {m: round(1 - r["saved_ratio"], 4) for m, r in reports.items()},
+        "tokens_before": {m: r["tokens_before"] for m, r in reports.items()},
+        "tokens_after": {m: r["tokens_after"] for m, r in reports.items()},
+        "per_layer": per_layer,
+        "quality": quality,
+        "layer_order": first["layer_order"],
+        "elapsed_s": round(sum(r["elapsed_s"] for r in reports.values()), 2),
+    }
+
+
+def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
+                params: TrafficParams | None = None,
+                price_as: Sequence[str] = DEFAULT_PRICE_AS,
+                choices: Mapping[str, Any] | None = None,
+                out: str | Path | None = None) -> dict[str, Any]:
+    """Generate and replay each shape; the benchmark's JSON object (see the module doc).
+    ``choices`` are ``lean()``'s layer keywords on top of the preset (the tests use them
+    to keep the replay light); ``out`` keeps the generated logs there as SHAPE.jsonl."""
+    from tokenlean.audit import AuditOptions, audit_entries
+    from tokenlean.audit._logs import parse_line
+
+    params = params or TrafficParams()
+    if not price_as:
+        raise ValueError("price_as needs at least one model")
+    results: dict[str, Any] = {}
+    for shape in shapes:
+        entries = generate(data_dir, shape, params)
+        if out is not None:
+            write_log(entries, Path(out) / f"{shape}.jsonl")
+        parsed = [parse_line(e, n) for n, e in enumerate(entries, 1)]
+        reports = {}
+        for model in price_as:
+            options = AuditOptions(price_as=model, preset=PRESET, choices=dict(choices or {}),
+                                   max_examples=len(parsed))
+            reports[model] = audit_entries(parsed, options=options,
+                                           source={"path": f"generated:{shape}"})
+        results[shape] = _shape_result(shape, entries, reports)
+        print(f"traffic: {shape}: {len(parsed)} calls, saved "
+              f"{results[shape]['saved_ratio']}", file=sys.stderr)
+    blended = {m: round(sum(r["after_over_before"][m] for r in results.values())
+                        / len(results), 4) for m in price_as} if results else {}
+    return {
+        "benchmark": "traffic",
+        "preset": PRESET,
+        "choices": {k: v for k, v in (choices or {}).items()},
+        "price_as": list(price_as),
+        "params": {k: getattr(params, k) for k in params.__dataclass_fields__},
+        "shapes": results,
+        "blended": {"after_over_before": blended, "shapes": list(results),
+                    "how": "plain mean of the shapes' after/before cost ratios"},
+        "live": None,
+        "notes": [
+            "replay only: logged answers through the pipeline lean(preset='max-savings') "
+            "builds; output-side effects of concise mode and the answers a model would "
+            "produce need the live run, which is not part of this command yet (live: null)",
+            "provider prefix-cache prices are not applied: every input token is priced at "
+            "the full input rate",
+        ],
+    }
+
+
+def _choice(value: str | None) -> bool | str | None:
+    """A layer option as ``lean()`` takes it (as ``tokenlean audit`` reads it)."""
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    if lowered in {"on", "true", "yes"}:
+        return True
+    if lowered in {"off", "false", "no"}:
+        return False
+    return value.strip()
+
+
+def _layer_option(name: str, values: str) -> Any:
+    return typer.Option(None, f"--{name}", help=f"lean()'s {name}= on top of the preset: on, "
+                        f"off or {values} (default: what max-savings turns on).")
+
+
+def bench(
+    data_dir: Path = typer.Option(..., "--data-dir", help="A folder with the files of "
+                                  "../shared/data (same names and shapes)."),
+    shape: str = typer.Option("all", "--shape", help=f"One of {', '.join(SHAPES)}, or all."),
+    limit: int = typer.Option(50, "--limit", help="Calls per shape."),
+    seed: int = typer.Option(0, "--seed", help="The generator's seed."),
+    repeat_rate: float = typer.Option(0.30, "--repeat-rate",
+                                      help="support: share of repeated queries."),
+    price_as: list[str] = typer.Option(list(DEFAULT_PRICE_AS), "--price-as",
+                                       help="Price as this model (repeat for several)."),
+    out: Path = typer.Option(None, "--out", help="Also write the generated logs here "
+                                                 "(SHAPE.jsonl); keep it out of the repo."),
+    cache: str | None = _layer_option("cache", "exact / semantic"),
+    templates: str | None = _layer_option("templates", "whitespace / safe"),
+    compress: str | None = _layer_option("compress", "a method name"),
+    budget: str | None = _layer_option("budget", "predict / concise"),
+) -> None:
+    """Replay seeded traffic of five app shapes through lean()'s max-savings pipeline
+    (prints JSON)."""
+    try:
+        shapes = list(iter_shapes(shape))
+        params = TrafficParams(seed=seed, limit=limit, repeat_rate=repeat_rate)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    choices = {name: choice for name, value in (("cache", cache), ("templates", templates),
+                                                ("compress", compress), ("budget", budget))
+               if (choice := _choice(value)) is not None}
+    result = run_traffic(data_dir, shapes=shapes, params=params, price_as=price_as,
+                         choices=choices, out=out)
+    typer.echo(json.dumps(result, indent=2))
