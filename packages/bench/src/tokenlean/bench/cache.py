@@ -319,8 +319,8 @@ def _bounded_latency(rows: list[dict[str, Any]], emb: Any, entries: int,
     """Lookup latency of the bounded cache at ``entries`` stored questions (the file's
     texts, then numbered variants), embedding excluded: each query is looked up once to
     memoise its embeddings, then timed -- exact read, vector search, the guard's
-    verifier and the bound's decision. The bound is open (warm-started) so the whole
-    path runs."""
+    verifier and the bound's decision. The bound is warm-started on the file's first
+    2,000 pairs; open or closed, it decides on every lookup that found a candidate."""
     from tokenlean.cache import Entry, ResponseCache, SQLiteStore
     from tokenlean.cache._entry import response_to_json
     from tokenlean.core import Response as CoreResponse
