@@ -172,3 +172,94 @@ def test_the_command_prints_the_issue_json(data_dir: Path, tmp_path: Path) -> No
     assert set(report["blended"]["after_over_before"]) == {"gpt-4o", "claude-sonnet-4-5"}
     assert report["live"] is None
     assert len((tmp_path / "logs" / "rag.jsonl").read_text().splitlines()) == 4
+
+
+# ---- the live run (rag): its metrics and its wiring; the model itself is not loaded here ----
+
+
+def test_squad_normalisation_and_containment() -> None:
+    from tokenlean.bench.traffic_live import containment, squad_normalise
+
+    assert squad_normalise("The Theatre, a  play.") == "theatre play"  # words, not prefixes
+    assert squad_normalise("  Denver   BRONCOS!! ") == "denver broncos"
+    assert containment("It was the Denver Broncos.", ["Broncos", "Carolina"])
+    assert containment("an apple", ["Apple!"])
+    assert not containment("Carolina Panthers", ["Denver Broncos"])
+    assert not containment("the end", ["the"])  # a gold that normalises to nothing never matches
+    assert not containment("anything", [])
+
+
+def test_token_f1_is_squads_max_over_golds() -> None:
+    from tokenlean.bench.traffic_live import token_f1
+
+    # "eiffel tower in paris" vs "eiffel tower": P 2/4, R 2/2 -> 2/3
+    assert token_f1("The Eiffel Tower, in Paris.", ["Eiffel Tower"]) == pytest.approx(2 / 3)
+    # max over golds: "london" shares nothing, "paris" gives P 1/2, R 1 -> 2/3
+    assert token_f1("Paris France", ["London", "Paris"]) == pytest.approx(2 / 3)
+    assert token_f1("an apple", ["Apple!"]) == 1.0
+    assert token_f1("apple apple pie", ["apple"]) == pytest.approx(0.5)  # P 1/3, R 1
+    assert token_f1("Rome", ["Paris"]) == 0.0
+    assert token_f1("", ["Paris"]) == 0.0
+    assert token_f1("Paris", []) == 0.0
+
+
+def test_summarise_live_averages_per_call() -> None:
+    from tokenlean.bench.traffic_live import summarise_live
+
+    rows = [{"golds": ["Paris"], "raw": "Paris.", "lean": "It is Paris", "in_raw": 100,
+             "in_lean": 60, "cached": False},
+            {"golds": ["1999"], "raw": "In 1999", "lean": "I do not know", "in_raw": 200,
+             "in_lean": 0, "cached": True}]
+    live = summarise_live(rows, model="m", max_tokens=48, price_as="gpt-4o")
+    assert live["calls"] == 2 and live["model"] == "m"
+    assert live["containment_raw"] == 1.0 and live["containment_lean"] == 0.5
+    # raw: 1.0 and "1999" in "in 1999" -> 2/3; lean: "it is paris" -> 0.5, then 0
+    assert live["f1_raw"] == pytest.approx((1 + 2 / 3) / 2, abs=1e-4)
+    assert live["f1_lean"] == pytest.approx(0.25)
+    assert live["input_tokens_raw"] == 150 and live["input_tokens_lean"] == 30
+    assert live["answer_changed_share"] == 1.0 and live["cache_hits"] == 1
+
+
+def test_live_goes_to_the_rag_shape_only(data_dir: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wiring, with the model call stubbed: run_live gets the rag log, its result lands in
+    rag's quality["live"], the other shapes keep null."""
+    import tokenlean.bench.traffic_live as traffic_live
+
+    seen: dict[str, Any] = {}
+
+    def fake_run_live(entries: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+        seen["shapes"] = {e["metadata"]["shape"] for e in entries}
+        seen.update(kwargs)
+        return {"model": "stub", "calls": kwargs["limit"]}
+
+    monkeypatch.setattr(traffic_live, "run_live", fake_run_live)
+    result = run_traffic(data_dir, shapes=["rag", "chat"], params=TrafficParams(limit=6),
+                         price_as=["gpt-4o"], choices=FAST, live=True, live_limit=3)
+    assert seen["shapes"] == {"rag"} and seen["limit"] == 3 and seen["price_as"] == "gpt-4o"
+    assert seen["choices"] == FAST  # the same lean() keywords as the replay
+    assert result["shapes"]["rag"]["quality"]["live"] == {"model": "stub", "calls": 3}
+    assert result["shapes"]["chat"]["quality"]["live"] is None
+    assert result["live"] == {"shapes": ["rag"], "at": "shapes.rag.quality.live"}
+
+
+def test_live_needs_the_rag_shape_and_says_so(data_dir: Path) -> None:
+    app = typer.Typer()
+    app.command("traffic")(bench)
+    app.command("other")(lambda: None)
+    result = CliRunner().invoke(app, ["traffic", "--data-dir", str(data_dir), "--shape",
+                                      "support", "--live"])
+    assert result.exit_code == 2 and "rag shape only" in result.output
+    with pytest.raises(ValueError, match="rag shape only"):
+        run_traffic(data_dir, shapes=["chat"], live=True)
+
+
+def test_live_without_the_server_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from tokenlean.bench.traffic_live import run_live
+    from tokenlean.core.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "langchain_openai", None)  # as if not installed
+    with pytest.raises(MissingExtraError, match="server"):
+        run_live([{"metadata": {"shape": "rag"}}])

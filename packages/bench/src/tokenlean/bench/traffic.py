@@ -15,8 +15,10 @@ tokens with that model's tokenizer). It prints one JSON object::
 Money figures are per ``price_as`` model. ``quality`` holds the per-layer quality
 proxies the replay reports (from the first ``--price-as`` replay) and, for
 ``support``, what the cache served measured against the generator's labels.
-``quality["live"]`` is null: the live run (the local server with ``lean()`` in
-front, answer containment / F1) is not part of this command yet.
+``quality["live"]`` is null unless ``--live`` asks for the live run, which exists
+for ``rag`` only (:mod:`tokenlean.bench.traffic_live`): the first
+``--live-limit`` calls asked of the local model (SmolLM2-135M-Instruct) raw and
+through ``lean()``, with answer containment, token F1 and input tokens.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import typer
 
 from .traffic_gen import SHAPES, TrafficParams, generate, iter_shapes, write_log
+from .traffic_live import DEFAULT_LIVE_LIMIT
 
 __all__ = ["PRESET", "bench", "run_traffic", "support_cache_quality"]
 
@@ -108,16 +111,23 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
                 params: TrafficParams | None = None,
                 price_as: Sequence[str] = DEFAULT_PRICE_AS,
                 choices: Mapping[str, Any] | None = None,
-                out: str | Path | None = None) -> dict[str, Any]:
+                out: str | Path | None = None, live: bool = False,
+                live_limit: int = DEFAULT_LIVE_LIMIT) -> dict[str, Any]:
     """Generate and replay each shape; the benchmark's JSON object (see the module doc).
     ``choices`` are ``lean()``'s layer keywords on top of the preset (the tests use them
-    to keep the replay light); ``out`` keeps the generated logs there as SHAPE.jsonl."""
+    to keep the replay light); ``out`` keeps the generated logs there as SHAPE.jsonl.
+    ``live`` also runs the ``rag`` shape's live run (``live_limit`` calls) on the local
+    model: ``quality["live"]`` of ``rag``; the other shapes' stays null."""
     from tokenlean.audit import AuditOptions, audit_entries
     from tokenlean.audit._logs import parse_line
 
     params = params or TrafficParams()
     if not price_as:
         raise ValueError("price_as needs at least one model")
+    if live and "rag" not in shapes:
+        raise ValueError("the live run exists for the rag shape only: --shape rag (or all)")
+    if live and live_limit < 1:
+        raise ValueError("live_limit must be at least 1")
     results: dict[str, Any] = {}
     for shape in shapes:
         entries = generate(data_dir, shape, params)
@@ -131,6 +141,11 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
             reports[model] = audit_entries(parsed, options=options,
                                            source={"path": f"generated:{shape}"})
         results[shape] = _shape_result(shape, entries, reports)
+        if live and shape == "rag":
+            from .traffic_live import run_live
+
+            results[shape]["quality"]["live"] = run_live(
+                entries, limit=live_limit, price_as=price_as[0], choices=choices)
         print(f"traffic: {shape}: {len(parsed)} calls, saved "
               f"{results[shape]['saved_ratio']}", file=sys.stderr)
     blended = {m: round(sum(r["after_over_before"][m] for r in results.values())
@@ -144,11 +159,12 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
         "shapes": results,
         "blended": {"after_over_before": blended, "shapes": list(results),
                     "how": "plain mean of the shapes' after/before cost ratios"},
-        "live": None,
+        "live": {"shapes": ["rag"], "at": "shapes.rag.quality.live"}
+        if live and "rag" in results else None,
         "notes": [
-            "replay only: logged answers through the pipeline lean(preset='max-savings') "
-            "builds; output-side effects of concise mode and the answers a model would "
-            "produce need the live run, which is not part of this command yet (live: null)",
+            "replay: logged answers through the pipeline lean(preset='max-savings') builds; "
+            "the live run (--live, rag only) asks the local SmolLM2-135M-Instruct raw and "
+            "through lean(): its answers' quality, not a commercial model's",
             "provider prefix-cache prices are not applied: every input token is priced at "
             "the full input rate",
         ],
@@ -188,17 +204,26 @@ def bench(
     templates: str | None = _layer_option("templates", "whitespace / safe"),
     compress: str | None = _layer_option("compress", "a method name"),
     budget: str | None = _layer_option("budget", "predict / concise"),
+    live: bool = typer.Option(False, "--live", help="rag only: also ask the local model "
+                              "(SmolLM2-135M-Instruct via tokenlean.server) raw and through "
+                              "lean(); answer containment / F1 (needs the server extra)."),
+    live_limit: int = typer.Option(DEFAULT_LIVE_LIMIT, "--live-limit",
+                                   help="rag calls the live run asks (the first N)."),
 ) -> None:
     """Replay seeded traffic of five app shapes through lean()'s max-savings pipeline
     (prints JSON)."""
     try:
         shapes = list(iter_shapes(shape))
         params = TrafficParams(seed=seed, limit=limit, repeat_rate=repeat_rate)
+        if live and "rag" not in shapes:
+            raise ValueError("--live exists for the rag shape only: --shape rag (or all)")
+        if live and live_limit < 1:
+            raise ValueError("--live-limit must be at least 1")
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     choices = {name: choice for name, value in (("cache", cache), ("templates", templates),
                                                 ("compress", compress), ("budget", budget))
                if (choice := _choice(value)) is not None}
     result = run_traffic(data_dir, shapes=shapes, params=params, price_as=price_as,
-                         choices=choices, out=out)
+                         choices=choices, out=out, live=live, live_limit=live_limit)
     typer.echo(json.dumps(result, indent=2))
