@@ -217,3 +217,23 @@ def test_the_default_bound_applies_with_a_guard_only() -> None:
     assert ResponseCache(embedder=EMBEDDER, guard=None).max_false_hit_rate is None
     assert ResponseCache(embedder=EMBEDDER, max_false_hit_rate=None).max_false_hit_rate is None
     assert ResponseCache(embedder=EMBEDDER, semantic=False).bound is None
+
+
+def test_a_failing_label_log_costs_the_label_not_the_answer() -> None:
+    """The store keeps the answer; the label write fails: one warning, the answer is
+    still served exactly next time, and the cache keeps working."""
+    from tokenlean.core import TokenleanWarning
+
+    class FlakyLabels(SQLiteStore):
+        def add_labels(self, scope, bodies, keep):  # type: ignore[override]
+            raise OSError("label log down")
+
+    cache = ResponseCache(embedder=EMBEDDER, guard=None, min_score=0.5,
+                          max_false_hit_rate=0.05, store=FlakyLabels())
+    cache.update(ask("hours"), answer("answer to hours"))
+    request = ask("hours ~0.97 #1")
+    assert cache.lookup(request) is None
+    with pytest.warns(TokenleanWarning):
+        assert cache.update(request, answer("answer to hours")) is None  # stored
+    assert cache.lookup(ask("hours ~0.97 #1")) is not None  # an exact hit now
+    assert cache.bound_stats()["labelled"] == 0

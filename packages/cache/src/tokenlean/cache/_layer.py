@@ -472,13 +472,21 @@ class ResponseCache:
             return why
         seen = self._outage.begin()
         try:
-            self._label_pending(request, response)
             self._store(keys, response)
         except TokenleanError:
             raise
         except Exception as exc:
             self._outage.failed(seen, exc, "store")
+            with self._lock:
+                self._pending.pop((keys.tenant, keys.exact), None)
             return "store_error"
+        try:  # the answer is stored: a failing label log costs a label, not the answer
+            self._label_pending(request, response)
+        except TokenleanError:
+            raise
+        except Exception as exc:
+            self._outage.failed(seen, exc, "label")
+            return None
         self._outage.ok(seen)
         return None
 
