@@ -254,12 +254,12 @@ def test_live_needs_the_rag_shape_and_says_so(data_dir: Path) -> None:
         run_traffic(data_dir, shapes=["chat"], live=True)
 
 
-def test_live_without_the_server_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_without_the_demo_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     from tokenlean.bench.traffic_live import run_live
     from tokenlean.core.errors import MissingExtraError
 
     monkeypatch.setitem(sys.modules, "langchain_openai", None)  # as if not installed
-    with pytest.raises(MissingExtraError, match="server"):
+    with pytest.raises(MissingExtraError, match="demo"):
         run_live([{"metadata": {"shape": "rag"}}])

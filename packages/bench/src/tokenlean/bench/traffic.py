@@ -171,18 +171,6 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
     }
 
 
-def _choice(value: str | None) -> bool | str | None:
-    """A layer option as ``lean()`` takes it (as ``tokenlean audit`` reads it)."""
-    if value is None:
-        return None
-    lowered = value.strip().lower()
-    if lowered in {"on", "true", "yes"}:
-        return True
-    if lowered in {"off", "false", "no"}:
-        return False
-    return value.strip()
-
-
 def _layer_option(name: str, values: str) -> Any:
     return typer.Option(None, f"--{name}", help=f"lean()'s {name}= on top of the preset: on, "
                         f"off or {values} (default: what max-savings turns on).")
@@ -206,7 +194,7 @@ def bench(
     budget: str | None = _layer_option("budget", "predict / concise"),
     live: bool = typer.Option(False, "--live", help="rag only: also ask the local model "
                               "(SmolLM2-135M-Instruct via tokenlean.server) raw and through "
-                              "lean(); answer containment / F1 (needs the server extra)."),
+                              "lean(); answer containment / F1 (needs tokenlean[demo])."),
     live_limit: int = typer.Option(DEFAULT_LIVE_LIMIT, "--live-limit",
                                    help="rag calls the live run asks (the first N)."),
 ) -> None:
@@ -221,6 +209,10 @@ def bench(
             raise ValueError("--live-limit must be at least 1")
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    # the layer options as `tokenlean audit` reads them (imported here: the CLI package
+    # loads the benches when it starts)
+    from tokenlean.cli._audit import _choice
+
     choices = {name: choice for name, value in (("cache", cache), ("templates", templates),
                                                 ("compress", compress), ("budget", budget))
                if (choice := _choice(value)) is not None}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 import string
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -72,21 +71,6 @@ def answer_scores(answer: str, golds: Sequence[str]) -> tuple[bool, float]:
     return containment(answer, golds), token_f1(answer, golds)
 
 
-class _Collect:
-    """A ledger that keeps the pipeline's records in memory."""
-
-    def __init__(self) -> None:
-        self.records: list[Any] = []
-        self._lock = threading.Lock()
-
-    def record(self, record: Any) -> None:
-        with self._lock:
-            self.records.append(record)
-
-    async def arecord(self, record: Any) -> None:
-        self.record(record)
-
-
 def _mean(values: Sequence[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
@@ -122,12 +106,11 @@ def run_live(entries: Sequence[Mapping[str, Any]], *, limit: int = DEFAULT_LIVE_
     from tokenlean.core._optional import require
 
     for module in _NEEDS:
-        require(module, extra="server", feature="tokenlean bench traffic --live")
-    from langchain_openai import ChatOpenAI
+        require(module, extra="demo", feature="tokenlean bench traffic --live")
     from rich.console import Console
 
     from langchain_tokenlean import lean
-    from tokenlean.cli._demo import _quiet, _start_server
+    from tokenlean.cli._demo import _Collect, _quiet, _start_server, local_chat_model
     from tokenlean.core import count_messages
 
     from .traffic import PRESET
@@ -140,14 +123,10 @@ def run_live(entries: Sequence[Mapping[str, Any]], *, limit: int = DEFAULT_LIVE_
     scratch = tempfile.TemporaryDirectory(prefix="tokenlean-traffic-", ignore_cleanup_errors=True)
     rows: list[dict[str, Any]] = []
     try:
-        # by field alias (max_tokens, stop), which mypy cannot see through pydantic
-        options: dict[str, Any] = {
-            "base_url": server.url + "/v1", "api_key": "local", "model": model_name,
-            "temperature": 0, "max_tokens": max_tokens, "stop": ["\n\n"], "max_retries": 0,
-            "timeout": 600}
-        raw_llm = ChatOpenAI(**options)
+        raw_llm = local_chat_model(server.url, model_name, max_tokens=max_tokens)
         ledger = _Collect()
-        lean_llm = lean(ChatOpenAI(**options), preset=PRESET, ledger=ledger, model=price_as,
+        lean_llm = lean(local_chat_model(server.url, model_name, max_tokens=max_tokens),
+                        preset=PRESET, ledger=ledger, model=price_as,
                         **dict(choices or {})).bind(max_tokens=max_tokens)
         if any(layer.name == "budget" for layer in lean_llm.bound.layers):
             # as the demo: the calibrated budget layer learns from this run only

@@ -418,6 +418,20 @@ def _start_server(console: Any) -> tuple[Any, str]:
     return server, DEFAULT_MODEL_NAME
 
 
+def local_chat_model(server_url: str, model_name: str, *, max_tokens: int) -> Any:
+    """LangChain's ``ChatOpenAI`` on the local server, as the demo asks it (and
+    ``tokenlean bench traffic --live``): temperature 0, stop at a blank line, no
+    retries, a long timeout for a slow CPU."""
+    from langchain_openai import ChatOpenAI
+
+    # by field alias (max_tokens, stop), which mypy cannot see through pydantic
+    options: dict[str, Any] = {
+        "base_url": server_url + "/v1", "api_key": "local", "model": model_name,
+        "temperature": 0, "max_tokens": max_tokens, "stop": ["\n\n"], "max_retries": 0,
+        "timeout": 600}
+    return ChatOpenAI(**options)
+
+
 def run_demo(*, price_as: str = "gpt-4o", html: Path | None = Path("tokenlean-demo.html"),
              questions: int | None = None, max_tokens: int = 96, as_json: bool = False,
              console: Any = None) -> dict[str, Any]:
@@ -426,7 +440,6 @@ def run_demo(*, price_as: str = "gpt-4o", html: Path | None = Path("tokenlean-de
 
     for module in _NEEDS:
         require(module, extra="demo", feature="tokenlean demo")
-    from langchain_openai import ChatOpenAI
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -449,14 +462,8 @@ def run_demo(*, price_as: str = "gpt-4o", html: Path | None = Path("tokenlean-de
     out.print(f"local server: [bold]{server.url}[/] serving {model_name}")
     scratch = tempfile.TemporaryDirectory(prefix="tokenlean-demo-", ignore_cleanup_errors=True)
     try:
-        # by field alias (max_tokens, stop), which mypy cannot see through pydantic
-        options: dict[str, Any] = {
-            "base_url": server.url + "/v1", "api_key": "local", "model": model_name,
-            "temperature": 0, "max_tokens": max_tokens, "stop": ["\n\n"], "max_retries": 0,
-            "timeout": 600}
-
         def chat() -> Any:
-            return ChatOpenAI(**options)
+            return local_chat_model(server.url, model_name, max_tokens=max_tokens)
 
         ledger = _Collect()
         lean_llm = lean(chat(), preset="max-savings", ledger=ledger, model=price_as,
