@@ -130,6 +130,21 @@ def test_sampled_calls_are_not_served_from_the_cache_unless_lean_would(tmp_path:
     assert opted_in["cache"]["hits"] == 1 and opted_in["cache_sampled"] is True
 
 
+def test_the_false_hit_bound_is_lean_s(tmp_path: Path) -> None:
+    """``max_false_hit_rate`` reaches the cache lean() builds, and is refused where lean()
+    would refuse it (no semantic cache)."""
+    from tokenlean.core import ConfigError
+
+    path = _write(tmp_path, [_call("What is the capital of France?", "Paris.")])
+    report = audit_log(path, options=AuditOptions(preset="max-savings",
+                                                  max_false_hit_rate=0.02))
+    assert report["max_false_hit_rate"] == 0.02 and report["requests"] == 1
+    assert audit_log(path, options=AuditOptions(preset="max-savings"))[
+        "max_false_hit_rate"] is None
+    with pytest.raises(ConfigError, match="max_false_hit_rate"):
+        audit_log(path, options=AuditOptions(max_false_hit_rate=0.02))  # safe: exact cache
+
+
 def test_a_lowered_cap_cuts_the_logged_answer_where_the_model_would_stop(log: Path) -> None:
     # budget="predict" calibrates per (model, route) and predicts nothing until it has
     # warmed up, so the cut is checked with a layer that predicts from the first call

@@ -69,7 +69,8 @@ _MTOK = 1_000_000
 class AuditOptions:
     """What the audit replays and how it prices.
 
-    ``preset``, ``choices`` and ``cache_sampled`` are ``lean()``'s:
+    ``preset``, ``choices``, ``cache_sampled`` and ``max_false_hit_rate`` are ``lean()``'s
+    (None: the semantic cache's default bound):
     ``AuditOptions(preset="max-savings", choices={"compress": False})`` replays
     ``lean(model, preset="max-savings", compress=False)``. ``layers`` replaces the
     preset with these layer objects, like ``lean(model, layers=[...])``.
@@ -79,6 +80,7 @@ class AuditOptions:
     preset: str = "safe"
     choices: Mapping[str, LayerChoice] = field(default_factory=dict)
     cache_sampled: bool = False
+    max_false_hit_rate: float | None = None
     layers: Sequence[Layer] | None = None
     #: measured concise ratios per task type (``tokenlean bench output``): the report
     #: then estimates the output concise mode would save (see :mod:`._output`)
@@ -154,6 +156,8 @@ def _layers(options: AuditOptions) -> tuple[list[Layer], dict[str, _LayerAcc]]:
     keywords: dict[str, Any] = dict(options.choices)
     if options.cache_sampled:
         keywords["cache_sampled"] = True
+    if options.max_false_hit_rate is not None:
+        keywords["max_false_hit_rate"] = options.max_false_hit_rate
     # lean()'s own resolution: the same layers, the same checks (the replay has its own
     # ledger, so none is opened here)
     layers, _ = resolve_lean(layers=options.layers, preset=options.preset, ledger=False,
@@ -414,6 +418,7 @@ def _report(books: _Books, layers: Sequence[Layer], options: AuditOptions, price
         "choices": {k: v if isinstance(v, (bool, str)) else type(v).__name__
                     for k, v in options.choices.items() if v is not None},
         "cache_sampled": options.cache_sampled,
+        "max_false_hit_rate": options.max_false_hit_rate,
         "layer_order": [layer.name for layer in layers],
         "source": {**source, "format": ",".join(sorted(books.formats)) or "empty",
                    "mode": "recorded (ledger)" if books.ledger_mode else "replayed"},

@@ -79,6 +79,10 @@ def audit(
     cache_sampled: bool = typer.Option(False, "--cache-sampled", help="lean()'s "
                                        "cache_sampled=True: sampled calls (temperature above 0 "
                                        "or unset, no seed) may be answered from the cache."),
+    max_false_hit_rate: float | None = typer.Option(
+        None, "--max-false-hit-rate", help="lean()'s max_false_hit_rate=: the semantic "
+        "cache's false-hit bound (default: the cache's, 0.05; needs a semantic cache, "
+        "e.g. --preset max-savings)."),
     price_as: str = typer.Option("gpt-4o", "--price-as", help="Price every call as this model."),
     html: Path | None = typer.Option(None, "--html", help="Write the HTML report here."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
@@ -96,7 +100,8 @@ def audit(
                if (choice := _choice(value)) is not None}
     ratios = None if output_ratios is None else replay.load_output_ratios(output_ratios)
     options = replay.AuditOptions(price_as=price_as, preset=preset, choices=choices,
-                                  cache_sampled=cache_sampled, output_ratios=ratios)
+                                  cache_sampled=cache_sampled,
+                                  max_false_hit_rate=max_false_hit_rate, output_ratios=ratios)
     total = _count_lines(log, limit)
     with _progress(_err) as bar:
         task = bar.add_task("replaying", total=total)
