@@ -127,19 +127,15 @@ class FalseHitGuard:
         vm = get_embedder("minilm").embed([query, *candidates])
         return vm[1:] @ vm[0]
 
-    def scores(self, query: str, candidates: Sequence[str]) -> np.ndarray:
-        """One score per stored question for the false-hit bound: the verifier's
-        P(same meaning), 0.0 where the number rule says they differ."""
+    def scores(self, query: str, candidates: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
+        """For the false-hit bound: the verifier's P(same meaning) of each stored
+        question (0.0 where the number rule says they differ), and where it did."""
+        differ = [self.rules and conflicting_numbers(c, query) for c in candidates]
         out = np.zeros(len(candidates), dtype=np.float32)
-        todo = [i for i, c in enumerate(candidates)
-                if not (self.rules and conflicting_numbers(c, query))]
+        todo = [i for i, d in enumerate(differ) if not d]
         if todo:
             out[todo] = self.probabilities(query, [candidates[i] for i in todo])
-        return out
-
-    def numbers_differ(self, query: str, candidate: str) -> bool:
-        """Whether the number rule says the two ask different things."""
-        return self.rules and conflicting_numbers(candidate, query)
+        return out, differ
 
     def check(self, query: str, candidates: Sequence[str]) -> list[GuardVerdict]:
         """One verdict per candidate (stored question), same order."""

@@ -369,13 +369,8 @@ class ResponseCache:
                  bound: FalseHitBound) -> CacheHit | None:
         """Serve the best candidate if the bound allows it; else remember it, so the
         model's answer to this request labels it (a miss or an exploration)."""
-        cosines = [max(0.0, min(1.0, cosine)) for _, cosine in found]
-        if self.guard is None:
-            scores = cosines
-        else:
-            scores = [float(p) for p in self.guard.scores(keys.query, [e.query for e, _ in found])]
-            cosines = [0.0 if self.guard.numbers_differ(keys.query, e.query) else c
-                       for (e, _), c in zip(found, cosines, strict=True)]
+        scores, cosines = self._channel_scores(keys.query, [e.query for e, _ in found],
+                                               [cosine for _, cosine in found])
         best = max(range(len(found)), key=lambda i: (scores[i], cosines[i]))
         entry, cosine = found[best]
         decision = bound.decide(keys.tenant, entry.id, scores[best], cosines[best])
@@ -389,6 +384,18 @@ class ResponseCache:
             while len(self._pending) > _PENDING:
                 self._pending.popitem(last=False)
         return None
+
+    def _channel_scores(self, query: str, stored: list[str],
+                        cosines: list[float]) -> tuple[list[float], list[float]]:
+        """The bound's two scores of each stored question for ``query``: the verifier's
+        probability (the cosine without a guard) and the cosine, both 0 where the
+        guard's number rule says they differ."""
+        cosines = [max(0.0, min(1.0, c)) for c in cosines]
+        if self.guard is None:
+            return cosines, cosines
+        probabilities, differ = self.guard.scores(query, stored)
+        return ([float(p) for p in probabilities],
+                [0.0 if d else c for d, c in zip(differ, cosines, strict=True)])
 
     def _label_pending(self, request: Request, response: Response) -> None:
         """Judge the model's answer against the candidate this request was not served."""
@@ -532,13 +539,8 @@ class ResponseCache:
         labels = []
         for stored, query, same in pairs:
             vectors = self.embedder.embed([stored, query])
-            cosine = max(0.0, min(1.0, float(vectors[0] @ vectors[1])))
-            if self.guard is None:
-                score = cosine
-            else:
-                score = float(self.guard.scores(query, [stored])[0])
-                if self.guard.numbers_differ(query, stored):
-                    cosine = 0.0
+            (score,), (cosine,) = self._channel_scores(query, [stored],
+                                                       [float(vectors[0] @ vectors[1])])
             labels.append(Label(tenant="", entry="", score=score, cosine=cosine,
                                 stratum="new", vetoed=False, correct=bool(same),
                                 source="warm", at=self._clock()))
