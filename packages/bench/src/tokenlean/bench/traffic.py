@@ -15,17 +15,19 @@ tokens with that model's tokenizer). It prints one JSON object::
 Money figures are per ``price_as`` model. ``quality`` holds the per-layer quality
 proxies the replay reports (from the first ``--price-as`` replay) and, for
 ``support``, what the cache served measured against the generator's labels.
-``quality["live"]`` is null unless ``--live`` asks for the live run, which exists
-for ``rag`` only (:mod:`tokenlean.bench.traffic_live`): the first
-``--live-limit`` calls asked of the local model (SmolLM2-135M-Instruct) raw and
-through ``lean()``, with answer containment, token F1 and input tokens.
+``quality["live"]`` is null unless ``--live`` asks for the live run of every shape
+that ran (:mod:`tokenlean.bench.traffic_live`): the first ``--live-limit`` calls
+asked of the local model (SmolLM2-135M-Instruct) raw and through ``lean()``, with
+input and output tokens and the shape's quality figure (rag: answer containment
+and token F1; support: what the cache served against the labels; the others: the
+lean answer's similarity to the raw one).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ import typer
 from .traffic_gen import SHAPES, TrafficParams, generate, iter_shapes, write_log
 from .traffic_live import DEFAULT_LIVE_LIMIT
 
-__all__ = ["PRESET", "bench", "run_traffic", "support_cache_quality"]
+__all__ = ["PRESET", "bench", "run_traffic", "served_cache_quality", "support_cache_quality"]
 
 #: the preset lean() uses for the most savings: what the suite replays
 PRESET = "max-savings"
@@ -48,7 +50,13 @@ def support_cache_quality(entries: Sequence[Mapping[str, Any]],
     repeat (a false hit). Read from the report's cache examples (every hit is one when
     ``max_examples`` is at least the log's length)."""
     examples = (report.get("cache") or {}).get("examples") or []
-    served = {int(ex["line"]) for ex in examples}
+    return served_cache_quality(entries, {int(ex["line"]) for ex in examples})
+
+
+def served_cache_quality(entries: Sequence[Mapping[str, Any]],
+                         served: Set[int]) -> dict[str, Any]:
+    """:func:`support_cache_quality` from the line numbers (1-based, in ``entries``) the
+    cache served: the replay's and the live run's (:mod:`tokenlean.bench.traffic_live`)."""
     meta = {n: e.get("metadata") or {} for n, e in enumerate(entries, 1)}
     repeats = [n for n, m in meta.items() if m.get("should_hit")]
     false_hits = [n for n in served if not meta.get(n, {}).get("should_hit")]
@@ -116,16 +124,14 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
     """Generate and replay each shape; the benchmark's JSON object (see the module doc).
     ``choices`` are ``lean()``'s layer keywords on top of the preset (the tests use them
     to keep the replay light); ``out`` keeps the generated logs there as SHAPE.jsonl.
-    ``live`` also runs the ``rag`` shape's live run (``live_limit`` calls) on the local
-    model: ``quality["live"]`` of ``rag``; the other shapes' stays null."""
+    ``live`` also runs each shape's live run (its first ``live_limit`` calls) on the
+    local model: that shape's ``quality["live"]``."""
     from tokenlean.audit import AuditOptions, audit_entries
     from tokenlean.audit._logs import parse_line
 
     params = params or TrafficParams()
     if not price_as:
         raise ValueError("price_as needs at least one model")
-    if live and "rag" not in shapes:
-        raise ValueError("the live run exists for the rag shape only: --shape rag (or all)")
     if live and live_limit < 1:
         raise ValueError("live_limit must be at least 1")
     results: dict[str, Any] = {}
@@ -141,11 +147,11 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
             reports[model] = audit_entries(parsed, options=options,
                                            source={"path": f"generated:{shape}"})
         results[shape] = _shape_result(shape, entries, reports)
-        if live and shape == "rag":
+        if live:
             from .traffic_live import run_live
 
             results[shape]["quality"]["live"] = run_live(
-                entries, limit=live_limit, price_as=price_as[0], choices=choices)
+                entries, limit=live_limit, shape=shape, price_as=price_as[0], choices=choices)
         print(f"traffic: {shape}: {len(parsed)} calls, saved "
               f"{results[shape]['saved_ratio']}", file=sys.stderr)
     blended = {m: round(sum(r["after_over_before"][m] for r in results.values())
@@ -159,11 +165,11 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
         "shapes": results,
         "blended": {"after_over_before": blended, "shapes": list(results),
                     "how": "plain mean of the shapes' after/before cost ratios"},
-        "live": {"shapes": ["rag"], "at": "shapes.rag.quality.live"}
-        if live and "rag" in results else None,
+        "live": {"shapes": list(results), "at": "shapes.NAME.quality.live",
+                 "limit": live_limit} if live and results else None,
         "notes": [
             "replay: logged answers through the pipeline lean(preset='max-savings') builds; "
-            "the live run (--live, rag only) asks the local SmolLM2-135M-Instruct raw and "
+            "the live run (--live) asks the local SmolLM2-135M-Instruct raw and "
             "through lean(): its answers' quality, not a commercial model's",
             "provider prefix-cache prices are not applied: every input token is priced at "
             "the full input rate",
@@ -192,19 +198,18 @@ def bench(
     templates: str | None = _layer_option("templates", "whitespace / safe"),
     compress: str | None = _layer_option("compress", "a method name"),
     budget: str | None = _layer_option("budget", "predict / concise"),
-    live: bool = typer.Option(False, "--live", help="rag only: also ask the local model "
-                              "(SmolLM2-135M-Instruct via tokenlean.server) raw and through "
-                              "lean(); answer containment / F1 (needs tokenlean[demo])."),
+    live: bool = typer.Option(False, "--live", help="Also ask the local model "
+                              "(SmolLM2-135M-Instruct via tokenlean.server) each shape's calls "
+                              "raw and through lean(): tokens in and out, the shape's quality "
+                              "figure (needs tokenlean[demo])."),
     live_limit: int = typer.Option(DEFAULT_LIVE_LIMIT, "--live-limit",
-                                   help="rag calls the live run asks (the first N)."),
+                                   help="Calls per shape the live run asks (the first N)."),
 ) -> None:
     """Replay seeded traffic of five app shapes through lean()'s max-savings pipeline
     (prints JSON)."""
     try:
         shapes = list(iter_shapes(shape))
         params = TrafficParams(seed=seed, limit=limit, repeat_rate=repeat_rate)
-        if live and "rag" not in shapes:
-            raise ValueError("--live exists for the rag shape only: --shape rag (or all)")
         if live and live_limit < 1:
             raise ValueError("--live-limit must be at least 1")
     except ValueError as exc:

@@ -418,17 +418,18 @@ def _start_server(console: Any) -> tuple[Any, str]:
     return server, DEFAULT_MODEL_NAME
 
 
-def local_chat_model(server_url: str, model_name: str, *, max_tokens: int) -> Any:
+def local_chat_model(server_url: str, model_name: str, *, max_tokens: int,
+                     stop: Sequence[str] | None = ("\n\n",)) -> Any:
     """LangChain's ``ChatOpenAI`` on the local server, as the demo asks it (and
-    ``tokenlean bench traffic --live``): temperature 0, stop at a blank line, no
-    retries, a long timeout for a slow CPU."""
+    ``tokenlean bench traffic --live``): temperature 0, stop at a blank line (``stop``:
+    other stops; empty or None for none), no retries, a long timeout for a slow CPU."""
     from langchain_openai import ChatOpenAI
 
     # by field alias (max_tokens, stop), which mypy cannot see through pydantic
     options: dict[str, Any] = {
         "base_url": server_url + "/v1", "api_key": "local", "model": model_name,
-        "temperature": 0, "max_tokens": max_tokens, "stop": ["\n\n"], "max_retries": 0,
-        "timeout": 600}
+        "temperature": 0, "max_tokens": max_tokens, "stop": list(stop or ()) or None,
+        "max_retries": 0, "timeout": 600}
     return ChatOpenAI(**options)
 
 
