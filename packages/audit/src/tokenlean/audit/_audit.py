@@ -56,6 +56,7 @@ from tokenlean.core.presets import LAYER_ORDER, LayerChoice, resolve_lean
 
 from ._logs import LogEntry, read_log
 from ._output import OutputRatios, OutputTally, task_type
+from ._prefix import PrefixCache, rules_for
 from ._replay import MemoryLedger, PricedAs, ReplayProvider
 
 __all__ = ["LAYERS", "AuditOptions", "audit_entries", "audit_log"]
@@ -85,6 +86,9 @@ class AuditOptions:
     #: measured concise ratios per task type (``tokenlean bench output``): the report
     #: then estimates the output concise mode would save (see :mod:`._output`)
     output_ratios: OutputRatios | None = None
+    #: also price both sides with the provider's prompt (prefix) cache (:mod:`._prefix`):
+    #: the report's ``prefix_cache`` block
+    prefix_cache: bool = False
     max_examples: int = 50
     max_points: int = 2000
 
@@ -124,6 +128,11 @@ class _Books:
     failures: dict[str, int] = field(default_factory=dict)
     not_stored: dict[str, int] = field(default_factory=dict)  # why the cache kept no answer
     output: OutputTally = field(default_factory=OutputTally)  # for the output estimate
+    # prompt tokens the provider's prompt cache reads and writes (AuditOptions.prefix_cache)
+    read_before: int = 0
+    write_before: int = 0
+    read_after: int = 0
+    write_after: int = 0
 
     def acc(self, name: str) -> _LayerAcc:
         if name not in self.layers:
@@ -186,6 +195,8 @@ def _answered(records: Sequence[CallRecord], pending: Sequence[_Replayed],
     for call, record in zip(pending, records, strict=True):
         books.in_after += record.usage.input_tokens
         books.out_after += record.usage.output_tokens
+        books.read_after += record.usage.cache_read_tokens
+        books.write_after += record.usage.cache_write_tokens
         cut = call.output_tokens - record.usage.output_tokens
         cap_layer = next((rep.layer for rep in record.layers if "max_tokens" in rep.detail),
                          None)
@@ -246,11 +257,19 @@ def _tally_output(books: _Books, record: CallRecord, task: str | None,
 
 
 def _run_one(pipeline: Pipeline, provider: ReplayProvider, entry: LogEntry,
-             books: _Books, price_as: str, classify: bool = False) -> _Replayed | None:
-    """Replay one logged call; None when a layer refused it (as lean() would raise)."""
+             books: _Books, price_as: str, classify: bool = False,
+             prefix_cache: PrefixCache | None = None) -> _Replayed | None:
+    """Replay one logged call; None when a layer refused it (as lean() would raise).
+    ``prefix_cache`` is the provider's prompt cache over the logged requests."""
     request = entry.request
     assert request is not None  # parse_line guarantees it for replayed formats
     prompt = count_messages(request.messages, model=price_as, tools=request.tools).tokens
+    read, write = prefix_cache.bill(request.messages, request.tools) if prefix_cache \
+        else (0, 0)
+    read = min(read, prompt)
+    write = min(write, prompt - read)
+    books.read_before += read
+    books.write_before += write
     provider.expect(request, entry.response_text or "", finish_reason=entry.finish_reason,
                     output_tokens=entry.usage_output)
     answer = provider.logged_output_tokens(request)
@@ -265,6 +284,8 @@ def _run_one(pipeline: Pipeline, provider: ReplayProvider, entry: LogEntry,
             books.refused.append(f"line {entry.line}: {exc}")
             books.in_after += prompt
             books.out_after += answer
+            books.read_after += read
+            books.write_after += write
             result = None
     for warning in caught:
         if issubclass(warning.category, TokenleanWarning):
@@ -324,7 +345,9 @@ def audit_entries(entries: Iterable[LogEntry], *, options: AuditOptions | None =
 
         use_fresh_stores(layers, scratch)
     books = _Books(layers=rows)
-    provider = ReplayProvider(count_model=options.price_as)
+    logged_prompts = PrefixCache(options.price_as) if options.prefix_cache else None
+    provider = ReplayProvider(count_model=options.price_as, prefix_cache=PrefixCache(
+        options.price_as) if options.prefix_cache else None)
     ledger = MemoryLedger()
     # no time budget per layer step: a replay's timing is not the app's, and an offline
     # audit should give the same numbers on a busy machine (tokenlean bench overhead
@@ -343,7 +366,8 @@ def audit_entries(entries: Iterable[LogEntry], *, options: AuditOptions | None =
                     _tally_output(books, entry.record, None, recorded=True)
             else:
                 replayed = _run_one(pipeline, provider, entry, books, options.price_as,
-                                    classify=options.output_ratios is not None)
+                                    classify=options.output_ratios is not None,
+                                    prefix_cache=logged_prompts)
                 if replayed is not None:
                     pending.append(replayed)
             if progress is not None:
@@ -434,6 +458,9 @@ def _report(books: _Books, layers: Sequence[Layer], options: AuditOptions, price
         "elapsed_s": round(elapsed, 2),
         "notes": _notes(books, options, preset),
     }
+    if options.prefix_cache:
+        report["prefix_cache"] = _prefix_report(books, options, prices, base_tokens)
+        report["notes"].append(_prefix_note(report["prefix_cache"]))
     if options.output_ratios is not None:
         report["output_estimate"] = books.output.estimate(options.output_ratios, rate_out,
                                                           cost_before)
@@ -467,6 +494,50 @@ def _report(books: _Books, layers: Sequence[Layer], options: AuditOptions, price
             "coverage": round(covered / len(books.budget), 4) if books.budget else None,
             "points": [list(p) for p in books.budget[:options.max_points]]}
     return report
+
+
+def _prefix_report(books: _Books, options: AuditOptions, prices: PricedAs,
+                   base_tokens: int) -> dict[str, Any] | None:
+    """Spend before and after with the provider's prompt cache billed (see :mod:`._prefix`);
+    None for a ledger export (its usage already says what the provider cached)."""
+    if books.ledger_mode:
+        return None
+    rates = prices.rates(model=options.price_as)
+    assert rates is not None  # PricedAs checked it
+    rate_in, rate_out = rates
+    rate_read, rate_write = prices.cache_rates()
+
+    def spend(inp: int, out: int, read: int, write: int) -> Decimal:
+        return ((inp - read - write) * rate_in + read * rate_read + write * rate_write
+                + out * rate_out)
+
+    before = spend(books.in_before, books.out_before, books.read_before, books.write_before)
+    after = spend(books.in_after, books.out_after, books.read_after, books.write_after)
+    return {
+        "rules": rules_for(options.price_as).describe(),
+        "before": {"input": books.in_before, "cache_read": books.read_before,
+                   "cache_write": books.write_before},
+        "after": {"input": books.in_after, "cache_read": books.read_after,
+                  "cache_write": books.write_after},
+        "cost_usd_before": round(float(before), 6),
+        "cost_usd_after": round(float(after), 6),
+        "cost_per_mtok_before": round(_per_mtok(before, base_tokens), 4),
+        "cost_per_mtok_after": round(_per_mtok(after, base_tokens), 4),
+        "saved_ratio": round(1 - float(after / before), 4) if before else 0.0,
+    }
+
+
+def _prefix_note(block: Mapping[str, Any] | None) -> str:
+    if block is None:
+        return ("Provider prompt cache: not simulated for a ledger export (its usage "
+                "already holds what the provider cached).")
+    return (f"Provider prompt cache ({block['rules']}): with it billed, before and after, "
+            f"the spend goes from ${block['cost_usd_before']:.4f} to "
+            f"${block['cost_usd_after']:.4f} ({block['saved_ratio'] * 100:.1f}% saved). "
+            "The per-layer rows above price every input token at the list rate; the "
+            "difference is the provider's cache, which discounts the prefixes both sides "
+            "repeat and loses any prefix a layer rewrote. It assumes every earlier prompt "
+            "is still cached.")
 
 
 def _output_note(estimate: Mapping[str, Any]) -> str:

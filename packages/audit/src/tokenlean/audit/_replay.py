@@ -30,6 +30,8 @@ from tokenlean.core import (
     get_tokenizer,
 )
 
+from ._prefix import PrefixCache
+
 __all__ = ["MemoryLedger", "PricedAs", "ReplayProvider"]
 
 
@@ -51,6 +53,17 @@ class PricedAs(PriceTable):
 
     def rates(self, *, model: str, provider: str | None = None) -> tuple[Decimal, Decimal] | None:
         return super().rates(model=self.model)
+
+    def cache_rates(self) -> tuple[Decimal, Decimal]:
+        """USD per input token read from the provider's prompt cache and per token written
+        to it (base tier; the input rate where the database has no cache price)."""
+        rates = {}
+        for kind, usage in (("read", Usage(input_tokens=1000, cache_read_tokens=1000)),
+                            ("write", Usage(input_tokens=1000, cache_write_tokens=1000))):
+            cost = super().price(usage, model=self.model)
+            assert cost is not None  # the model's price is known (checked at construction)
+            rates[kind] = cost.input_usd / 1000
+        return rates["read"], rates["write"]
 
 
 class MemoryLedger:
@@ -85,12 +98,15 @@ class ReplayProvider:
     answer. When a layer set a ``max_tokens`` below the logged request's (or the
     logged request had none), an answer longer than that cap is cut at it and
     ends with ``finish_reason="length"``, as the model would have stopped.
+    With a ``prefix_cache``, the usage also says how many prompt tokens the
+    provider's prompt cache would have read and written (:mod:`._prefix`).
     """
 
     name = "replay"
 
-    def __init__(self, *, count_model: str) -> None:
+    def __init__(self, *, count_model: str, prefix_cache: PrefixCache | None = None) -> None:
         self.count_model = count_model
+        self.prefix_cache = prefix_cache
         self._tokenizer = get_tokenizer(count_model)
         self._answers: dict[str, _Logged] = {}
 
@@ -128,8 +144,14 @@ class ReplayProvider:
             output, finish = cap, "length"
         prompt = count_messages(request.messages, model=self.count_model,
                                 tools=request.tools).tokens
+        read, write = 0, 0
+        if self.prefix_cache is not None:
+            read, write = self.prefix_cache.bill(request.messages, request.tools)
+            read = min(read, prompt)
+            write = min(write, prompt - read)
         return Response(text=text, finish_reason=finish, model=request.model,
-                        usage=Usage(input_tokens=prompt, output_tokens=output))
+                        usage=Usage(input_tokens=prompt, output_tokens=output,
+                                    cache_read_tokens=read, cache_write_tokens=write))
 
     def complete(self, request: Request) -> Response:
         return self._answer(request)

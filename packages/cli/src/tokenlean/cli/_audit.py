@@ -90,6 +90,10 @@ def audit(
     output_ratios: Path | None = typer.Option(
         None, "--output-ratios", help="The JSON `tokenlean bench output` printed: estimate "
         "the output concise mode would save, per task type, from its measured ratios."),
+    prefix_cache: bool = typer.Option(
+        False, "--prefix-cache", help="Also bill the provider's prompt (prefix) cache, "
+        "before and after (OpenAI's automatic rule, or Anthropic's breakpoints for a "
+        "claude model): what the layers save once the provider discounts repeated prefixes."),
 ) -> None:
     """Replay a traffic log offline through the layers lean() would run; show what each saves."""
     replay = require("tokenlean.audit", extra="audit", feature="tokenlean audit")
@@ -101,7 +105,8 @@ def audit(
     ratios = None if output_ratios is None else replay.load_output_ratios(output_ratios)
     options = replay.AuditOptions(price_as=price_as, preset=preset, choices=choices,
                                   cache_sampled=cache_sampled,
-                                  max_false_hit_rate=max_false_hit_rate, output_ratios=ratios)
+                                  max_false_hit_rate=max_false_hit_rate, output_ratios=ratios,
+                                  prefix_cache=prefix_cache)
     total = _count_lines(log, limit)
     with _progress(_err) as bar:
         task = bar.add_task("replaying", total=total)
@@ -122,6 +127,11 @@ def audit(
                                         f"{replayed}, priced as {price_as})"))
     out.print(f"$ per 1M tokens: {report['cost_per_mtok_before']:.3f} -> "
               f"{report['cost_per_mtok_after']:.3f}  (saved {report['saved_ratio'] * 100:.1f}%)")
+    prefix = report.get("prefix_cache")
+    if prefix:
+        out.print(f"with the provider's prompt cache billed: {prefix['cost_per_mtok_before']:.3f}"
+                  f" -> {prefix['cost_per_mtok_after']:.3f}  (saved "
+                  f"{prefix['saved_ratio'] * 100:.1f}%; {prefix['rules']})")
     for layer in report["layers"]:
         if layer["status"] == "skipped":
             out.print(f"[dim]{layer['layer']}: {layer['note']}[/]")
@@ -145,12 +155,37 @@ def demo(
                               help="Where to write the HTML report."),
     questions: int | None = typer.Option(None, "--questions", min=1,
                                          help="Run only the first N questions of the session."),
-    max_tokens: int = typer.Option(96, "--max-tokens", help="Answer length cap for the local "
-                                   "model (keeps the demo to a few minutes on a CPU)."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="Answer length cap "
+                                          "for the local model (default 96; with --shape, the "
+                                          "shape's app cap)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    shape: str | None = typer.Option(None, "--shape", help="Instead: run one shape of the "
+                                     "traffic suite live (rag, support, multi-turn, agent, "
+                                     "chat; needs tokenlean[bench]) and say which one ran."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="With --shape: a folder with "
+                                         "the files of ../shared/data (default: "
+                                         "$TOKENLEAN_DATA_DIR, else ../shared/data)."),
+    calls: int = typer.Option(8, "--calls", min=1, help="With --shape: how many of the "
+                              "shape's calls to ask (each raw and through lean())."),
 ) -> None:
-    """Run a small LangChain RAG app raw and through lean() on a local model; show the savings."""
-    from ._demo import run_demo
+    """Run a small LangChain RAG app raw and through lean() on a local model; show the savings.
+    With --shape NAME: one app shape of the traffic suite, live, instead."""
+    if shape is None:
+        from ._demo import run_demo
 
-    run_demo(price_as=price_as, html=html, questions=questions, max_tokens=max_tokens,
-             as_json=as_json)
+        run_demo(price_as=price_as, html=html, questions=questions,
+                 max_tokens=96 if max_tokens is None else max_tokens, as_json=as_json)
+        return
+    from tokenlean.core import ConfigError, MissingExtraError
+
+    from ._demo import default_data_dir, run_shape_demo, shape_entries
+
+    folder = default_data_dir() if data_dir is None else data_dir
+    try:  # the arguments, before anything loads: a bad one is named, no traceback
+        entries = shape_entries(shape, folder, calls)
+    except MissingExtraError:
+        raise
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    run_shape_demo(shape, data_dir=folder, calls=calls, price_as=price_as,
+                   max_tokens=max_tokens, as_json=as_json, entries=entries)

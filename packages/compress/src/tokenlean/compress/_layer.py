@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +17,18 @@ from ._history import HistoryCompressor, HistoryResult
 __all__ = ["CompressLayer"]
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+#: how many compressed messages the layer remembers for ``stable_prefix``
+STABLE_PREFIX_ENTRIES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """What a message was sent as once: its compressed text and that compression's figures."""
+
+    text: str
+    tokens_before: int
+    tokens_after: int
+    retention: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +52,16 @@ class CompressLayer:
     ``history`` (a :class:`HistoryCompressor`) first fits a long conversation
     into its budget, oldest turns first; its retention is noted as
     ``history_retention``.
+
+    ``stable_prefix`` (on by default) keeps a conversation's beginning the same
+    from one turn to the next, so a provider's prompt cache can still read it:
+    in a request that holds an assistant or tool turn, a message before the last
+    user message that this layer compressed before (same tenant, role and text)
+    is sent as it was sent then, not compressed again for the new question. A
+    question-aware compression of the system prompt would otherwise differ every
+    turn and break the prefix the provider discounts (see the traffic benchmark).
+    A single-turn request is always compressed for its own question. The layer
+    remembers the last ``STABLE_PREFIX_ENTRIES`` compressed messages.
     """
 
     name = "compress"
@@ -44,7 +69,8 @@ class CompressLayer:
     def __init__(self, *, compressor: Compressor | None = None, method: Method = "tokenlean",
                  ratio: float | None = None, max_tokens: int | None = None,
                  roles: Sequence[str] = ("system", "user", "tool"), min_tokens: int = 300,
-                 model: str | None = None, history: HistoryCompressor | None = None) -> None:
+                 model: str | None = None, history: HistoryCompressor | None = None,
+                 stable_prefix: bool = True) -> None:
         if history is not None and not isinstance(history, HistoryCompressor):
             raise ConfigError("history must be a tokenlean.compress.HistoryCompressor")
         self.history = history
@@ -62,6 +88,11 @@ class CompressLayer:
             raise ConfigError(f"min_tokens must be a non-negative integer, got {min_tokens!r}")
         self.min_tokens = min_tokens
         self._model = model
+        if not isinstance(stable_prefix, bool):
+            raise ConfigError(f"stable_prefix must be True or False, got {stable_prefix!r}")
+        self.stable_prefix = stable_prefix
+        self._sent: OrderedDict[tuple[str, str, str], _Sent] = OrderedDict()
+        self._sent_lock = threading.Lock()
 
     # ---- pure helpers shared by process / aprocess -------------------------
 
@@ -85,26 +116,68 @@ class CompressLayer:
                 jobs.append(_Job(i, head, tail))
         return jobs, question
 
-    def _apply(self, request: Request, jobs: list[_Job],
-               results: list[CompressResult]) -> Request:
-        if not jobs:
+    @staticmethod
+    def _key(request: Request, message: Message) -> tuple[str, str, str]:
+        digest = hashlib.sha256(message.text.encode("utf-8", "surrogatepass")).hexdigest()
+        return request.tenant, message.role, digest
+
+    def _recall(self, request: Request,
+                jobs: list[_Job]) -> tuple[list[_Job], dict[int, _Sent]]:
+        """``stable_prefix``: the jobs left to compress, and the earlier messages of a
+        conversation that are sent as this layer sent them before."""
+        roles = [m.role for m in request.messages]
+        if not self.stable_prefix or "user" not in roles:
+            return jobs, {}
+        last_user = len(roles) - 1 - roles[::-1].index("user")
+        if not any(r in ("assistant", "tool") for r in roles[:last_user]):
+            return jobs, {}  # single-turn: compressed for its own question
+        recalled: dict[int, _Sent] = {}
+        with self._sent_lock:
+            for job in jobs:
+                if job.index < last_user:
+                    sent = self._sent.get(self._key(request, request.messages[job.index]))
+                    if sent is not None:
+                        recalled[job.index] = sent
+        return [job for job in jobs if job.index not in recalled], recalled
+
+    def _remember(self, request: Request, index: int, sent: _Sent) -> None:
+        if not self.stable_prefix:
+            return
+        key = self._key(request, request.messages[index])
+        with self._sent_lock:
+            self._sent[key] = sent
+            self._sent.move_to_end(key)
+            while len(self._sent) > STABLE_PREFIX_ENTRIES:
+                self._sent.popitem(last=False)
+
+    def _apply(self, request: Request, jobs: list[_Job], results: list[CompressResult],
+               recalled: dict[int, _Sent]) -> Request:
+        if not jobs and not recalled:
             return request
         messages: list[Message] = list(request.messages)
+        sent_now: dict[int, _Sent] = {}
         for job, result in zip(jobs, results, strict=True):
             if result.passthrough:
                 continue
             head = result.text
             joined = head + ("\n\n" if head and job.tail and not job.tail.startswith("\n") else "")
-            messages[job.index] = messages[job.index].with_text(joined + job.tail)
-        weight = sum(r.tokens_before for r in results) or 1
-        retention = sum(r.retention * r.tokens_before for r in results) / weight
-        note = LayerNote(
-            layer=self.name,
-            quality={"retention": round(retention, 4)},
-            detail={"method": self.compressor.method, "messages": len(jobs),
-                    "tokens_before": sum(r.tokens_before for r in results),
-                    "tokens_after": sum(r.tokens_after for r in results)},
-        )
+            sent_now[job.index] = _Sent(joined + job.tail, result.tokens_before,
+                                        result.tokens_after, result.retention)
+            self._remember(request, job.index, sent_now[job.index])
+        figures = [(r.tokens_before, r.tokens_after, r.retention) for r in results]
+        figures += [(s.tokens_before, s.tokens_after, s.retention) for s in recalled.values()]
+        for index, sent in {**sent_now, **recalled}.items():
+            messages[index] = messages[index].with_text(sent.text)
+        weight = sum(before for before, _, _ in figures) or 1
+        retention = sum(kept * before for before, _, kept in figures) / weight
+        detail: dict[str, object] = {
+            "method": self.compressor.method, "messages": len(jobs) + len(recalled),
+            "tokens_before": sum(before for before, _, _ in figures),
+            "tokens_after": sum(after for _, after, _ in figures)}
+        if recalled:
+            detail["reused_for_stable_prefix"] = len(recalled)
+        note = LayerNote(layer=self.name, quality={"retention": round(retention, 4)},
+                         detail=detail)
         return request.with_messages(messages).with_note(note)
 
     def _apply_history(self, request: Request, result: HistoryResult | None) -> Request:
@@ -123,17 +196,19 @@ class CompressLayer:
             request = self._apply_history(request, self.history.compress(
                 request.messages, _question_of(request)))
         jobs, question = self._plan(request)
+        jobs, recalled = self._recall(request, jobs)
         results = [self.compressor.compress(job.head, question) for job in jobs]
-        return self._apply(request, jobs, results)
+        return self._apply(request, jobs, results, recalled)
 
     async def aprocess(self, request: Request) -> Request:
         if self.history is not None:
             request = self._apply_history(request, await self.history.acompress(
                 request.messages, _question_of(request)))
         jobs, question = self._plan(request)
+        jobs, recalled = self._recall(request, jobs)
         results = list(await asyncio.gather(
             *(self.compressor.acompress(job.head, question) for job in jobs)))
-        return self._apply(request, jobs, results)
+        return self._apply(request, jobs, results, recalled)
 
     def __repr__(self) -> str:
         return f"CompressLayer({self.compressor!r}, roles={sorted(self.roles)})"
