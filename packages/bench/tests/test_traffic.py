@@ -7,6 +7,7 @@ loads them; docs/benchmarks/traffic.md has its numbers).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,7 @@ def test_the_command_prints_the_issue_json(data_dir: Path, tmp_path: Path) -> No
     assert len((tmp_path / "logs" / "rag.jsonl").read_text().splitlines()) == 4
 
 
-# ---- the live run (rag): its metrics and its wiring; the model itself is not loaded here ----
+# ---- the live run: its metrics and its wiring; the model itself is loaded by one test ----
 
 
 def test_squad_normalisation_and_containment() -> None:
@@ -203,55 +204,175 @@ def test_token_f1_is_squads_max_over_golds() -> None:
     assert token_f1("Paris", []) == 0.0
 
 
-def test_summarise_live_averages_per_call() -> None:
+def _row(raw: str | None, lean: str | None, **extra: Any) -> dict[str, Any]:
+    row = {"raw": raw, "lean": lean, "in_raw": 100, "in_lean": 60, "out_raw": 10,
+           "out_lean": 5, "cached": False}
+    row.update(extra)
+    return row
+
+
+def test_summarise_live_rag_averages_per_call() -> None:
+    from decimal import Decimal
+
     from tokenlean.bench.traffic_live import summarise_live
 
-    rows = [{"golds": ["Paris"], "raw": "Paris.", "lean": "It is Paris", "in_raw": 100,
-             "in_lean": 60, "cached": False},
-            {"golds": ["1999"], "raw": "In 1999", "lean": "I do not know", "in_raw": 200,
-             "in_lean": 0, "cached": True}]
-    live = summarise_live(rows, model="m", max_tokens=48, price_as="gpt-4o")
-    assert live["calls"] == 2 and live["model"] == "m"
+    rows = [_row("Paris.", "It is Paris", golds=["Paris"], out_raw=2, out_lean=4),
+            _row("In 1999", "I do not know", golds=["1999"], in_raw=200, in_lean=0,
+                 out_raw=3, out_lean=0, cached=True)]
+    live = summarise_live(rows, model="m", max_tokens=48, price_as="gpt-4o", shape="rag",
+                          rates=(Decimal("0.001"), Decimal("0.01")))
+    assert live["calls"] == 2 and live["model"] == "m" and live["shape"] == "rag"
     assert live["containment_raw"] == 1.0 and live["containment_lean"] == 0.5
     # raw: 1.0 and "1999" in "in 1999" -> 2/3; lean: "it is paris" -> 0.5, then 0
     assert live["f1_raw"] == pytest.approx((1 + 2 / 3) / 2, abs=1e-4)
     assert live["f1_lean"] == pytest.approx(0.25)
     assert live["input_tokens_raw"] == 150 and live["input_tokens_lean"] == 30
+    assert live["output_tokens_raw"] == 2.5 and live["output_tokens_lean"] == 2.0
+    assert live["output_ratio"] == pytest.approx(4 / 5)
     assert live["answer_changed_share"] == 1.0 and live["cache_hits"] == 1
+    assert live["over_context"] == 0 and live["scored_calls"] == 2
+    # $ per call: raw (100*0.001 + 2*0.01 + 200*0.001 + 3*0.01) / 2; lean (60*0.001 + 4*0.01) / 2
+    assert live["usd_per_call_raw"] == pytest.approx(0.175)
+    assert live["usd_per_call_lean"] == pytest.approx(0.05)
 
 
-def test_live_goes_to_the_rag_shape_only(data_dir: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The wiring, with the model call stubbed: run_live gets the rag log, its result lands in
-    rag's quality["live"], the other shapes keep null."""
+def test_summarise_live_support_reads_the_cache_against_the_labels() -> None:
+    from tokenlean.bench.traffic_live import summarise_live
+
+    labels = [("new", False), ("repeat_verbatim", True), ("near_miss", False),
+              ("repeat_paraphrase", True), ("new", False)]
+    served = [False, True, True, False, False]  # one repeat served, one near-miss served
+    rows = [_row("an answer", "an answer" if hit else f"other {n}", cached=hit,
+                 metadata={"kind": kind, "should_hit": should})
+            for n, ((kind, should), hit) in enumerate(zip(labels, served, strict=True))]
+    live = summarise_live(rows, model="m", max_tokens=96, price_as="gpt-4o", shape="support")
+    cache = live["support_cache"]
+    assert live["cache_hits"] == 2 and cache["served"] == 2
+    assert cache["repeats"] == 2 and cache["repeats_served_share"] == 0.5
+    assert cache["false_hits"] == 1 and cache["false_hit_rate"] == 0.5
+    assert cache["by_kind"]["near_miss"] == {"queries": 1, "served": 1}
+    assert cache["by_kind"]["repeat_paraphrase"] == {"queries": 1, "served": 0}
+    assert "containment_raw" not in live  # no gold on support
+
+
+def test_served_cache_quality_is_the_replays_measure() -> None:
+    from tokenlean.bench.traffic import served_cache_quality, support_cache_quality
+
+    entries = [{"metadata": {"kind": k, "should_hit": h}}
+               for k, h in (("new", False), ("repeat_verbatim", True), ("new", False))]
+    report = {"cache": {"examples": [{"line": 2}, {"line": 3}]}}
+    assert support_cache_quality(entries, report) == served_cache_quality(entries, {2, 3})
+    got = served_cache_quality(entries, {2, 3})
+    assert got["repeats_served_share"] == 1.0 and got["false_hits"] == 1
+    assert got["false_hit_rate"] == 0.5
+    assert served_cache_quality(entries, set())["false_hit_rate"] == 0.0
+
+
+def test_summarise_live_leaves_over_context_calls_unscored() -> None:
+    from tokenlean.bench.traffic_live import summarise_live
+
+    rows = [_row("short answer", "short answer", similarity=1.0, finish_raw="stop",
+                 finish_lean="stop"),
+            _row(None, "a lean answer", in_raw=12000, in_lean=2500),  # raw did not fit
+            _row("one", "two", similarity=0.5, out_raw=30, out_lean=10, finish_raw="length",
+                 finish_lean="stop")]
+    live = summarise_live(rows, model="m", max_tokens=128, price_as="gpt-4o", shape="agent")
+    assert live["calls"] == 3 and live["scored_calls"] == 2
+    assert live["over_context"] == 1 and live["over_context_raw"] == 1
+    assert live["over_context_lean"] == 0
+    assert live["input_tokens_raw"] == 100  # the over-context call is not in the means
+    assert live["output_tokens_raw"] == 20 and live["output_tokens_lean"] == 7.5
+    assert live["similarity_to_raw"] == 0.75 and live["similarity_calls"] == 2
+    assert live["answer_changed_share"] == 0.5
+    assert live["cut_at_max_tokens_raw"] == 1 and live["cut_at_max_tokens_lean"] == 0
+    assert "usd_per_call_raw" not in live  # no rates given
+    nothing = summarise_live([_row(None, None)], model="m", max_tokens=8, price_as="gpt-4o",
+                             shape="chat")
+    assert nothing["scored_calls"] == 0 and nothing["over_context"] == 1
+    assert nothing["similarity_to_raw"] is None and nothing["output_ratio"] is None
+
+
+def test_live_messages_flatten_tool_calls_for_the_local_server(data_dir: Path) -> None:
+    from tokenlean.bench.traffic_live import live_messages
+
+    log = generate(data_dir, "agent", TrafficParams(limit=4, agent_steps=4))
+    messages = live_messages(log[2])  # after a fetch and a search
+    assert {m["role"] for m in messages} <= {"system", "user", "assistant"}
+    assert all(set(m) == {"role", "content"} for m in messages)
+    call = json.loads(messages[2]["content"])
+    assert messages[2]["role"] == "assistant" and call["tool"] == "fetch_transcript"
+    assert messages[3]["role"] == "user" and messages[3]["content"].startswith("Tool output:")
+    assert log[2]["request"]["messages"][3]["content"] in messages[3]["content"]
+    plain = generate(data_dir, "chat", TrafficParams(limit=1))[0]
+    assert live_messages(plain) == [{"role": m["role"], "content": m["content"]}
+                                    for m in plain["request"]["messages"]]
+
+
+def test_over_context_is_the_servers_context_length_error() -> None:
+    from tokenlean.bench.traffic_live import is_over_context
+
+    class BadRequest(Exception):
+        code = "context_length_exceeded"
+
+    assert is_over_context(BadRequest("Error code: 400"))
+    assert is_over_context(RuntimeError("{'code': 'context_length_exceeded'}"))
+    try:  # wrapped by a layer: the cause counts
+        try:
+            raise BadRequest("too long")
+        except BadRequest as inner:
+            raise RuntimeError("backend failed") from inner
+    except RuntimeError as outer:
+        assert is_over_context(outer)
+    assert not is_over_context(ValueError("max_tokens must be at least 1"))
+
+
+def test_live_runs_for_every_shape(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wiring, with the model call stubbed: run_live gets each shape's log and its name,
+    and its result lands in that shape's quality["live"]."""
     import tokenlean.bench.traffic_live as traffic_live
 
-    seen: dict[str, Any] = {}
+    seen: list[dict[str, Any]] = []
 
     def fake_run_live(entries: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-        seen["shapes"] = {e["metadata"]["shape"] for e in entries}
-        seen.update(kwargs)
-        return {"model": "stub", "calls": kwargs["limit"]}
+        seen.append({"shapes": {e["metadata"]["shape"] for e in entries}, **kwargs})
+        return {"model": "stub", "shape": kwargs["shape"], "calls": kwargs["limit"]}
 
     monkeypatch.setattr(traffic_live, "run_live", fake_run_live)
-    result = run_traffic(data_dir, shapes=["rag", "chat"], params=TrafficParams(limit=6),
+    result = run_traffic(data_dir, shapes=["support", "chat"], params=TrafficParams(limit=6),
                          price_as=["gpt-4o"], choices=FAST, live=True, live_limit=3)
-    assert seen["shapes"] == {"rag"} and seen["limit"] == 3 and seen["price_as"] == "gpt-4o"
-    assert seen["choices"] == FAST  # the same lean() keywords as the replay
-    assert result["shapes"]["rag"]["quality"]["live"] == {"model": "stub", "calls": 3}
-    assert result["shapes"]["chat"]["quality"]["live"] is None
-    assert result["live"] == {"shapes": ["rag"], "at": "shapes.rag.quality.live"}
+    assert [s["shape"] for s in seen] == ["support", "chat"]
+    assert [s["shapes"] for s in seen] == [{"support"}, {"chat"}]
+    assert all(s["limit"] == 3 and s["price_as"] == "gpt-4o" for s in seen)
+    assert all(s["choices"] == FAST for s in seen)  # the same lean() keywords as the replay
+    for shape in ("support", "chat"):
+        assert result["shapes"][shape]["quality"]["live"] == {"model": "stub", "shape": shape,
+                                                              "calls": 3}
+    assert result["live"]["shapes"] == ["support", "chat"]
+    assert result["live"]["at"] == "shapes.NAME.quality.live"
 
 
-def test_live_needs_the_rag_shape_and_says_so(data_dir: Path) -> None:
+def test_live_options_are_checked(data_dir: Path) -> None:
     app = typer.Typer()
     app.command("traffic")(bench)
     app.command("other")(lambda: None)
     result = CliRunner().invoke(app, ["traffic", "--data-dir", str(data_dir), "--shape",
-                                      "support", "--live"])
-    assert result.exit_code == 2 and "rag shape only" in result.output
-    with pytest.raises(ValueError, match="rag shape only"):
-        run_traffic(data_dir, shapes=["chat"], live=True)
+                                      "support", "--live", "--live-limit", "0"])
+    assert result.exit_code == 2 and "--live-limit must be at least 1" in result.output
+    result = CliRunner().invoke(app, ["traffic", "--data-dir", str(data_dir), "--shape",
+                                      "nope", "--live"])
+    assert result.exit_code == 2 and "nope" in result.output
+    with pytest.raises(ValueError, match="live_limit"):
+        run_traffic(data_dir, shapes=["chat"], live=True, live_limit=0)
+
+
+def test_live_settings_cover_every_shape() -> None:
+    from tokenlean.bench.traffic_live import LIVE_SHAPES, run_live
+
+    assert set(LIVE_SHAPES) == set(SHAPES)
+    assert LIVE_SHAPES["rag"].max_tokens == 48 and LIVE_SHAPES["rag"].stop == ("\n\n",)
+    assert all(s.max_tokens >= 48 for s in LIVE_SHAPES.values())
+    with pytest.raises(ValueError, match="unknown shape"):
+        run_live([], shape="poetry")
 
 
 def test_live_without_the_demo_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,3 +384,43 @@ def test_live_without_the_demo_extra_names_it(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "langchain_openai", None)  # as if not installed
     with pytest.raises(MissingExtraError, match="demo"):
         run_live([{"metadata": {"shape": "rag"}}])
+
+
+@pytest.mark.server
+@pytest.mark.skipif(importlib.util.find_spec("tokenlean.server") is None
+                    or importlib.util.find_spec("langchain_openai") is None,
+                    reason="needs tokenlean[demo] (the local model server)")
+def test_live_support_on_the_local_server(data_dir: Path) -> None:
+    """Two support calls end to end on the local model, the second a verbatim repeat of the
+    first: the lean arm's cache serves it, and the labels count it as a repeat served."""
+    from tokenlean.bench.traffic_live import run_live
+
+    log = generate(data_dir, "support", TrafficParams(limit=40, repeat_rate=0.5))
+    first = log[0]
+    repeat = next(e for e in log if e["metadata"]["kind"] == "repeat_verbatim"
+                  and e["metadata"]["question_id"] == first["metadata"]["question_id"])
+    live = run_live([first, repeat], limit=2, shape="support", max_tokens=16,
+                    choices={"cache": "exact", "templates": "whitespace", "compress": False,
+                             "budget": False})
+    assert live["calls"] == 2 and live["scored_calls"] == 2 and live["over_context"] == 0
+    assert all(ex["raw"] for ex in live["examples"])  # the local model answered
+    assert live["output_tokens_raw"] > 0 and live["input_tokens_raw"] > 0
+    # a 16-token answer is usually cut, and the cache never stores a cut answer: the
+    # repeat is then asked again; whatever happened, the labels count it
+    cache = live["support_cache"]
+    assert cache["repeats"] == 1 and cache["false_hits"] == 0
+    assert cache["served"] == live["cache_hits"]
+
+
+def test_the_headline_bills_the_providers_prompt_cache(data_dir: Path) -> None:
+    billed = run_traffic(data_dir, shapes=["multi-turn"], params=TrafficParams(limit=8),
+                         price_as=["gpt-4o"], choices=FAST)["shapes"]["multi-turn"]
+    plain = run_traffic(data_dir, shapes=["multi-turn"], params=TrafficParams(limit=8),
+                        price_as=["gpt-4o"], choices=FAST,
+                        prefix_cache=False)["shapes"]["multi-turn"]
+    assert plain["prefix_cache"] is None
+    # the list-price figures are the same replay's, with or without the prompt cache
+    assert billed["list_price"]["cost_per_mtok_before"] == plain["cost_per_mtok_before"]
+    cache = billed["prefix_cache"]["gpt-4o"]
+    assert cache["before"]["cache_read"] > 0  # later turns resend the long system prompt
+    assert billed["cost_per_mtok_before"]["gpt-4o"] < plain["cost_per_mtok_before"]["gpt-4o"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +93,89 @@ def test_demo_refuses_an_unknown_price_before_starting_anything() -> None:
     result = CliRunner().invoke(app, ["demo", "--price-as", "no-such-model-xyz"])
     assert result.exit_code == 2
     assert "no price known" in result.output
+
+
+# ---- tokenlean demo --shape NAME: the argument errors (the live run itself is the traffic
+# bench's, tested there) ----
+
+needs_bench = pytest.mark.skipif(importlib.util.find_spec("tokenlean.bench") is None,
+                                 reason="needs tokenlean-bench (the traffic suite)")
+
+
+def _demo(*args: str, env: dict[str, str] | None = None) -> Any:
+    from typer.testing import CliRunner
+
+    from tokenlean.cli import app
+
+    result = CliRunner().invoke(app, ["demo", *args], env={"COLUMNS": "400", **(env or {})})
+    # rich wraps the error box: read the words without its borders and line breaks
+    result.flat = re.sub(r"[\s\u2502]+", "", result.output)
+    return result
+
+
+@needs_bench
+def test_demo_shape_refuses_an_unknown_shape(tmp_path: Path) -> None:
+    result = _demo("--shape", "poetry", "--data-dir", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "poetry" in result.flat and "multi-turn" in result.flat
+    assert "Traceback" not in result.output
+
+
+@needs_bench
+def test_demo_shape_names_a_missing_data_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-data"
+    result = _demo("--shape", "rag", "--data-dir", str(missing))
+    assert result.exit_code == 2 and str(missing).replace(" ", "") in result.flat
+    assert "TOKENLEAN_DATA_DIR" in result.flat and "Traceback" not in result.output
+    # the env var is the default folder
+    result = _demo("--shape", "chat", env={"TOKENLEAN_DATA_DIR": str(missing)})
+    assert result.exit_code == 2 and str(missing).replace(" ", "") in result.flat
+
+
+@needs_bench
+def test_demo_shape_names_a_missing_file(tmp_path: Path) -> None:
+    result = _demo("--shape", "agent", "--data-dir", str(tmp_path))  # an empty folder
+    assert result.exit_code == 2 and "qa_qmsum_dev.jsonl" in result.flat
+    assert "Traceback" not in result.output
+
+
+def test_demo_shape_refuses_zero_calls(tmp_path: Path) -> None:
+    result = _demo("--shape", "rag", "--calls", "0", "--data-dir", str(tmp_path))
+    assert result.exit_code == 2 and "--calls" in result.flat
+
+
+def test_default_data_dir_reads_the_env_var(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    from tokenlean.cli._demo import DATA_DIR_ENV, default_data_dir
+
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    assert default_data_dir() == Path("..") / "shared" / "data"
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    assert default_data_dir() == tmp_path
+
+
+def test_shape_rows_show_each_shapes_quality_figure() -> None:
+    from tokenlean.cli._demo import shape_rows
+
+    common = {"input_tokens_raw": 839.0, "input_tokens_lean": 208.0, "output_tokens_raw": 40.0,
+              "output_tokens_lean": 35.5, "usd_per_call_raw": 0.0025, "usd_per_call_lean": 0.0009,
+              "tokens_counted_as": "gpt-4o", "calls": 4, "scored_calls": 4, "cache_hits": 0}
+    rag = {r[0]: r[1:] for r in shape_rows({**common, "shape": "rag", "containment_raw": 0.25,
+                                            "containment_lean": 0.5, "f1_raw": 0.1,
+                                            "f1_lean": 0.2})}
+    assert rag["input tokens / call"] == ("839", "208")
+    assert rag["answer containment (gold)"] == ("0.25", "0.50")
+    assert rag["$ / call (priced as gpt-4o)"] == ("0.002500", "0.000900")
+    support = {r[0]: r[1:] for r in shape_rows(
+        {**common, "shape": "support", "cache_hits": 2, "similarity_to_raw": 0.9,
+         "support_cache": {"repeats": 3, "repeats_served_share": 2 / 3, "false_hits": 0,
+                           "served": 2}})}
+    assert support["repeats served by the cache"] == ("no cache", "67% of 3")
+    assert support["false hits (served non-repeats)"] == ("no cache", "0 of 2 served")
+    assert support["answered by the cache"] == ("0", "2")
+    agent = {r[0]: r[1:] for r in shape_rows(
+        {**common, "shape": "agent", "similarity_to_raw": 0.812, "over_context": 3,
+         "over_context_raw": 3, "over_context_lean": 0, "scored_calls": 1})}
+    assert agent["similarity to the raw answer (MiniLM)"] == ("1.000", "0.812")
+    assert agent["over the model's context (not scored)"] == ("3", "0")
+    assert agent["calls scored / asked"] == ("1 / 4", "1 / 4")

@@ -39,8 +39,9 @@ from tokenlean.core._optional import require
 
 from ._demo_corpus import CORPUS, SESSION, SYSTEM_TEMPLATE
 
-__all__ = ["DemoCall", "build_chain", "demo_layers", "demo_report", "rag_prompt", "retrieve",
-           "run_demo", "run_session"]
+__all__ = ["DATA_DIR_ENV", "SHAPE_DEMO_CALLS", "DemoCall", "build_chain", "default_data_dir",
+           "demo_layers", "demo_report", "rag_prompt", "retrieve", "run_demo", "run_session",
+           "run_shape_demo", "shape_entries", "shape_rows"]
 
 _MTOK = 1_000_000
 # what the demo runs on besides the CLI: the report, the local server (and its model), the
@@ -539,3 +540,121 @@ def _print_tables(out: Any, report: dict[str, Any], raw: Sequence[DemoCall],
         answers.add_row(str(i), f"{r.question}\n[dim]{r.relation}[/]", r.answer[:400],
                         lc.answer[:400], "cache" if lc.cached else "model")
     out.print(answers)
+
+
+# ---- tokenlean demo --shape NAME: one shape of the traffic suite, live ---------------
+
+#: calls ``tokenlean demo --shape`` asks by default (each asked raw and through lean())
+SHAPE_DEMO_CALLS = 8
+#: the env var naming the data folder when ``--data-dir`` is not given
+DATA_DIR_ENV = "TOKENLEAN_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """``$TOKENLEAN_DATA_DIR`` when set, else ``../shared/data`` from the current folder."""
+    import os
+
+    return Path(os.environ.get(DATA_DIR_ENV) or Path("..") / "shared" / "data")
+
+
+def shape_entries(shape: str, data_dir: Path, calls: int) -> list[dict[str, Any]]:
+    """The first ``calls`` generated calls of ``shape`` from the files of ``data_dir``
+    (the traffic suite's generator, seed 0). ``ConfigError`` naming what is missing:
+    the bench package, the shape, the folder or one of its files."""
+    from tokenlean.core import ConfigError
+
+    require("tokenlean.bench.traffic_live", extra="bench", feature="tokenlean demo --shape")
+    from tokenlean.bench.traffic_gen import SHAPES, TrafficParams, generate
+
+    if shape not in SHAPES:
+        raise ConfigError(f"--shape {shape!r} is not a traffic shape; choose one of "
+                          f"{', '.join(SHAPES)}")
+    if calls < 1:
+        raise ConfigError("--calls must be at least 1")
+    if not data_dir.is_dir():
+        raise ConfigError(f"data folder {data_dir} not found: pass --data-dir DIR or set "
+                          f"{DATA_DIR_ENV} (a folder with the files of ../shared/data)")
+    try:
+        return generate(data_dir, shape, TrafficParams(limit=calls))
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    except (KeyError, ValueError) as exc:  # a file of the wrong shape
+        raise ConfigError(f"{data_dir}: cannot build {shape} calls from its files "
+                          f"({type(exc).__name__}: {exc})") from None
+
+
+def shape_rows(live: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The demo's table for one shape's live run: (what, raw, through lean())."""
+
+    def num(value: Any, fmt: str = "{:,.0f}") -> str:
+        return "-" if value is None else fmt.format(value)
+
+    rows = [("input tokens / call", num(live.get("input_tokens_raw")),
+             num(live.get("input_tokens_lean"))),
+            ("output tokens / call", num(live.get("output_tokens_raw")),
+             num(live.get("output_tokens_lean")))]
+    shape = live.get("shape")
+    if shape == "rag":
+        rows.append(("answer containment (gold)", num(live.get("containment_raw"), "{:.2f}"),
+                     num(live.get("containment_lean"), "{:.2f}")))
+        rows.append(("token F1 (gold)", num(live.get("f1_raw"), "{:.3f}"),
+                     num(live.get("f1_lean"), "{:.3f}")))
+    elif shape == "support":
+        cache = live.get("support_cache") or {}
+        share = cache.get("repeats_served_share")
+        rows.append(("repeats served by the cache", "no cache",
+                     f"{num(share, '{:.0%}')} of {cache.get('repeats', 0)}"))
+        rows.append(("false hits (served non-repeats)", "no cache",
+                     f"{cache.get('false_hits', 0)} of {cache.get('served', 0)} served"))
+    if shape != "rag" or live.get("similarity_to_raw") is not None:
+        rows.append(("similarity to the raw answer (MiniLM)", "1.000" if
+                     live.get("similarity_to_raw") is not None else "-",
+                     num(live.get("similarity_to_raw"), "{:.3f}")))
+    rows.append(("$ / call (priced as " + str(live.get("tokens_counted_as")) + ")",
+                 num(live.get("usd_per_call_raw"), "{:.6f}"),
+                 num(live.get("usd_per_call_lean"), "{:.6f}")))
+    rows.append(("answered by the cache", "0", str(live.get("cache_hits", 0))))
+    rows.append(("calls scored / asked", f"{live.get('scored_calls')} / {live.get('calls')}",
+                 f"{live.get('scored_calls')} / {live.get('calls')}"))
+    if live.get("over_context"):
+        rows.append(("over the model's context (not scored)",
+                     str(live.get("over_context_raw", 0)),
+                     str(live.get("over_context_lean", 0))))
+    return rows
+
+
+def run_shape_demo(shape: str, *, data_dir: Path | None = None, calls: int = SHAPE_DEMO_CALLS,
+                   price_as: str = "gpt-4o", max_tokens: int | None = None,
+                   as_json: bool = False, console: Any = None,
+                   entries: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``tokenlean demo --shape NAME``: the traffic suite's live run of one shape
+    (:func:`tokenlean.bench.traffic_live.run_live`, its first ``calls`` calls), then a
+    table raw vs lean; returns the live run's dict (``shape`` names the shape it ran).
+    ``entries``: the calls :func:`shape_entries` built (built here when not given)."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    folder = default_data_dir() if data_dir is None else Path(data_dir)
+    if entries is None:
+        entries = shape_entries(shape, folder, calls)  # refuses before anything loads
+    _rates(price_as)  # fail before starting anything if the price is unknown
+    from tokenlean.bench.traffic_live import run_live
+
+    out = console or Console(stderr=as_json)
+    out.print(f"tokenlean demo: shape [bold]{shape}[/] ({len(entries)} calls generated from "
+              f"{folder}), asked raw and through lean(preset='max-savings')", highlight=False)
+    live = run_live(entries, limit=calls, shape=shape, max_tokens=max_tokens,
+                    price_as=price_as, console=out)
+    table = Table(title=f"shape {shape}: {live['calls']} calls on {live['model']} "
+                        f"(max_tokens {live['max_tokens']})")
+    for column in ("", "raw ChatOpenAI", "lean(ChatOpenAI)"):
+        table.add_column(column)
+    for row in shape_rows(live):
+        table.add_row(*row)
+    out.print(table)
+    out.print(f"ran shape: [bold]{shape}[/]", highlight=False)
+    if as_json:
+        print(json.dumps(live))
+    return live
