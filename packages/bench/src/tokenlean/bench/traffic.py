@@ -12,7 +12,10 @@ tokens with that model's tokenizer). It prints one JSON object::
                        "saved_ratio", "per_layer", "quality"}},
      "blended": {"after_over_before": {MODEL: mean of the shapes' after/before}}, ...}
 
-Money figures are per ``price_as`` model. ``quality`` holds the per-layer quality
+Money figures are per ``price_as`` model and bill the provider's prompt (prefix)
+cache on both sides (the audit's ``prefix_cache``: OpenAI's automatic rule,
+Anthropic's breakpoints), unless ``--no-prefix-cache``; ``list_price`` has the
+same figures at the full input rate. ``quality`` holds the per-layer quality
 proxies the replay reports (from the first ``--price-as`` replay) and, for
 ``support``, what the cache served measured against the generator's labels.
 ``quality["live"]`` is null unless ``--live`` asks for the live run of every shape
@@ -100,12 +103,21 @@ def _shape_result(shape: str, entries: Sequence[Mapping[str, Any]],
     }
     if shape == "support":
         quality["support_cache"] = support_cache_quality(entries, first)
+    # the headline bills the provider's prompt cache where the replay simulated it
+    billed = {m: r.get("prefix_cache") or r for m, r in reports.items()}
     return {
         "requests": first["requests"],
-        "cost_per_mtok_before": {m: r["cost_per_mtok_before"] for m, r in reports.items()},
-        "cost_per_mtok_after": {m: r["cost_per_mtok_after"] for m, r in reports.items()},
-        "saved_ratio": {m: r["saved_ratio"] for m, r in reports.items()},
-        "after_over_before": {m: round(1 - r["saved_ratio"], 4) for m, r in reports.items()},
+        "cost_per_mtok_before": {m: b["cost_per_mtok_before"] for m, b in billed.items()},
+        "cost_per_mtok_after": {m: b["cost_per_mtok_after"] for m, b in billed.items()},
+        "saved_ratio": {m: b["saved_ratio"] for m, b in billed.items()},
+        "after_over_before": {m: round(1 - b["saved_ratio"], 4) for m, b in billed.items()},
+        "prefix_cache": {m: {k: r["prefix_cache"][k] for k in ("rules", "before", "after")}
+                         for m, r in reports.items() if r.get("prefix_cache")} or None,
+        "list_price": {
+            "cost_per_mtok_before": {m: r["cost_per_mtok_before"] for m, r in reports.items()},
+            "cost_per_mtok_after": {m: r["cost_per_mtok_after"] for m, r in reports.items()},
+            "after_over_before": {m: round(1 - r["saved_ratio"], 4)
+                                  for m, r in reports.items()}},
         "tokens_before": {m: r["tokens_before"] for m, r in reports.items()},
         "tokens_after": {m: r["tokens_after"] for m, r in reports.items()},
         "per_layer": per_layer,
@@ -120,10 +132,13 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
                 price_as: Sequence[str] = DEFAULT_PRICE_AS,
                 choices: Mapping[str, Any] | None = None,
                 out: str | Path | None = None, live: bool = False,
-                live_limit: int = DEFAULT_LIVE_LIMIT) -> dict[str, Any]:
+                live_limit: int = DEFAULT_LIVE_LIMIT,
+                prefix_cache: bool = True) -> dict[str, Any]:
     """Generate and replay each shape; the benchmark's JSON object (see the module doc).
     ``choices`` are ``lean()``'s layer keywords on top of the preset (the tests use them
     to keep the replay light); ``out`` keeps the generated logs there as SHAPE.jsonl.
+    ``prefix_cache`` bills the provider's prompt cache on both sides (the audit's
+    ``AuditOptions.prefix_cache``): the headline figures; ``list_price`` has them without.
     ``live`` also runs each shape's live run (its first ``live_limit`` calls) on the
     local model: that shape's ``quality["live"]``."""
     from tokenlean.audit import AuditOptions, audit_entries
@@ -143,7 +158,7 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
         reports = {}
         for model in price_as:
             options = AuditOptions(price_as=model, preset=PRESET, choices=dict(choices or {}),
-                                   max_examples=len(parsed))
+                                   max_examples=len(parsed), prefix_cache=prefix_cache)
             reports[model] = audit_entries(parsed, options=options,
                                            source={"path": f"generated:{shape}"})
         results[shape] = _shape_result(shape, entries, reports)
@@ -171,8 +186,13 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
             "replay: logged answers through the pipeline lean(preset='max-savings') builds; "
             "the live run (--live) asks the local SmolLM2-135M-Instruct raw and "
             "through lean(): its answers' quality, not a commercial model's",
-            "provider prefix-cache prices are not applied: every input token is priced at "
-            "the full input rate",
+            "the provider's prompt (prefix) cache is billed before and after (OpenAI's "
+            "automatic rule; Anthropic's breakpoints at the end of the system prompt and, in "
+            "a conversation, of the prompt), assuming every earlier prompt is still cached; "
+            "list_price has the figures at the full input rate, and per_layer's shares are "
+            "at the list rate" if prefix_cache else
+            "provider prefix-cache prices are not applied (--no-prefix-cache): every input "
+            "token is priced at the full input rate",
         ],
     }
 
@@ -204,6 +224,9 @@ def bench(
                               "figure (needs tokenlean[demo])."),
     live_limit: int = typer.Option(DEFAULT_LIVE_LIMIT, "--live-limit",
                                    help="Calls per shape the live run asks (the first N)."),
+    prefix_cache: bool = typer.Option(True, "--prefix-cache/--no-prefix-cache",
+                                      help="Bill the provider's prompt cache before and after "
+                                      "(the headline; list_price has the figures without)."),
 ) -> None:
     """Replay seeded traffic of five app shapes through lean()'s max-savings pipeline
     (prints JSON)."""
@@ -222,5 +245,6 @@ def bench(
                                                 ("compress", compress), ("budget", budget))
                if (choice := _choice(value)) is not None}
     result = run_traffic(data_dir, shapes=shapes, params=params, price_as=price_as,
-                         choices=choices, out=out, live=live, live_limit=live_limit)
+                         choices=choices, out=out, live=live, live_limit=live_limit,
+                         prefix_cache=prefix_cache)
     typer.echo(json.dumps(result, indent=2))
