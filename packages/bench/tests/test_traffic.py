@@ -412,7 +412,17 @@ def test_live_support_on_the_local_server(data_dir: Path) -> None:
     assert cache["served"] == live["cache_hits"]
 
 
-def test_the_headline_bills_the_providers_prompt_cache(data_dir: Path) -> None:
+def test_the_headline_bills_the_providers_prompt_cache(data_dir: Path,
+                                                       tmp_path: Path) -> None:
+    import shutil
+
+    long_templates = tmp_path / "data"
+    shutil.copytree(data_dir, long_templates)
+    _write(long_templates / "templates_prompts_chat_dev.jsonl", [  # > 1,024 tokens each
+        {"id": f"acp-{i}", "name": f"Role {i}", "type": "TEXT",
+         "template": f"I want you to act as support agent {i}. " + _text(i, 900, "t")}
+        for i in range(2)])
+    data_dir = long_templates
     billed = run_traffic(data_dir, shapes=["multi-turn"], params=TrafficParams(limit=8),
                          price_as=["gpt-4o"], choices=FAST)["shapes"]["multi-turn"]
     plain = run_traffic(data_dir, shapes=["multi-turn"], params=TrafficParams(limit=8),
