@@ -434,3 +434,26 @@ def test_the_headline_bills_the_providers_prompt_cache(data_dir: Path,
     cache = billed["prefix_cache"]["gpt-4o"]
     assert cache["before"]["cache_read"] > 0  # later turns resend the long system prompt
     assert billed["cost_per_mtok_before"]["gpt-4o"] < plain["cost_per_mtok_before"]["gpt-4o"]
+
+
+def test_the_support_curve_replays_each_repeat_rate(data_dir: Path) -> None:
+    result = run_traffic(data_dir, shapes=["chat"], params=TrafficParams(limit=20),
+                         price_as=["gpt-4o"], choices=FAST, support_rates=[0.1, 0.5])
+    low, high = result["support_curve"]
+    assert (low["repeat_rate"], high["repeat_rate"]) == (0.1, 0.5)
+    assert (low["repeats"], high["repeats"]) == (2, 10)
+    # more repeats, more served from the (exact) cache, a cheaper bill
+    assert high["served"] > low["served"]
+    assert high["after_over_before"]["gpt-4o"] < low["after_over_before"]["gpt-4o"]
+    assert run_traffic(data_dir, shapes=["chat"], params=TrafficParams(limit=5),
+                       price_as=["gpt-4o"], choices=FAST)["support_curve"] is None
+
+
+def test_the_support_curve_option_checks_its_rates(data_dir: Path) -> None:
+    app = typer.Typer()
+    app.command("traffic")(bench)
+    app.command("other")(lambda: None)
+    for bad in ("0.3,1.5", "0.3,abc"):
+        result = CliRunner().invoke(app, ["traffic", "--data-dir", str(data_dir),
+                                          "--shape", "chat", "--support-curve", bad])
+        assert result.exit_code == 2, result.output

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence, Set
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -127,47 +128,85 @@ def _shape_result(shape: str, entries: Sequence[Mapping[str, Any]],
     }
 
 
+def _replay_shape(data_dir: str | Path, shape: str, params: TrafficParams,
+                  price_as: Sequence[str], choices: Mapping[str, Any] | None,
+                  prefix_cache: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Generate one shape's log and replay it once per ``price_as`` model: the log and
+    the shape's result."""
+    from tokenlean.audit import AuditOptions, audit_entries
+    from tokenlean.audit._logs import parse_line
+
+    entries = generate(data_dir, shape, params)
+    parsed = [parse_line(e, n) for n, e in enumerate(entries, 1)]
+    reports = {}
+    for model in price_as:
+        options = AuditOptions(price_as=model, preset=PRESET, choices=dict(choices or {}),
+                               max_examples=len(parsed), prefix_cache=prefix_cache)
+        reports[model] = audit_entries(parsed, options=options,
+                                       source={"path": f"generated:{shape}"})
+    return entries, _shape_result(shape, entries, reports)
+
+
+def _check_rates(rates: Sequence[float]) -> list[float]:
+    for rate in rates:
+        if not 0 <= rate < 1:
+            raise ValueError(f"a repeat rate is a share in [0, 1), got {rate}")
+    return list(rates)
+
+
+def support_curve(data_dir: str | Path, rates: Sequence[float], *, params: TrafficParams,
+                  price_as: Sequence[str], choices: Mapping[str, Any] | None = None,
+                  prefix_cache: bool = True) -> list[dict[str, Any]]:
+    """The ``support`` shape replayed at each repeat rate: cost after / before and what the
+    cache served against the labels, one row per rate."""
+    rows = []
+    for rate in rates:
+        _, result = _replay_shape(data_dir, "support", replace(params, repeat_rate=rate),
+                                  price_as, choices, prefix_cache)
+        served = result["quality"]["support_cache"]
+        rows.append({"repeat_rate": rate, "requests": result["requests"],
+                     "after_over_before": result["after_over_before"],
+                     "cache_saved_share": result["per_layer"].get("cache", {}).get(
+                         "saved_share"),
+                     **{k: served[k] for k in ("repeats", "served", "repeats_served_share",
+                                               "false_hits", "false_hit_rate")}})
+    return rows
+
+
 def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
                 params: TrafficParams | None = None,
                 price_as: Sequence[str] = DEFAULT_PRICE_AS,
                 choices: Mapping[str, Any] | None = None,
                 out: str | Path | None = None, live: bool = False,
                 live_limit: int = DEFAULT_LIVE_LIMIT,
-                prefix_cache: bool = True) -> dict[str, Any]:
+                prefix_cache: bool = True,
+                support_rates: Sequence[float] = ()) -> dict[str, Any]:
     """Generate and replay each shape; the benchmark's JSON object (see the module doc).
     ``choices`` are ``lean()``'s layer keywords on top of the preset (the tests use them
     to keep the replay light); ``out`` keeps the generated logs there as SHAPE.jsonl.
     ``prefix_cache`` bills the provider's prompt cache on both sides (the audit's
     ``AuditOptions.prefix_cache``): the headline figures; ``list_price`` has them without.
     ``live`` also runs each shape's live run (its first ``live_limit`` calls) on the
-    local model: that shape's ``quality["live"]``."""
-    from tokenlean.audit import AuditOptions, audit_entries
-    from tokenlean.audit._logs import parse_line
-
+    local model: that shape's ``quality["live"]``. ``support_rates`` adds
+    ``support_curve``: the ``support`` shape replayed at each of those repeat rates."""
     params = params or TrafficParams()
     if not price_as:
         raise ValueError("price_as needs at least one model")
     if live and live_limit < 1:
         raise ValueError("live_limit must be at least 1")
     results: dict[str, Any] = {}
+    _check_rates(support_rates)
     for shape in shapes:
-        entries = generate(data_dir, shape, params)
+        entries, results[shape] = _replay_shape(data_dir, shape, params, price_as, choices,
+                                                prefix_cache)
         if out is not None:
             write_log(entries, Path(out) / f"{shape}.jsonl")
-        parsed = [parse_line(e, n) for n, e in enumerate(entries, 1)]
-        reports = {}
-        for model in price_as:
-            options = AuditOptions(price_as=model, preset=PRESET, choices=dict(choices or {}),
-                                   max_examples=len(parsed), prefix_cache=prefix_cache)
-            reports[model] = audit_entries(parsed, options=options,
-                                           source={"path": f"generated:{shape}"})
-        results[shape] = _shape_result(shape, entries, reports)
         if live:
             from .traffic_live import run_live
 
             results[shape]["quality"]["live"] = run_live(
                 entries, limit=live_limit, shape=shape, price_as=price_as[0], choices=choices)
-        print(f"traffic: {shape}: {len(parsed)} calls, saved "
+        print(f"traffic: {shape}: {len(entries)} calls, saved "
               f"{results[shape]['saved_ratio']}", file=sys.stderr)
     blended = {m: round(sum(r["after_over_before"][m] for r in results.values())
                         / len(results), 4) for m in price_as} if results else {}
@@ -182,6 +221,9 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
                     "how": "plain mean of the shapes' after/before cost ratios"},
         "live": {"shapes": list(results), "at": "shapes.NAME.quality.live",
                  "limit": live_limit} if live and results else None,
+        "support_curve": support_curve(data_dir, support_rates, params=params,
+                                       price_as=price_as, choices=choices,
+                                       prefix_cache=prefix_cache) if support_rates else None,
         "notes": [
             "replay: logged answers through the pipeline lean(preset='max-savings') builds; "
             "the live run (--live) asks the local SmolLM2-135M-Instruct raw and "
@@ -227,12 +269,16 @@ def bench(
     prefix_cache: bool = typer.Option(True, "--prefix-cache/--no-prefix-cache",
                                       help="Bill the provider's prompt cache before and after "
                                       "(the headline; list_price has the figures without)."),
+    curve: str | None = typer.Option(None, "--support-curve", help="Also replay the support "
+                                     "shape at these repeat rates, comma-separated (e.g. "
+                                     "0.1,0.3,0.5,0.7): support_curve in the JSON."),
 ) -> None:
     """Replay seeded traffic of five app shapes through lean()'s max-savings pipeline
     (prints JSON)."""
     try:
         shapes = list(iter_shapes(shape))
         params = TrafficParams(seed=seed, limit=limit, repeat_rate=repeat_rate)
+        rates = _check_rates([float(r) for r in curve.split(",") if r.strip()] if curve else [])
         if live and live_limit < 1:
             raise ValueError("--live-limit must be at least 1")
     except ValueError as exc:
@@ -246,5 +292,5 @@ def bench(
                if (choice := _choice(value)) is not None}
     result = run_traffic(data_dir, shapes=shapes, params=params, price_as=price_as,
                          choices=choices, out=out, live=live, live_limit=live_limit,
-                         prefix_cache=prefix_cache)
+                         prefix_cache=prefix_cache, support_rates=rates)
     typer.echo(json.dumps(result, indent=2))
