@@ -281,6 +281,8 @@ def test_summarise_live_leaves_over_context_calls_unscored() -> None:
     assert live["over_context"] == 1 and live["over_context_raw"] == 1
     assert live["over_context_lean"] == 0
     assert live["input_tokens_raw"] == 100  # the over-context call is not in the means
+    assert live["input_tokens_raw_all"] == pytest.approx(12200 / 3, abs=1e-3)
+    assert live["input_tokens_lean_all"] == pytest.approx(2620 / 3, abs=1e-3)
     assert live["output_tokens_raw"] == 20 and live["output_tokens_lean"] == 7.5
     assert live["similarity_to_raw"] == 0.75 and live["similarity_calls"] == 2
     assert live["answer_changed_share"] == 0.5

@@ -187,7 +187,8 @@ def summarise_live(rows: Sequence[Mapping[str, Any]], *, model: str, max_tokens:
     and as the shape has them ``golds`` (rag), ``metadata`` (support: the generator's
     labels), ``similarity`` (MiniLM cosine of the two answers), ``finish_raw`` /
     ``finish_lean``. Token, output and quality figures are means over the calls both
-    arms answered; ``rates`` (USD per input and output token) adds $ per call."""
+    arms answered (``input_tokens_*_all``: over every call); ``rates`` (USD per input and
+    output token) adds $ per call."""
     scored = _answered(rows)
     n = len(scored)
     out: dict[str, Any] = {
@@ -198,6 +199,9 @@ def summarise_live(rows: Sequence[Mapping[str, Any]], *, model: str, max_tokens:
         "over_context_lean": sum(r.get("lean") is None for r in rows),
         "input_tokens_raw": _mean([float(r["in_raw"]) for r in scored]),
         "input_tokens_lean": _mean([float(r["in_lean"]) for r in scored]),
+        # over every call asked, a prompt the model refused included (what was sent)
+        "input_tokens_raw_all": _mean([float(r["in_raw"]) for r in rows]),
+        "input_tokens_lean_all": _mean([float(r["in_lean"]) for r in rows]),
         "output_tokens_raw": _mean([float(r["out_raw"]) for r in scored]),
         "output_tokens_lean": _mean([float(r["out_lean"]) for r in scored]),
         "tokens_counted_as": price_as,
