@@ -17,6 +17,7 @@ from tokenlean.budget import (
     BudgetLayer,
     concise_types,
     detect_task_type,
+    length_instruction,
 )
 from tokenlean.core import (
     ConfigError,
@@ -185,5 +186,38 @@ def test_concise_applies_while_a_calibrated_layer_warms_up() -> None:
         assert detail["concise"] is True and detail["task_type"] == "chat"
         sent, detail = _run(layer, "Solve 2x + 3 = 11 for x.")
         assert [m.role for m in sent.messages] == ["user"] and detail["concise"] is False
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("calibration", [False, True])
+def test_concise_applies_to_a_call_with_its_own_cap_and_keeps_the_cap(
+        calibration: bool) -> None:
+    """An app that sets max_tokens (most do) still gets concise mode: the instruction's
+    soft budget is the prior's figure, never above the app's cap, and the cap is kept."""
+    from tokenlean.budget import SQLiteBudgetStore
+
+    store = SQLiteBudgetStore(":memory:")
+    seen: list[Request] = []
+
+    def complete(request: Request) -> Response:
+        seen.append(request)
+        return Response(text="ok", usage=Usage(input_tokens=10, output_tokens=1),
+                        model=request.model)
+
+    try:
+        layer = BudgetLayer(predictor=Fixed(), concise=True, calibration=calibration,
+                            store=store)
+        pipeline = Pipeline(provider=FunctionProvider(complete, name="echo"), layers=[layer],
+                            prices=PRICES)
+        for cap in (40, 4096):
+            result = pipeline.run(Request(messages=(Message(
+                role="user", content="Write a short poem about the sea."),),
+                model="gpt-4o", max_tokens=cap))
+            detail = next(r for r in result.record.layers if r.layer == "budget").detail
+            assert seen[-1].max_tokens == cap  # the app's cap: neither raised nor lowered
+            assert detail["concise"] is True
+            # the soft budget is the prior's 200, or the app's cap where that is lower
+            assert seen[-1].messages[0].text == length_instruction(min(200, cap))
     finally:
         store.close()

@@ -296,8 +296,9 @@ class BudgetLayer:
     def _output(self, request: Request) -> _Output:
         cap = request.output_cap
         if self.calibration is None:  # the prior as it is, where the app set no cap
-            if cap is not None:
-                return _Output(cap, None)
+            if cap is not None:  # concise mode's instruction still needs a soft budget
+                return _Output(cap, None, prior=self.predict_max_tokens(request)
+                               if self.concise else None)
             predicted = self.predict_max_tokens(request)
             if predicted is not None:
                 return _Output(min(predicted, self.default_max_tokens), predicted)
@@ -463,11 +464,12 @@ class BudgetLayer:
                                     cap is not None and plan.max_tokens < cap):
             out = out.with_output_cap(plan.max_tokens)  # lowered (or set where the app gave none)
         concise: dict[str, Any] = {}
-        # the instruction's soft budget: the bound from the prediction; while a calibrated
-        # layer warms up (no bound yet, no app cap), the prior predictor's figure
+        # the instruction's soft budget: the bound from the prediction; where there is none
+        # (a calibrated layer warming up, or the app's own cap kept) the prior predictor's
+        # figure, never above the cap the call goes out with
         soft = plan.max_tokens if predicted is not None else (
             min(output.prior, plan.max_tokens)
-            if output is not None and output.prior is not None and cap is None else None)
+            if output is not None and output.prior is not None else None)
         if self.concise and soft is not None:  # only for the allowed task types
             out, concise = concise_policy(out, soft, self.concise_types)
         detail: dict[str, Any] = {
