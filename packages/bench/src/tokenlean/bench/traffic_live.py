@@ -321,8 +321,9 @@ def run_live(entries: Sequence[Mapping[str, Any]], *, limit: int = DEFAULT_LIVE_
                 "tokenlean") or {}
             cached = bool(meta.get("cached"))
             record = ledger.records[-1] if len(ledger.records) > before else None
-            removed = sum(rep.saved_input_tokens for rep in (record.layers if record else ())
-                          if rep.layer in ("templates", "compress"))
+            # what the layers took out of the prompt, less what they added (concise
+            # mode's length instruction counts as a negative saving)
+            removed = sum(rep.saved_input_tokens for rep in (record.layers if record else ()))
             raw_text = None if raw is None else str(raw.content)
             lean_text = None if lean_message is None else str(lean_message.content)
             metadata = entry.get("metadata") or {}
