@@ -459,3 +459,34 @@ def test_the_support_curve_option_checks_its_rates(data_dir: Path) -> None:
         result = CliRunner().invoke(app, ["traffic", "--data-dir", str(data_dir),
                                           "--shape", "chat", "--support-curve", bad])
         assert result.exit_code == 2, result.output
+
+
+def test_rag_answer_retention_checks_the_gold_in_what_the_layers_send(
+        data_dir: Path) -> None:
+    from tokenlean.bench.traffic import rag_answer_retention
+
+    entries = generate(data_dir, "rag", TrafficParams(limit=6))
+    kept = rag_answer_retention(entries, {"compress": False})
+    assert kept["layers"] == ["templates"]
+    assert kept["gold_in_prompt"] == 6 and kept["gold_kept"] == 6 and kept["retention"] == 1.0
+    # a gold answer the prompt never held is not counted; one a layer drops is
+    lost = [dict(entries[0], metadata={**entries[0]["metadata"], "answers": ["Atlantis"]})]
+    assert rag_answer_retention(lost, {"compress": False})["gold_in_prompt"] == 0
+    # compress (4x) drops most of 12 paragraphs that have nothing to do with the question:
+    # a gold answer in the middle one goes with it
+    filler = "\n\n".join(_text(k, 60, f"f{k}") for k in range(12))
+    off_topic = [dict(entries[0], metadata={**entries[0]["metadata"],
+                                            "answers": ["alphaf5 betaf5 gammaf5"]},
+                      request={**entries[0]["request"], "messages": [
+                          {"role": "system", "content": "Answer from the paragraphs."},
+                          {"role": "user", "content": f"{filler}\n\n"
+                           "Question: Which city hosted event 1?"}]})]
+    assert rag_answer_retention(off_topic, {"compress": False})["retention"] == 1.0
+    assert rag_answer_retention(off_topic)["retention"] == 0.0
+
+
+def test_the_rag_shape_reports_answer_retention(data_dir: Path) -> None:
+    rag = run_traffic(data_dir, shapes=["rag"], params=TrafficParams(limit=4),
+                      price_as=["gpt-4o"], choices=FAST)["shapes"]["rag"]
+    assert rag["quality"]["answer_retention"]["gold_in_prompt"] == 4
+    assert 0 <= rag["quality"]["answer_retention"]["retention"] <= 1

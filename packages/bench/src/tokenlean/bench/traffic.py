@@ -38,7 +38,7 @@ from typing import Any
 import typer
 
 from .traffic_gen import SHAPES, TrafficParams, generate, iter_shapes, write_log
-from .traffic_live import DEFAULT_LIVE_LIMIT
+from .traffic_live import DEFAULT_LIVE_LIMIT, containment
 
 __all__ = ["PRESET", "bench", "run_traffic", "served_cache_quality", "support_cache_quality"]
 
@@ -80,6 +80,41 @@ def served_cache_quality(entries: Sequence[Mapping[str, Any]],
         "false_hit_rate": round(len(false_hits) / len(served), 4) if served else 0.0,
         "by_kind": dict(sorted(by_kind.items())),
     }
+
+
+def rag_answer_retention(entries: Sequence[Mapping[str, Any]],
+                         choices: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """How often a gold answer survives the rewriting layers ``lean()`` builds (templates,
+    compress): each ``rag`` call's messages go through them as the pipeline runs them,
+    and the result is checked for a gold answer (SQuAD's normalisation), next to the
+    same check on the prompt as sent. ``retention`` is kept / present."""
+    from tokenlean.core import Request
+    from tokenlean.core.presets import resolve_lean
+
+    layers, _ = resolve_lean(preset=PRESET, ledger=False, **dict(choices or {}))
+    rewriting = [layer for layer in layers if layer.name in ("templates", "compress")]
+    present = kept = 0
+    try:
+        for entry in entries:
+            golds = (entry.get("metadata") or {}).get("answers") or []
+            request = Request(model=entry["request"]["model"],
+                              messages=entry["request"]["messages"])
+            if not containment(" ".join(m.text for m in request.messages), golds):
+                continue
+            present += 1
+            for layer in rewriting:
+                rewritten = layer.process(request)
+                if isinstance(rewritten, Request):  # a rewriting layer never answers
+                    request = rewritten
+            kept += containment(" ".join(m.text for m in request.messages), golds)
+    finally:
+        for layer in layers:
+            close = getattr(layer, "close", None)
+            if callable(close):
+                close()
+    return {"calls": len(entries), "gold_in_prompt": present, "gold_kept": kept,
+            "retention": round(kept / present, 4) if present else None,
+            "layers": [layer.name for layer in rewriting]}
 
 
 def _shape_result(shape: str, entries: Sequence[Mapping[str, Any]],
@@ -138,13 +173,17 @@ def _replay_shape(data_dir: str | Path, shape: str, params: TrafficParams,
 
     entries = generate(data_dir, shape, params)
     parsed = [parse_line(e, n) for n, e in enumerate(entries, 1)]
+    retention = rag_answer_retention(entries, choices) if shape == "rag" else None
     reports = {}
     for model in price_as:
         options = AuditOptions(price_as=model, preset=PRESET, choices=dict(choices or {}),
                                max_examples=len(parsed), prefix_cache=prefix_cache)
         reports[model] = audit_entries(parsed, options=options,
                                        source={"path": f"generated:{shape}"})
-    return entries, _shape_result(shape, entries, reports)
+    result = _shape_result(shape, entries, reports)
+    if retention is not None:
+        result["quality"]["answer_retention"] = retention
+    return entries, result
 
 
 def _check_rates(rates: Sequence[float]) -> list[float]:
