@@ -490,3 +490,30 @@ def test_the_rag_shape_reports_answer_retention(data_dir: Path) -> None:
                       price_as=["gpt-4o"], choices=FAST)["shapes"]["rag"]
     assert rag["quality"]["answer_retention"]["gold_in_prompt"] == 4
     assert 0 <= rag["quality"]["answer_retention"]["retention"] <= 1
+
+
+def test_measured_concise_ratios_add_an_estimate_kept_out_of_the_headline(
+        data_dir: Path) -> None:
+    from tokenlean.audit import OutputRatios
+
+    ratios = OutputRatios(ratios={"chat": 0.5, "code": 0.5}, rows={"chat": 20, "code": 20},
+                          source="test")
+    plain = run_traffic(data_dir, shapes=["chat"], params=TrafficParams(limit=6),
+                        price_as=["gpt-4o"], choices=FAST)["shapes"]["chat"]
+    with_ratios = run_traffic(data_dir, shapes=["chat"], params=TrafficParams(limit=6),
+                              price_as=["gpt-4o"], choices=FAST,
+                              output_ratios=ratios)["shapes"]["chat"]
+    assert plain["concise_estimate"] is None
+    assert with_ratios["after_over_before"] == plain["after_over_before"]  # headline as is
+    estimate = with_ratios["concise_estimate"]["gpt-4o"]
+    # the AlpacaEval prompts are chat (concise by default, halved); the Arena ones ask for
+    # code, which concise mode leaves as asked
+    assert estimate["est_saved_output_tokens"] > 0
+    assert estimate["after_over_before_with_estimate"] < plain["after_over_before"]["gpt-4o"]
+    code_only = OutputRatios(ratios={"code": 0.5}, rows={"code": 20}, source="test")
+    none_saved = run_traffic(data_dir, shapes=["chat"], params=TrafficParams(limit=6),
+                             price_as=["gpt-4o"], choices=FAST,
+                             output_ratios=code_only)["shapes"]["chat"]["concise_estimate"]
+    assert none_saved["gpt-4o"]["est_saved_output_tokens"] == 0
+    assert (none_saved["gpt-4o"]["after_over_before_with_estimate"]
+            == pytest.approx(plain["after_over_before"]["gpt-4o"], abs=1e-3))

@@ -33,12 +33,15 @@ import sys
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from .traffic_gen import SHAPES, TrafficParams, generate, iter_shapes, write_log
 from .traffic_live import DEFAULT_LIVE_LIMIT, containment
+
+if TYPE_CHECKING:
+    from tokenlean.audit import OutputRatios
 
 __all__ = ["PRESET", "bench", "run_traffic", "served_cache_quality", "support_cache_quality"]
 
@@ -141,6 +144,14 @@ def _shape_result(shape: str, entries: Sequence[Mapping[str, Any]],
         quality["support_cache"] = support_cache_quality(entries, first)
     # the headline bills the provider's prompt cache where the replay simulated it
     billed = {m: r.get("prefix_cache") or r for m, r in reports.items()}
+    estimate = {m: {"est_saved_output_tokens": r["output_estimate"]["est_saved_output_tokens"],
+                    "est_saved_usd": r["output_estimate"]["est_saved_usd"],
+                    "after_over_before_with_estimate": round(
+                        (billed[m]["cost_usd_after"] - r["output_estimate"]["est_saved_usd"])
+                        / billed[m]["cost_usd_before"], 4) if billed[m]["cost_usd_before"]
+                    else None,
+                    "source": r["output_estimate"]["source"]}
+                for m, r in reports.items() if r.get("output_estimate")}
     return {
         "requests": first["requests"],
         "cost_per_mtok_before": {m: b["cost_per_mtok_before"] for m, b in billed.items()},
@@ -157,6 +168,7 @@ def _shape_result(shape: str, entries: Sequence[Mapping[str, Any]],
         "tokens_before": {m: r["tokens_before"] for m, r in reports.items()},
         "tokens_after": {m: r["tokens_after"] for m, r in reports.items()},
         "per_layer": per_layer,
+        "concise_estimate": estimate or None,
         "quality": quality,
         "layer_order": first["layer_order"],
         "elapsed_s": round(sum(r["elapsed_s"] for r in reports.values()), 2),
@@ -165,7 +177,8 @@ def _shape_result(shape: str, entries: Sequence[Mapping[str, Any]],
 
 def _replay_shape(data_dir: str | Path, shape: str, params: TrafficParams,
                   price_as: Sequence[str], choices: Mapping[str, Any] | None,
-                  prefix_cache: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                  prefix_cache: bool, output_ratios: OutputRatios | None = None,
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Generate one shape's log and replay it once per ``price_as`` model: the log and
     the shape's result."""
     from tokenlean.audit import AuditOptions, audit_entries
@@ -177,7 +190,8 @@ def _replay_shape(data_dir: str | Path, shape: str, params: TrafficParams,
     reports = {}
     for model in price_as:
         options = AuditOptions(price_as=model, preset=PRESET, choices=dict(choices or {}),
-                               max_examples=len(parsed), prefix_cache=prefix_cache)
+                               max_examples=len(parsed), prefix_cache=prefix_cache,
+                               output_ratios=output_ratios)
         reports[model] = audit_entries(parsed, options=options,
                                        source={"path": f"generated:{shape}"})
     result = _shape_result(shape, entries, reports)
@@ -219,7 +233,8 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
                 out: str | Path | None = None, live: bool = False,
                 live_limit: int = DEFAULT_LIVE_LIMIT,
                 prefix_cache: bool = True,
-                support_rates: Sequence[float] = ()) -> dict[str, Any]:
+                support_rates: Sequence[float] = (),
+                output_ratios: OutputRatios | None = None) -> dict[str, Any]:
     """Generate and replay each shape; the benchmark's JSON object (see the module doc).
     ``choices`` are ``lean()``'s layer keywords on top of the preset (the tests use them
     to keep the replay light); ``out`` keeps the generated logs there as SHAPE.jsonl.
@@ -227,7 +242,10 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
     ``AuditOptions.prefix_cache``): the headline figures; ``list_price`` has them without.
     ``live`` also runs each shape's live run (its first ``live_limit`` calls) on the
     local model: that shape's ``quality["live"]``. ``support_rates`` adds
-    ``support_curve``: the ``support`` shape replayed at each of those repeat rates."""
+    ``support_curve``: the ``support`` shape replayed at each of those repeat rates.
+    ``output_ratios`` (``tokenlean bench output``'s measured concise ratios) adds each
+    shape's ``concise_estimate``: the audit's estimate of the output concise mode would
+    save, kept out of the headline (a replay answers with the logged answers)."""
     params = params or TrafficParams()
     if not price_as:
         raise ValueError("price_as needs at least one model")
@@ -237,7 +255,7 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
     _check_rates(support_rates)
     for shape in shapes:
         entries, results[shape] = _replay_shape(data_dir, shape, params, price_as, choices,
-                                                prefix_cache)
+                                                prefix_cache, output_ratios)
         if out is not None:
             write_log(entries, Path(out) / f"{shape}.jsonl")
         if live:
@@ -308,6 +326,9 @@ def bench(
     prefix_cache: bool = typer.Option(True, "--prefix-cache/--no-prefix-cache",
                                       help="Bill the provider's prompt cache before and after "
                                       "(the headline; list_price has the figures without)."),
+    output_ratios: Path | None = typer.Option(
+        None, "--output-ratios", help="The JSON `tokenlean bench output` printed: add each "
+        "shape's concise_estimate (output concise mode would save; not in the headline)."),
     curve: str | None = typer.Option(None, "--support-curve", help="Also replay the support "
                                      "shape at these repeat rates, comma-separated (e.g. "
                                      "0.1,0.3,0.5,0.7): support_curve in the JSON."),
@@ -324,12 +345,16 @@ def bench(
         raise typer.BadParameter(str(exc)) from None
     # the layer options as `tokenlean audit` reads them (imported here: the CLI package
     # loads the benches when it starts)
+    from tokenlean.audit import load_output_ratios
     from tokenlean.cli._audit import _choice
+
+    ratios = None if output_ratios is None else load_output_ratios(output_ratios)
 
     choices = {name: choice for name, value in (("cache", cache), ("templates", templates),
                                                 ("compress", compress), ("budget", budget))
                if (choice := _choice(value)) is not None}
     result = run_traffic(data_dir, shapes=shapes, params=params, price_as=price_as,
                          choices=choices, out=out, live=live, live_limit=live_limit,
-                         prefix_cache=prefix_cache, support_rates=rates)
+                         prefix_cache=prefix_cache, support_rates=rates,
+                         output_ratios=ratios)
     typer.echo(json.dumps(result, indent=2))
