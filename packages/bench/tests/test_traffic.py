@@ -339,9 +339,25 @@ def test_live_runs_for_every_shape(data_dir: Path, monkeypatch: pytest.MonkeyPat
         seen.append({"shapes": {e["metadata"]["shape"] for e in entries}, **kwargs})
         return {"model": "stub", "shape": kwargs["shape"], "calls": kwargs["limit"]}
 
+    class FakeServer:
+        stopped = 0
+
+        def stop(self) -> None:
+            self.stopped += 1
+
+    servers: list[FakeServer] = []
+
+    def fake_server() -> tuple[FakeServer, str]:
+        servers.append(FakeServer())
+        return servers[-1], "stub-model"
+
     monkeypatch.setattr(traffic_live, "run_live", fake_run_live)
+    monkeypatch.setattr(traffic_live, "start_live_server", fake_server)
     result = run_traffic(data_dir, shapes=["support", "chat"], params=TrafficParams(limit=6),
                          price_as=["gpt-4o"], choices=FAST, live=True, live_limit=3)
+    # one server for every shape, stopped once at the end
+    assert len(servers) == 1 and servers[0].stopped == 1
+    assert all(s["server"] == (servers[0], "stub-model") for s in seen)
     assert [s["shape"] for s in seen] == ["support", "chat"]
     assert [s["shapes"] for s in seen] == [{"support"}, {"chat"}]
     assert all(s["limit"] == 3 and s["price_as"] == "gpt-4o" for s in seen)

@@ -253,18 +253,25 @@ def run_traffic(data_dir: str | Path, *, shapes: Sequence[str] = SHAPES,
         raise ValueError("live_limit must be at least 1")
     results: dict[str, Any] = {}
     _check_rates(support_rates)
-    for shape in shapes:
-        entries, results[shape] = _replay_shape(data_dir, shape, params, price_as, choices,
-                                                prefix_cache, output_ratios)
-        if out is not None:
-            write_log(entries, Path(out) / f"{shape}.jsonl")
-        if live:
-            from .traffic_live import run_live
+    server = None  # the live runs share one local server (the model loads once)
+    try:
+        for shape in shapes:
+            entries, results[shape] = _replay_shape(data_dir, shape, params, price_as,
+                                                    choices, prefix_cache, output_ratios)
+            if out is not None:
+                write_log(entries, Path(out) / f"{shape}.jsonl")
+            if live:
+                from . import traffic_live
 
-            results[shape]["quality"]["live"] = run_live(
-                entries, limit=live_limit, shape=shape, price_as=price_as[0], choices=choices)
-        print(f"traffic: {shape}: {len(entries)} calls, saved "
-              f"{results[shape]['saved_ratio']}", file=sys.stderr)
+                server = server or traffic_live.start_live_server()
+                results[shape]["quality"]["live"] = traffic_live.run_live(
+                    entries, limit=live_limit, shape=shape, price_as=price_as[0],
+                    choices=choices, server=server)
+            print(f"traffic: {shape}: {len(entries)} calls, saved "
+                  f"{results[shape]['saved_ratio']}", file=sys.stderr)
+    finally:
+        if server is not None:
+            server[0].stop()
     blended = {m: round(sum(r["after_over_before"][m] for r in results.values())
                         / len(results), 4) for m in price_as} if results else {}
     return {

@@ -262,23 +262,43 @@ def _finish(message: Any) -> str | None:
     return None if reason is None else str(reason)
 
 
+def _require_demo_extra() -> None:
+    from tokenlean.core._optional import require
+
+    for module in _NEEDS:
+        require(module, extra="demo", feature="tokenlean bench traffic --live")
+
+
+def start_live_server(console: Any = None) -> tuple[Any, str]:
+    """The local server the live runs ask (SmolLM2-135M-Instruct, started as ``tokenlean
+    demo`` starts it) and its model name; ``server.stop()`` stops it. Give it to
+    :func:`run_live` (``server=``) to ask several shapes of one server."""
+    _require_demo_extra()
+    from rich.console import Console
+
+    from tokenlean.cli._demo import _quiet, _start_server
+
+    _quiet()
+    started: tuple[Any, str] = _start_server(console or Console(stderr=True))
+    return started
+
+
 def run_live(entries: Sequence[Mapping[str, Any]], *, limit: int = DEFAULT_LIVE_LIMIT,
              shape: str = "rag", max_tokens: int | None = None, price_as: str = "gpt-4o",
              choices: Mapping[str, Any] | None = None,
-             console: Any = None) -> dict[str, Any]:
+             console: Any = None, server: tuple[Any, str] | None = None) -> dict[str, Any]:
     """Ask the first ``limit`` entries of ``shape`` of the local model raw and through
     ``lean(preset="max-savings")``; ``quality["live"]`` (see the module doc).
-    ``max_tokens`` overrides the shape's cap (:data:`LIVE_SHAPES`)."""
-    from tokenlean.core._optional import require
-
+    ``max_tokens`` overrides the shape's cap (:data:`LIVE_SHAPES`). ``server`` is one
+    :func:`start_live_server` started (left running); without it the run starts its own
+    and stops it."""
     if shape not in LIVE_SHAPES:
         raise ValueError(f"unknown shape {shape!r}; choose one of {list(LIVE_SHAPES)}")
-    for module in _NEEDS:
-        require(module, extra="demo", feature="tokenlean bench traffic --live")
+    _require_demo_extra()
     from rich.console import Console
 
     from langchain_tokenlean import lean
-    from tokenlean.cli._demo import _Collect, _quiet, _rates, _start_server, local_chat_model
+    from tokenlean.cli._demo import _Collect, _rates, local_chat_model
     from tokenlean.core import count_messages, count_tokens
 
     from .traffic import PRESET
@@ -291,15 +311,15 @@ def run_live(entries: Sequence[Mapping[str, Any]], *, limit: int = DEFAULT_LIVE_
     if not calls:
         raise ValueError(f"the live run needs {shape} entries")
     rates = _rates(price_as)  # fails before the model loads if the price is unknown
-    _quiet()
     out = console or Console(stderr=True)
-    server, model_name = _start_server(out)
+    own_server = server is None
+    local, model_name = start_live_server(out) if server is None else server
     scratch = tempfile.TemporaryDirectory(prefix="tokenlean-traffic-", ignore_cleanup_errors=True)
     rows: list[dict[str, Any]] = []
     stop = list(settings.stop)
 
     def chat() -> Any:
-        return local_chat_model(server.url, model_name, max_tokens=cap, stop=stop)
+        return local_chat_model(local.url, model_name, max_tokens=cap, stop=stop)
 
     try:
         raw_llm = chat()
@@ -346,7 +366,8 @@ def run_live(entries: Sequence[Mapping[str, Any]], *, limit: int = DEFAULT_LIVE_
                          else ""), highlight=False)
         layer_names = [layer.name for layer in lean_llm.bound.layers]
     finally:
-        server.stop()
+        if own_server:
+            local.stop()
         scratch.cleanup()
     _similarities(rows)
     live = summarise_live(rows, model=model_name, max_tokens=cap, price_as=price_as,
