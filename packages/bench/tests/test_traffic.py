@@ -430,6 +430,15 @@ def test_live_support_on_the_local_server(data_dir: Path) -> None:
     assert cache["served"] == live["cache_hits"]
 
 
+def _one_shape(data_dir: Path, shape: str, limit: int, **options: Any) -> dict[str, Any]:
+    """One shape's result, replayed lightly (exact cache, whitespace templates), gpt-4o."""
+    result: dict[str, Any] = run_traffic(data_dir, shapes=[shape],
+                                         params=TrafficParams(limit=limit),
+                                         price_as=["gpt-4o"], choices=FAST,
+                                         **options)["shapes"][shape]
+    return result
+
+
 def test_the_headline_bills_the_providers_prompt_cache(data_dir: Path,
                                                        tmp_path: Path) -> None:
     import shutil
@@ -441,11 +450,8 @@ def test_the_headline_bills_the_providers_prompt_cache(data_dir: Path,
          "template": f"I want you to act as support agent {i}. " + _text(i, 900, "t")}
         for i in range(2)])
     data_dir = long_templates
-    billed = run_traffic(data_dir, shapes=["multi-turn"], params=TrafficParams(limit=8),
-                         price_as=["gpt-4o"], choices=FAST)["shapes"]["multi-turn"]
-    plain = run_traffic(data_dir, shapes=["multi-turn"], params=TrafficParams(limit=8),
-                        price_as=["gpt-4o"], choices=FAST,
-                        prefix_cache=False)["shapes"]["multi-turn"]
+    billed = _one_shape(data_dir, "multi-turn", 8)
+    plain = _one_shape(data_dir, "multi-turn", 8, prefix_cache=False)
     assert plain["prefix_cache"] is None
     # the list-price figures are the same replay's, with or without the prompt cache
     assert billed["list_price"]["cost_per_mtok_before"] == plain["cost_per_mtok_before"]
@@ -514,11 +520,8 @@ def test_measured_concise_ratios_add_an_estimate_kept_out_of_the_headline(
 
     ratios = OutputRatios(ratios={"chat": 0.5, "code": 0.5}, rows={"chat": 20, "code": 20},
                           source="test")
-    plain = run_traffic(data_dir, shapes=["chat"], params=TrafficParams(limit=6),
-                        price_as=["gpt-4o"], choices=FAST)["shapes"]["chat"]
-    with_ratios = run_traffic(data_dir, shapes=["chat"], params=TrafficParams(limit=6),
-                              price_as=["gpt-4o"], choices=FAST,
-                              output_ratios=ratios)["shapes"]["chat"]
+    plain = _one_shape(data_dir, "chat", 6)
+    with_ratios = _one_shape(data_dir, "chat", 6, output_ratios=ratios)
     assert plain["concise_estimate"] is None
     assert with_ratios["after_over_before"] == plain["after_over_before"]  # headline as is
     estimate = with_ratios["concise_estimate"]["gpt-4o"]
@@ -527,9 +530,7 @@ def test_measured_concise_ratios_add_an_estimate_kept_out_of_the_headline(
     assert estimate["est_saved_output_tokens"] > 0
     assert estimate["after_over_before_with_estimate"] < plain["after_over_before"]["gpt-4o"]
     code_only = OutputRatios(ratios={"code": 0.5}, rows={"code": 20}, source="test")
-    none_saved = run_traffic(data_dir, shapes=["chat"], params=TrafficParams(limit=6),
-                             price_as=["gpt-4o"], choices=FAST,
-                             output_ratios=code_only)["shapes"]["chat"]["concise_estimate"]
+    none_saved = _one_shape(data_dir, "chat", 6, output_ratios=code_only)["concise_estimate"]
     assert none_saved["gpt-4o"]["est_saved_output_tokens"] == 0
     assert (none_saved["gpt-4o"]["after_over_before_with_estimate"]
             == pytest.approx(plain["after_over_before"]["gpt-4o"], abs=1e-3))
