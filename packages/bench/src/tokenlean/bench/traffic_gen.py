@@ -164,17 +164,22 @@ def _entry(entry_id: str, messages: list[dict[str, Any]], answer: str, params: T
     }
 
 
+def _alternate(first: list[dict[str, Any]], second: list[dict[str, Any]],
+               n: int) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
+    """``n`` rows taken in turn from ``first`` and ``second`` (cycling through each; all
+    from one where the other is empty), each with the list it came from."""
+    for i in range(n):
+        source = first if (i % 2 == 0 and first) or not second else second
+        yield source, source[(i // 2) % len(source)]
+
+
 def _rag(data_dir: Path, params: TrafficParams, rng: random.Random) -> list[dict[str, Any]]:
     squad = _rows(data_dir, "qa_squad_dev.jsonl")
     nq = _rows(data_dir, "qa_nq_dev.jsonl")
     rng.shuffle(squad)
     rng.shuffle(nq)
     out: list[dict[str, Any]] = []
-    for i in range(params.limit):
-        source = squad if i % 2 == 0 or not nq else nq
-        if not source:
-            source = squad or nq
-        row = source[(i // 2) % len(source)]
+    for i, (source, row) in enumerate(_alternate(squad, nq, params.limit)):
         if source is squad:
             paragraphs = row["context"].split("\n\n")
         else:
@@ -343,9 +348,7 @@ def _chat(data_dir: Path, params: TrafficParams, rng: random.Random) -> list[dic
     rng.shuffle(arena)
     rng.shuffle(alpaca)
     out: list[dict[str, Any]] = []
-    for i in range(params.limit):
-        source = arena if (i % 2 == 0 and arena) or not alpaca else alpaca
-        row = source[(i // 2) % len(source)]
+    for i, (_, row) in enumerate(_alternate(arena, alpaca, params.limit)):
         out.append(_entry(f"chat-{i}", [dict(m) for m in row["messages"]], str(row["response"]),
                           params, {"shape": "chat", "source_id": row["id"],
                                    "logged_model": row.get("model")}))
