@@ -264,10 +264,8 @@ def _run_one(pipeline: Pipeline, provider: ReplayProvider, entry: LogEntry,
     request = entry.request
     assert request is not None  # parse_line guarantees it for replayed formats
     prompt = count_messages(request.messages, model=price_as, tools=request.tools).tokens
-    read, write = prefix_cache.bill(request.messages, request.tools) if prefix_cache \
-        else (0, 0)
-    read = min(read, prompt)
-    write = min(write, prompt - read)
+    read, write = (0, 0) if prefix_cache is None else prefix_cache.bill(
+        request.messages, request.tools, prompt_tokens=prompt)
     books.read_before += read
     books.write_before += write
     provider.expect(request, entry.response_text or "", finish_reason=entry.finish_reason,

@@ -40,10 +40,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tokenlean.core import Message, get_tokenizer
+from tokenlean.core.tokens import message_fields
 
 __all__ = ["PrefixCache", "PrefixRules", "rules_for"]
 
-ASSISTANT, TOOL = "assistant", "tool"
+_REPLY_ROLES = frozenset({"assistant", "tool"})  # a prompt holding one continues a conversation
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +98,7 @@ class PrefixCache:
         system_end = len(segments) - 1
         leading = True
         for message in messages:
-            fields = [message.role, message.name or "", message.text]
-            if message.tool_calls:
-                fields.append(json.dumps([dict(c) for c in message.tool_calls],
-                                         separators=(",", ":"), sort_keys=True, default=str))
-            if message.tool_call_id:
-                fields.append(message.tool_call_id)
+            fields = [*message_fields(message)[0], message.name or ""]  # what OpenAI counts
             segments.append([t for f in fields for t in encode(f)] + [-1])  # -1: a separator
             if leading and message.role in ("system", "developer"):
                 system_end = len(segments) - 1
@@ -110,14 +106,21 @@ class PrefixCache:
                 leading = False
         return segments, system_end
 
-    def bill(self, messages: Sequence[Message],
-             tools: Iterable[object] = ()) -> tuple[int, int]:
-        """(tokens read from the cache, tokens written to it) for one prompt sent now;
-        the prompt is then cached as the provider would cache it."""
+    def bill(self, messages: Sequence[Message], tools: Iterable[object] = (), *,
+             prompt_tokens: int | None = None) -> tuple[int, int]:
+        """(tokens read from the cache, tokens written to it) for one prompt sent now, at
+        most ``prompt_tokens`` (the billed count, when given) between them; the prompt is
+        then cached as the provider would cache it."""
         segments, system_end = self._stream(messages, tools)
         if self.rules.breakpoints:
-            return self._bill_breakpoints(segments, system_end, [m.role for m in messages])
-        return self._bill_automatic([t for seg in segments for t in seg])
+            read, write = self._bill_breakpoints(segments, system_end,
+                                                 [m.role for m in messages])
+        else:
+            read, write = self._bill_automatic([t for seg in segments for t in seg])
+        if prompt_tokens is None:
+            return read, write
+        read = min(read, prompt_tokens)
+        return read, min(write, prompt_tokens - read)
 
     def _bill_automatic(self, tokens: list[int]) -> tuple[int, int]:
         rules = self.rules
@@ -146,7 +149,7 @@ class PrefixCache:
             ends.append((total, digest.digest()))
         read = max((n for n, key in ends if key in self._cached), default=0)
         marked = {system_end}
-        if any(m in (ASSISTANT, TOOL) for m in roles):  # a conversation in progress
+        if _REPLY_ROLES.intersection(roles):  # a conversation in progress
             marked.add(len(ends) - 1)
         breakpoints = [ends[i] for i in marked if i >= 0]
         written = [(n, key) for n, key in breakpoints if n >= rules.min_tokens]

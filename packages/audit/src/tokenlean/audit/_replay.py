@@ -144,11 +144,8 @@ class ReplayProvider:
             output, finish = cap, "length"
         prompt = count_messages(request.messages, model=self.count_model,
                                 tools=request.tools).tokens
-        read, write = 0, 0
-        if self.prefix_cache is not None:
-            read, write = self.prefix_cache.bill(request.messages, request.tools)
-            read = min(read, prompt)
-            write = min(write, prompt - read)
+        read, write = (0, 0) if self.prefix_cache is None else self.prefix_cache.bill(
+            request.messages, request.tools, prompt_tokens=prompt)
         return Response(text=text, finish_reason=finish, model=request.model,
                         usage=Usage(input_tokens=prompt, output_tokens=output,
                                     cache_read_tokens=read, cache_write_tokens=write))

@@ -39,6 +39,7 @@ __all__ = [
     "Tokenizer",
     "count_messages",
     "count_tokens",
+    "message_fields",
     "get_tokenizer",
     "register_tokenizer",
 ]
@@ -233,7 +234,7 @@ def count_tokens(text: str, *, model: str) -> TokenCount:
     return TokenCount(_token_len(tokenizer, text), tokenizer.exact, tokenizer.name)
 
 
-def _message_fields(message: Message) -> tuple[list[str], bool]:
+def message_fields(message: Message) -> tuple[list[str], bool]:
     """The strings OpenAI tokenizes for a message, and whether that count is exact."""
     fields = [message.role, message.text]
     exact = isinstance(message.content, str) or all(
@@ -264,7 +265,7 @@ def count_messages(
     count = 0
     for raw in messages:
         message = raw if isinstance(raw, Message) else Message.from_openai(raw)
-        fields, fields_exact = _message_fields(message)
+        fields, fields_exact = message_fields(message)
         exact = exact and fields_exact
         total += TOKENS_PER_MESSAGE + sum(_token_len(tokenizer, f) for f in fields)
         if message.name:
