@@ -52,7 +52,7 @@ from tokenlean.core import (
     TokenleanWarning,
     count_messages,
 )
-from tokenlean.core.presets import LAYER_ORDER, LayerChoice, resolve_lean
+from tokenlean.core.presets import LAYER_ORDER, LayerChoice, close_layers, resolve_lean
 
 from ._logs import LogEntry, read_log
 from ._output import OutputRatios, OutputTally, task_type
@@ -372,10 +372,7 @@ def audit_entries(entries: Iterable[LogEntry], *, options: AuditOptions | None =
                 progress(books.requests)
     finally:
         if options.layers is None:  # the audit built them: it closes them
-            for layer in layers:
-                close = getattr(layer, "close", None)
-                if callable(close):
-                    close()
+            close_layers(layers)
         shutil.rmtree(scratch, ignore_errors=True)
     _answered(list(ledger.records()), pending, books, options)
     return _report(books, layers, options, prices, elapsed=time.perf_counter() - started,

@@ -92,10 +92,12 @@ def rag_answer_retention(entries: Sequence[Mapping[str, Any]],
     and the result is checked for a gold answer (SQuAD's normalisation), next to the
     same check on the prompt as sent. ``retention`` is kept / present."""
     from tokenlean.core import Request
-    from tokenlean.core.presets import resolve_lean
+    from tokenlean.core.presets import close_layers, resolve_lean
 
-    layers, _ = resolve_lean(preset=PRESET, ledger=False, **dict(choices or {}))
-    rewriting = [layer for layer in layers if layer.name in ("templates", "compress")]
+    # only the layers that rewrite the prompt: the cache and the budget would load models
+    # and stores this check never uses
+    rewriting, _ = resolve_lean(preset=PRESET, ledger=False,
+                                **{**dict(choices or {}), "cache": False, "budget": False})
     present = kept = 0
     try:
         for entry in entries:
@@ -111,10 +113,7 @@ def rag_answer_retention(entries: Sequence[Mapping[str, Any]],
                     request = rewritten
             kept += containment(" ".join(m.text for m in request.messages), golds)
     finally:
-        for layer in layers:
-            close = getattr(layer, "close", None)
-            if callable(close):
-                close()
+        close_layers(rewriting)
     return {"calls": len(entries), "gold_in_prompt": present, "gold_kept": kept,
             "retention": round(kept / present, 4) if present else None,
             "layers": [layer.name for layer in rewriting]}

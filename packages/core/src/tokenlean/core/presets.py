@@ -41,7 +41,7 @@ from .errors import ConfigError, MissingExtraError
 from .pipeline import Layer
 
 __all__ = ["LAYER_ORDER", "LEDGER_SUFFIXES", "PRESETS", "LayerChoice", "build_layers",
-           "ledger_from", "resolve_lean"]
+           "close_layers", "ledger_from", "resolve_lean"]
 
 LayerChoice = bool | str | Layer | None
 # The cache runs first: it looks answers up (and stores them) under the request
@@ -165,6 +165,16 @@ def ledger_from(ledger: Any) -> Any:
                       f"a ledger object with record() (SQLiteLedger, JSONLLedger, an "
                       f"exporter) or False for none; "
                       f"got {ledger!r}")
+
+
+def close_layers(layers: Sequence[Any]) -> None:
+    """Close the layers built here that hold something open (a store, a model server
+    connection): those with a ``close()``. For code that builds layers for itself (the
+    audit, the benchmarks); ``lean()``'s layers live as long as the app's model."""
+    for layer in layers:
+        close = getattr(layer, "close", None)
+        if callable(close):
+            close()
 
 
 def resolve_lean(*, layers: Sequence[Any] | None = None, preset: str = "safe",
