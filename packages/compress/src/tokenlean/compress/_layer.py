@@ -98,8 +98,7 @@ class CompressLayer:
 
     def _plan(self, request: Request) -> tuple[list[_Job], str | None]:
         model = self._model or request.model
-        last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"),
-                        default=None)
+        last_user = _last_user(request.messages)
         question = _question_of(request)
         jobs: list[_Job] = []
         for i, message in enumerate(request.messages):
@@ -125,11 +124,10 @@ class CompressLayer:
                 jobs: list[_Job]) -> tuple[list[_Job], dict[int, _Sent]]:
         """``stable_prefix``: the jobs left to compress, and the earlier messages of a
         conversation that are sent as this layer sent them before."""
-        roles = [m.role for m in request.messages]
-        if not self.stable_prefix or "user" not in roles:
+        last_user = _last_user(request.messages)
+        if not self.stable_prefix or last_user is None:
             return jobs, {}
-        last_user = len(roles) - 1 - roles[::-1].index("user")
-        if not any(r in ("assistant", "tool") for r in roles[:last_user]):
+        if not any(m.role in ("assistant", "tool") for m in request.messages[:last_user]):
             return jobs, {}  # single-turn: compressed for its own question
         recalled: dict[int, _Sent] = {}
         with self._sent_lock:
@@ -212,6 +210,11 @@ class CompressLayer:
 
     def __repr__(self) -> str:
         return f"CompressLayer({self.compressor!r}, roles={sorted(self.roles)})"
+
+
+def _last_user(messages: Sequence[Message]) -> int | None:
+    """The index of the last user message (None: there is none)."""
+    return max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
 
 
 def _question_of(request: Request) -> str | None:
