@@ -47,13 +47,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["DEFAULT_LIVE_LIMIT", "LIVE_MAX_TOKENS", "LIVE_SHAPES", "LiveShape",
+__all__ = ["DEFAULT_LIVE_LIMIT", "LIVE_SHAPES", "LiveShape",
            "answer_scores", "containment", "is_over_context", "live_messages", "run_live",
-           "squad_normalise", "summarise_live", "token_f1"]
+           "squad_normalise", "start_live_server", "summarise_live", "token_f1"]
 
 DEFAULT_LIVE_LIMIT = 20
+_Row = TypeVar("_Row", bound=Mapping[str, Any])
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,6 @@ LIVE_SHAPES: dict[str, LiveShape] = {
     "agent": LiveShape(128),
     "chat": LiveShape(256),
 }
-#: rag's output cap (kept for callers of the first version)
-LIVE_MAX_TOKENS = LIVE_SHAPES["rag"].max_tokens
 _NEEDS = ("tokenlean.server", "torch", "langchain_tokenlean", "langchain_openai")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = frozenset(string.punctuation)
@@ -148,7 +147,8 @@ def is_over_context(exc: BaseException) -> bool:
     return False
 
 
-def _answered(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _answered(rows: Sequence[_Row]) -> list[_Row]:
+    """The rows both arms answered (neither prompt over the model's context)."""
     return [r for r in rows if r.get("raw") is not None and r.get("lean") is not None]
 
 
@@ -233,7 +233,7 @@ def summarise_live(rows: Sequence[Mapping[str, Any]], *, model: str, max_tokens:
 def _similarities(rows: Sequence[dict[str, Any]]) -> None:
     """Each answered row's MiniLM cosine of the lean answer to the raw one (the templates
     layer's scorer); left out where tokenlean-templates or MiniLM is not installed."""
-    answered = [r for r in rows if r.get("raw") is not None and r.get("lean") is not None]
+    answered = _answered(rows)
     pairs = [(r["raw"], r["lean"]) for r in answered]
     if not pairs:
         return
