@@ -534,3 +534,22 @@ def test_measured_concise_ratios_add_an_estimate_kept_out_of_the_headline(
     assert none_saved["gpt-4o"]["est_saved_output_tokens"] == 0
     assert (none_saved["gpt-4o"]["after_over_before_with_estimate"]
             == pytest.approx(plain["after_over_before"]["gpt-4o"], abs=1e-3))
+
+
+def test_a_bad_data_folder_is_a_config_error_naming_the_file(data_dir: Path,
+                                                              tmp_path: Path) -> None:
+    import shutil
+
+    from tokenlean.core import ConfigError
+
+    with pytest.raises(ConfigError, match="missing"):
+        generate(tmp_path / "nowhere", "chat", TrafficParams(limit=2))
+    broken = tmp_path / "broken"
+    shutil.copytree(data_dir, broken)
+    arena = broken / "prompts_arena_hard_v01.jsonl"
+    arena.write_text(arena.read_text(encoding="utf-8") + "{not json\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"prompts_arena_hard_v01.jsonl, line 6: not JSON"):
+        generate(broken, "chat", TrafficParams(limit=2))
+    arena.write_text('{"id": 1}\n', encoding="utf-8")  # a row of the wrong shape
+    with pytest.raises(ConfigError, match="cannot build chat calls"):
+        generate(broken, "chat", TrafficParams(limit=2))

@@ -73,6 +73,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenlean.core import ConfigError
+
 __all__ = ["SHAPES", "TrafficParams", "generate", "write_log"]
 
 SHAPES = ("rag", "support", "multi-turn", "agent", "chat")
@@ -129,10 +131,17 @@ class TrafficParams:
 def _rows(data_dir: Path, name: str) -> list[dict[str, Any]]:
     path = data_dir / name
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing (the data folder needs the files of "
-                                "../shared/data, same names and shapes)")
+        raise ConfigError(f"{path}: missing (the data folder needs the files of "
+                          "../shared/data, same names and shapes)")
+    rows = []
     with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(f"{path}, line {number}: not JSON ({exc.msg})") from None
+    return rows
 
 
 def _answered_prompts(data_dir: Path, name: str) -> list[dict[str, Any]]:
@@ -367,7 +376,12 @@ def generate(data_dir: str | Path, shape: str,
         raise ValueError(f"unknown shape {shape!r}; choose one of {list(SHAPES)}")
     params = params or TrafficParams()
     rng = random.Random(f"{shape}:{params.seed}")
-    return _BUILDERS[shape](Path(data_dir), params, rng)[: params.limit]
+    try:
+        return _BUILDERS[shape](Path(data_dir), params, rng)[: params.limit]
+    except (KeyError, TypeError, AttributeError, IndexError, ZeroDivisionError) as exc:
+        # a file of the wrong shape (a missing field, an empty file): say which folder
+        raise ConfigError(f"{data_dir}: cannot build {shape} calls from its files "
+                          f"({type(exc).__name__}: {exc})") from None
 
 
 def write_log(entries: Sequence[dict[str, Any]], path: str | Path) -> Path:

@@ -574,13 +574,8 @@ def shape_entries(shape: str, data_dir: Path, calls: int) -> list[dict[str, Any]
     if not data_dir.is_dir():
         raise ConfigError(f"data folder {data_dir} not found: pass --data-dir DIR or set "
                           f"{DATA_DIR_ENV} (a folder with the files of ../shared/data)")
-    try:
-        return generate(data_dir, shape, TrafficParams(limit=calls))
-    except FileNotFoundError as exc:
-        raise ConfigError(str(exc)) from None
-    except (KeyError, ValueError) as exc:  # a file of the wrong shape
-        raise ConfigError(f"{data_dir}: cannot build {shape} calls from its files "
-                          f"({type(exc).__name__}: {exc})") from None
+    # a missing file or one of the wrong shape: the generator's ConfigError names it
+    return generate(data_dir, shape, TrafficParams(limit=calls))
 
 
 def shape_rows(live: dict[str, Any]) -> list[tuple[str, str, str]]:
