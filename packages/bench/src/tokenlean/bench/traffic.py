@@ -353,6 +353,10 @@ def bench(
     # loads the benches when it starts)
     from tokenlean.audit import load_output_ratios
     from tokenlean.cli._audit import _choice
+    from tokenlean.cli._demo import _quiet
+
+    if live:  # this command's terminal (run_traffic leaves a caller's loggers alone)
+        _quiet()
 
     ratios = None if output_ratios is None else load_output_ratios(output_ratios)
 

@@ -276,9 +276,8 @@ def start_live_server(console: Any = None) -> tuple[Any, str]:
     _require_demo_extra()
     from rich.console import Console
 
-    from tokenlean.cli._demo import _quiet, _start_server
+    from tokenlean.cli._demo import _start_server
 
-    _quiet()
     started: tuple[Any, str] = _start_server(console or Console(stderr=True))
     return started
 

@@ -635,6 +635,7 @@ def run_shape_demo(shape: str, *, data_dir: Path | None = None, calls: int = SHA
     if entries is None:
         entries = shape_entries(shape, folder, calls)  # refuses before anything loads
     _rates(price_as)  # fail before starting anything if the price is unknown
+    _quiet()  # the demo's terminal: no library progress bars or INFO logs
     from tokenlean.bench.traffic_live import run_live
 
     out = console or Console(stderr=as_json)
